@@ -1,0 +1,36 @@
+"""hydra_jax: causal analysis of language-model computations (the Hydra effect) in JAX."""
+import setuptools
+
+setuptools.setup(
+    name="hydra_jax",
+    version="0.1.0",
+    description="Ablation studies and the Hydra effect for transformer language models, in JAX/Haiku.",
+    packages=setuptools.find_packages(include=["hydra_jax", "hydra_jax.*"]),
+    package_data={"hydra_jax": ["assets/*", "assets/**/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.4.30",
+        "dm-haiku>=0.0.13",  # not via the [jax] extra: that resolves to an older Haiku
+        "optax>=0.2",
+        "ml_collections>=0.1.1",
+        "absl-py>=1.0",
+        "numpy>=1.24",
+        "safetensors>=0.4",
+        "tokenizers>=0.15",
+        "sentencepiece>=0.1.99",
+        "tensorflow-datasets>=4.9.4",
+        "array_record>=0.5",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "chex>=0.1.86",
+            "torch==2.13.0",  # this machine's CPU wheel; an unpinned torch pulls CUDA builds
+            "transformers>=4.40",
+            "nbformat>=5",
+            "nbclient>=0.7",
+            "ipykernel>=6",
+        ],
+    },
+)
