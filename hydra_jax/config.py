@@ -1,0 +1,150 @@
+"""ModelConfig: one frozen description of a pre-norm decoder-only transformer family.
+
+Every architecture hydra_jax runs (Chinchilla/Gopher, Llama, Mistral, Qwen2, Gemma,
+GPT-2, Pythia) is a point in this space. Architecture differences are *data* here,
+never `if arch == ...` branches in the model:
+
+  norm            "rms" (RMSNorm, no centring, no bias) or "layer" (LayerNorm, with bias)
+  norm_scale_offset  the norm multiplies by (offset + scale): 1.0 for Gemma's (1 + w)
+  position        "rotary" (with `rope_base` and `rotary_fraction` of each head),
+                  "learned" (absolute table added to the embedding),
+                  "relative" (Transformer-XL / Gopher / Chinchilla), or "none"
+  activation      "gelu" (exact), "gelu_tanh", "relu" or "silu"
+  gated_mlp       SwiGLU / GeGLU: out = W_out (act(W_gate x) * W_in x)
+  parallel_block  attention and MLP both read z^{l-1} (GPT-J / Pythia) instead of the
+                  MLP reading z^{l-1} + a^l
+  num_kv_heads    grouped-query attention when smaller than num_heads
+
+Glossary of shapes used throughout the package:
+  B batch (prompts), T positions, D d_model, H query heads, G key/value heads,
+  K head size, F MLP width, V vocabulary, L layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Optional
+
+NORMS = ("rms", "layer")
+POSITIONS = ("rotary", "learned", "relative", "none")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Hyper-parameters of a transformer; hashable, so it can be a static jit argument."""
+
+  vocab_size: int
+  d_model: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: Optional[int] = None     # None: = num_heads (multi-head attention)
+  head_dim: Optional[int] = None         # None: d_model // num_heads
+  mlp_dim: Optional[int] = None          # None: 4 * d_model
+  activation: str = "gelu"
+  gated_mlp: bool = False
+  norm: str = "rms"
+  norm_eps: float = 1e-5
+  norm_scale_offset: float = 0.0
+  position: str = "relative"
+  rope_base: float = 10000.0
+  rotary_fraction: float = 1.0
+  max_seq_len: int = 2048
+  parallel_block: bool = False
+  tie_embeddings: bool = False
+  embed_scale: float = 1.0               # Gemma multiplies the embedding by sqrt(d_model)
+  qkv_bias: bool = False
+  attn_out_bias: bool = False
+  mlp_bias: bool = False
+  query_scale: Optional[float] = None    # None: 1 / sqrt(head_dim)
+  dropout_rate: float = 0.0
+  dtype: str = "float32"                 # parameter and activation dtype
+  init_scale: float = 0.02
+  name: str = "model"
+
+  def __post_init__(self):
+    def bad(field, why):
+      raise ValueError(f"ModelConfig.{field}={getattr(self, field)!r}: {why}")
+
+    for field in ("vocab_size", "d_model", "num_layers", "num_heads", "max_seq_len"):
+      if not isinstance(getattr(self, field), int) or getattr(self, field) <= 0:
+        bad(field, "must be a positive integer")
+    for field in ("num_kv_heads", "head_dim", "mlp_dim"):
+      value = getattr(self, field)
+      if value is not None and (not isinstance(value, int) or value <= 0):
+        bad(field, "must be a positive integer or None")
+    if self.norm not in NORMS:
+      bad("norm", f"must be one of {NORMS}")
+    if self.position not in POSITIONS:
+      bad("position", f"must be one of {POSITIONS}")
+    if self.activation not in ACTIVATIONS:
+      bad("activation", f"must be one of {ACTIVATIONS}")
+    if self.dtype not in DTYPES:
+      bad("dtype", f"must be one of {DTYPES}")
+    if self.num_heads % self.kv_heads:
+      bad("num_kv_heads", f"must divide num_heads={self.num_heads}")
+    if self.head_dim is None and self.d_model % self.num_heads:
+      bad("num_heads", f"must divide d_model={self.d_model} when head_dim is None")
+    if not 0.0 <= self.dropout_rate < 1.0:
+      bad("dropout_rate", "must be in [0, 1)")
+    if not self.norm_eps > 0:
+      bad("norm_eps", "must be positive")
+    if self.position == "rotary":
+      if not 0.0 < self.rotary_fraction <= 1.0:
+        bad("rotary_fraction", "must be in (0, 1]")
+      if self.rotary_dim % 2:
+        bad("rotary_fraction", f"gives an odd rotary width {self.rotary_dim}")
+      if self.rope_base <= 0:
+        bad("rope_base", "must be positive")
+    if self.position == "relative" and self.d_model % 2:
+      bad("d_model", "must be even for the sinusoidal relative encoding")
+
+  # Derived sizes -------------------------------------------------------------------
+
+  @property
+  def kv_heads(self) -> int:
+    return self.num_kv_heads or self.num_heads
+
+  @property
+  def head_size(self) -> int:
+    return self.head_dim or self.d_model // self.num_heads
+
+  @property
+  def mlp_width(self) -> int:
+    return self.mlp_dim or 4 * self.d_model
+
+  @property
+  def rotary_dim(self) -> int:
+    return int(round(self.head_size * self.rotary_fraction))
+
+  @property
+  def attention_scale(self) -> float:
+    return self.query_scale if self.query_scale is not None else 1.0 / math.sqrt(self.head_size)
+
+  @property
+  def num_components(self) -> int:
+    """2L: component 2l is layer l's attention output, 2l+1 its MLP output."""
+    return 2 * self.num_layers
+
+  # Serialisation -------------------------------------------------------------------
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f"unknown ModelConfig field(s) {unknown}; known fields: {sorted(known)}")
+    return cls(**values)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> "ModelConfig":
+    return cls.from_dict(json.loads(text))

@@ -1,0 +1,69 @@
+"""Position encodings that act inside attention: rotary and Transformer-XL relative.
+
+Both are written for *arbitrary* query and key positions, so one implementation
+serves the full forward pass (queries = keys = 0..T-1) and the single-token decode
+against a key/value cache (one query at position t, keys at 0..T-1 plus t).
+
+Rotary (Su et al.): rotate the first `rotary_dim` features of every head by
+position-dependent angles; the two halves of that slice form the (x, y) pairs
+("rotate half" layout, as in Llama and GPT-NeoX checkpoints).
+
+Relative (Dai et al. 2019; Gopher, Chinchilla): with sinusoidal embedding r_k of
+the offset k = i - j, a learned projection W_R and per-head biases u and v,
+
+    s(i, j) = q_i . k_j  +  q_i . W_R r_{i-j}  +  u . k_j  +  v . W_R r_{i-j}.
+
+`relative_logits` computes the two offset terms, (q_i + v) . W_R r_{i-j}, for all
+offsets at once ([.., T_offsets] per query) and then gathers offset i - j for each
+key: the "relative shift" written as an index gather.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def rotary_angles(positions: jax.Array, rotary_dim: int, base: float) -> tuple[jax.Array, jax.Array]:
+  """cos, sin of the rotary angles: positions [B, T] -> two [B, T, rotary_dim // 2] arrays."""
+  inv_freq = 1.0 / (base ** (jnp.arange(0, rotary_dim, 2, dtype=jnp.float32) / rotary_dim))
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq   # [B, T, rotary_dim/2]
+  return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rotary(x: jax.Array, positions: jax.Array, rotary_dim: int, base: float) -> jax.Array:
+  """Rotate the first `rotary_dim` features of each head: x [B, T, N, K], positions [B, T]."""
+  cos, sin = rotary_angles(positions, rotary_dim, base)            # [B, T, R/2]
+  cos, sin = cos[:, :, None, :], sin[:, :, None, :]                # [B, T, 1, R/2]
+  rot, rest = x[..., :rotary_dim].astype(jnp.float32), x[..., rotary_dim:]
+  first, second = jnp.split(rot, 2, axis=-1)                       # [B, T, N, R/2] each
+  rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+  return jnp.concatenate([rotated.astype(x.dtype), rest], axis=-1)
+
+
+def sinusoid(offsets: jax.Array, dim: int) -> jax.Array:
+  """Transformer-XL sinusoidal embedding of offsets [N] -> [N, dim] = [sin | cos]."""
+  inv_freq = 1.0 / (10000.0 ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+  angles = offsets.astype(jnp.float32)[:, None] * inv_freq          # [N, dim/2]
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def relative_logits(
+    q: jax.Array,            # [B, Tq, H, K] queries (unscaled)
+    q_pos: jax.Array,        # [B, Tq] int
+    k_pos: jax.Array,        # [B, Tk] int
+    w_r: jax.Array,          # [D, H, K] projection of the sinusoid
+    bias_v: jax.Array,       # [H, K] the "v" bias of the position term
+    max_offset: int,         # offsets 0..max_offset-1 are computed
+) -> jax.Array:
+  """(q_i + v) . W_R r_{i-j} for every query i and key j: [B, H, Tq, Tk].
+
+  Offsets i - j < 0 (future keys) are clipped to 0; the causal mask removes them.
+  """
+  d_model = w_r.shape[0]
+  r = sinusoid(jnp.arange(max_offset), d_model).astype(w_r.dtype)   # [O, D]
+  r_proj = jnp.einsum("od,dhk->ohk", r, w_r)                         # [O, H, K]
+  per_offset = jnp.einsum("bqhk,ohk->bhqo", q + bias_v, r_proj)      # [B, H, Tq, O]
+  offsets = jnp.clip(q_pos[:, :, None] - k_pos[:, None, :], 0, max_offset - 1)  # [B, Tq, Tk]
+  index = jnp.broadcast_to(offsets[:, None], per_offset.shape[:3] + offsets.shape[-1:])
+  return jnp.take_along_axis(per_offset, index, axis=-1)             # [B, H, Tq, Tk]
