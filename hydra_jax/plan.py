@@ -1,0 +1,190 @@
+"""The plan of a sweep, computed without allocating the model: size, memory, FLOPs, devices.
+
+`make_plan` counts parameters with `jax.eval_shape` (shapes only, nothing allocated)
+and estimates, for the chosen mesh of `data` x `model` devices:
+
+  bytes per device   the weights split over the model axis, plus one chunk's working set
+                     split over the data axis: the clean run's key/value cache and
+                     logits, and the activations of all its ablated runs in flight
+  FLOPs              of the whole sweep: a clean forward of every prompt, plus 2L x K
+                     ablated runs per prompt (a one-token decode against the clean cache
+                     on the incremental path, a whole forward on the full path), at
+                     2 FLOPs per multiply-add
+  devices needed     a lower bound: devices of this machine's memory that together hold
+                     the weights and one chunk's working set
+
+A run whose bytes per device exceed the usable memory of a device stops before
+allocating anything, printing the plan (`check_fits`). Memory per device is the
+accelerator's `bytes_limit`, or on CPU the host's available memory shared by its
+devices. All figures are estimates for planning, good to tens of percent.
+
+Shapes: N prompts, T prompt length, K sources, L layers, D d_model, H heads, G kv heads,
+Kh head size, F MLP width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+
+from hydra_jax import model as model_lib
+from hydra_jax.config import ModelConfig
+
+USABLE_FRACTION = 0.85  # of a device's memory, leaving room for XLA's buffers
+GIB = 1024 ** 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What a sweep needs. Bytes are per device under the mesh unless named total."""
+  model_name: str
+  num_params: int
+  param_bytes_total: int
+  num_prompts: int
+  prompt_length: int
+  num_sources: int
+  num_components: int
+  ablated_forwards: int
+  flops_total: float
+  mesh_shape: tuple[int, int]          # (data, model)
+  param_bytes_per_device: int
+  work_bytes_per_device: int
+  memory_per_device: Optional[int]     # None: unknown
+  devices_available: int
+  devices_needed: int
+
+  @property
+  def bytes_per_device(self) -> int:
+    return self.param_bytes_per_device + self.work_bytes_per_device
+
+  @property
+  def fits(self) -> bool:
+    return (self.memory_per_device is None
+            or self.bytes_per_device <= USABLE_FRACTION * self.memory_per_device)
+
+  def describe(self) -> str:
+    memory = "unknown" if self.memory_per_device is None else f"{self.memory_per_device / GIB:.1f} GiB"
+    data, model = self.mesh_shape
+    return "\n".join([
+        f"plan for {self.model_name}:",
+        f"  parameters          {self.num_params:,} ({self.num_params / 1e9:.2f}B), "
+        f"{self.param_bytes_total / GIB:.2f} GiB",
+        f"  sweep               {self.num_prompts:,} prompts of <= {self.prompt_length} tokens x "
+        f"{self.num_components} components x {self.num_sources} sources = "
+        f"{self.ablated_forwards:,} ablated forwards",
+        f"  FLOPs (whole sweep) {self.flops_total:.3e}",
+        f"  mesh                data={data} x model={model} ({data * model} devices; "
+        f"{self.devices_available} available)",
+        f"  bytes per device    {self.bytes_per_device / GIB:.2f} GiB "
+        f"(weights {self.param_bytes_per_device / GIB:.2f} GiB + working set "
+        f"{self.work_bytes_per_device / GIB:.2f} GiB); memory per device {memory}",
+        f"  devices needed      >= {self.devices_needed} of this memory",
+        f"  fits                {'yes' if self.fits else 'NO'}",
+    ])
+
+
+def param_shapes(config: ModelConfig):
+  """The parameter tree as ShapeDtypeStructs (nothing allocated)."""
+  return jax.eval_shape(lambda: model_lib.init_params(config, 0))
+
+
+def forward_flops(config: ModelConfig, query_positions: int, key_positions: int) -> float:
+  """FLOPs of running `query_positions` positions attending to `key_positions` keys."""
+  D, L, H, G, Kh, F = (config.d_model, config.num_layers, config.num_heads, config.kv_heads,
+                       config.head_size, config.mlp_width)
+  attention_weights = D * Kh * (2 * H + 2 * G)                              # q, o, k, v
+  mlp_weights = D * F * (3 if config.gated_mlp else 2)
+  relative = D * H * Kh if config.position == "relative" else 0             # W_R on offsets
+  per_position = 2 * L * (attention_weights + mlp_weights + relative)
+  scores = 2 * 2 * L * H * Kh * key_positions                                # q.k and p.v
+  unembed = 2 * D * config.vocab_size
+  return float(query_positions * (per_position + scores + unembed))
+
+
+def device_memory(device) -> Optional[int]:
+  """Bytes one device can hold: its allocator's limit, or its share of the host's free RAM."""
+  try:
+    stats = device.memory_stats()
+  except Exception:  # backends without memory statistics
+    stats = None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"])
+  if device.platform == "cpu":
+    available = _host_available_bytes()
+    if available is not None:
+      return available // max(1, jax.local_device_count())
+  return None
+
+
+def _host_available_bytes() -> Optional[int]:
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError):
+    return None
+
+
+def make_plan(config: ModelConfig, *, num_prompts: int, prompt_length: int, num_sources: int,
+              chunk_size: int, mesh_shape: tuple[int, int], path: str = "incremental",
+              memory_per_device: Optional[int] = None,
+              devices_available: Optional[int] = None) -> Plan:
+  """The plan of sweeping `num_prompts` prompts of up to `prompt_length` tokens."""
+  shapes = jax.tree_util.tree_leaves(param_shapes(config))
+  num_params = int(sum(math.prod(s.shape) for s in shapes))
+  param_bytes = int(sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in shapes))
+  C, T, K = config.num_components, prompt_length, num_sources
+  ablations_per_prompt = C * K
+  if path == "incremental":
+    ablated = forward_flops(config, 1, T)
+  else:
+    ablated = forward_flops(config, T, T)
+  flops = num_prompts * (forward_flops(config, T, T) + ablations_per_prompt * ablated)
+
+  data, model = mesh_shape
+  itemsize = np.dtype(config.dtype).itemsize
+  prompts_per_device = math.ceil(chunk_size / data)
+  kv_cache = 2 * config.num_layers * T * config.kv_heads * config.head_size * itemsize
+  clean_logits = T * config.vocab_size * 4
+  in_flight = ablations_per_prompt * (8 * config.d_model + 2 * config.mlp_width
+                                      + config.vocab_size) * 4 / model
+  work = int(prompts_per_device * (kv_cache + clean_logits + in_flight))
+  param_per_device = math.ceil(param_bytes / model)
+
+  if memory_per_device is None:
+    memory_per_device = device_memory(jax.devices()[0])
+  if devices_available is None:
+    devices_available = jax.device_count()
+  if memory_per_device:
+    # Perfect sharding of the weights and of one chunk's working set over n devices.
+    unsharded_work = chunk_size * (kv_cache + clean_logits + in_flight * model)
+    needed = max(1, math.ceil((param_bytes + unsharded_work) / (USABLE_FRACTION * memory_per_device)))
+  else:
+    needed = data * model
+  return Plan(model_name=config.name, num_params=num_params, param_bytes_total=param_bytes,
+              num_prompts=num_prompts, prompt_length=T, num_sources=K, num_components=C,
+              ablated_forwards=num_prompts * ablations_per_prompt, flops_total=flops,
+              mesh_shape=(data, model), param_bytes_per_device=param_per_device,
+              work_bytes_per_device=work, memory_per_device=memory_per_device,
+              devices_available=devices_available, devices_needed=needed)
+
+
+def check_fits(plan: Plan) -> None:
+  """Raise a ValueError holding the plan when it does not fit this machine's devices."""
+  if not plan.fits:
+    raise ValueError(
+        f"this machine is too small for the sweep: it needs "
+        f"{plan.bytes_per_device / GIB:.1f} GiB per device, a device here holds "
+        f"{plan.memory_per_device / GIB:.1f} GiB (usable {USABLE_FRACTION:.0%}). Run it on at "
+        f"least {plan.devices_needed} such devices (e.g. --config.mesh.model=N on a TPU slice), "
+        f"or lower --config.sweep.chunk_size.\n{plan.describe()}")
