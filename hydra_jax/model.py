@@ -192,10 +192,15 @@ def check_tokens(config: ModelConfig, tokens) -> None:
                      f"[{tokens.min()}, {tokens.max()}]")
 
 
+@functools.partial(jax.jit, static_argnames=("config",))
+def _init(config: ModelConfig, key: jax.Array) -> hk.Params:
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return _transformed(config).init(key, tokens, tokens, None, None, False)
+
+
 def init_params(config: ModelConfig, seed: int = 0) -> hk.Params:
   """Random parameters for `config` (use `jax.eval_shape` to count without allocating)."""
-  tokens = jnp.zeros((1, 1), jnp.int32)
-  return _transformed(config).init(jax.random.PRNGKey(seed), tokens, tokens, None, None, False)
+  return _init(config, jax.random.PRNGKey(seed))
 
 
 @functools.partial(jax.jit, static_argnames=("config",))

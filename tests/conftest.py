@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny model configs of every architecture option, and the shared data folder."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+import hydra_jax as hj
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+# One tiny config per architecture option (norm, position, MLP kind, block kind, GQA).
+TINY_VARIANTS = {
+    "chinchilla": dict(norm="rms", position="relative"),
+    "llama_gqa": dict(norm="rms", position="rotary", activation="silu", gated_mlp=True,
+                      num_kv_heads=2, tie_embeddings=False),
+    "gpt2": dict(norm="layer", position="learned", activation="gelu_tanh", tie_embeddings=True,
+                 qkv_bias=True, attn_out_bias=True, mlp_bias=True),
+    "pythia": dict(norm="layer", position="rotary", rotary_fraction=0.5, parallel_block=True,
+                   attn_out_bias=True, mlp_bias=True, qkv_bias=True),
+    "gemma": dict(norm="rms", norm_scale_offset=1.0, position="rotary", activation="gelu_tanh",
+                  gated_mlp=True, embed_scale=32 ** 0.5, num_kv_heads=1, head_dim=16,
+                  tie_embeddings=True),
+    "nopos_relu": dict(norm="rms", position="none", activation="relu"),
+}
+
+
+def tiny_config(**overrides) -> hj.ModelConfig:
+  base = dict(vocab_size=61, d_model=32, num_layers=3, num_heads=4, max_seq_len=16,
+              init_scale=0.2)
+  base.update(overrides)
+  return hj.ModelConfig(**base)
+
+
+def random_tokens(config, batch=3, length=7, seed=0) -> np.ndarray:
+  return np.random.RandomState(seed).randint(0, config.vocab_size, (batch, length)).astype(np.int32)
+
+
+@pytest.fixture(params=sorted(TINY_VARIANTS))
+def variant(request):
+  """(name, config, params) for each architecture option."""
+  config = tiny_config(**TINY_VARIANTS[request.param])
+  return request.param, config, hj.init_params(config, seed=1)
