@@ -21,6 +21,7 @@ setuptools.setup(
         "tensorflow-datasets>=4.9.4",
         "array_record>=0.5",
         "matplotlib>=3.7",
+        "importlib_resources",  # tensorflow-datasets imports it through etils on Python 3.11
     ],
     extras_require={
         "test": [
