@@ -1,18 +1,23 @@
 """Checkpoints -> (ModelConfig, params), with no torch at run time.
 
-  native   hydra_jax's own directory format (config.json + params.safetensors): save / load
-  hf       Hugging Face safetensors checkpoints of Llama, Mistral, Qwen2, Gemma, GPT-2 and
-           GPT-NeoX (Pythia) models: load_hf, optionally straight onto a device mesh
+  native         hydra_jax's own directory format (config.json + params.safetensors):
+                 save(path, config, params), load(path) -> (config, params)
+  hf             Hugging Face safetensors checkpoints (single file or sharded + index) of
+                 Llama, Mistral, Qwen2, Gemma, GPT-2 and GPT-NeoX (Pythia) models:
+                 load_hf(path, dtype=None, mesh=None) -> (config, params)
+  architectures  each architecture as data: config.json keys -> ModelConfig fields and
+                 Hugging Face tensor names -> hydra_jax tensors (with named transforms)
+  transforms     the named per-tensor conversions (transpose, split heads, unfuse q|k|v)
+  placement      placing parameters onto a mesh one layer at a time
+  layout         the flat "module/param" naming, expected shapes, and the shape checks
+
+Every loader raises CheckpointError (a ValueError) naming the tensor and both shapes for a
+checkpoint that does not fit its config, before reading any tensor data.
 """
 
+from hydra_jax.checkpoints.hf import load_hf
 from hydra_jax.checkpoints.layout import CheckpointError
 from hydra_jax.checkpoints.native import load, save
-
-
-def load_hf(path, *, dtype=None, mesh=None):
-  """Load a Hugging Face checkpoint directory; see `hydra_jax.checkpoints.hf.load_hf`."""
-  from hydra_jax.checkpoints import hf  # imported lazily: the architecture tables are larger
-  return hf.load_hf(path, dtype=dtype, mesh=mesh)
 
 
 __all__ = ["save", "load", "load_hf", "CheckpointError"]

@@ -1,0 +1,281 @@
+"""Hugging Face architectures as data: config keys -> ModelConfig, tensor names -> params.
+
+An `Architecture` is three tables and nothing else:
+
+  fields     ModelConfig field -> a constant, a `Key` of config.json (with the default
+             transformers uses when the key is absent), or a small function of config.json
+  tensors    hydra_jax tensor ("layers/attention/q") <- Hugging Face tensor name template
+             ("{p}layers.{layer}.self_attn.q_proj.weight") and a named `Transform`;
+             "{p}" is the base-model prefix, "{layer}" the layer index of a per-layer
+             tensor (stacked by the loader into hydra_jax's leading L axis). A rule whose
+             hydra_jax tensor the config does not need (a bias it has not, an untied
+             unembedding) is skipped, so the same table serves every variant.
+  ignored    patterns of non-parameter buffers some checkpoints carry (causal-mask
+             buffers, cached rotary frequencies)
+
+plus `unsupported`: functions of config.json that return why the model cannot be run
+exactly (rope scaling, per-layer attention scales), or None.
+
+Checked against transformers 5.24 (models/<arch>/modeling_<arch>.py):
+  Llama/Mistral/Qwen2/Gemma  RMSNorm in float32; rotate-half rotary over the whole head;
+                             scores scaled by head_dim**-0.5; out = down(act(gate x) * up x)
+  Mistral                    sliding-window attention: a query sees the last `sliding_window`
+                             keys. Represented as data: max_seq_len is capped at the window,
+                             where windowed and full causal attention agree exactly.
+  Qwen2                      biases on q/k/v only; sliding window only if use_sliding_window
+  Gemma                      embedding x sqrt(d_model) rounded to the weight dtype (our
+                             embed_scale is cast the same way); RMSNorm gain (1 + w); GeGLU with
+                             tanh-gelu (config "gelu" is a legacy name for it); tied unembedding
+  GPT-2                      Conv1D [in, out]; fused c_attn; learned positions; LayerNorm;
+                             gelu_new = tanh-gelu; scale_attn_weights=False -> no 1/sqrt(K)
+  GPT-NeoX (Pythia)          parallel residual; rotary on the first rotary_pct of each head;
+                             fused per-head q|k|v; LayerNorm; exact gelu; separate embed_out
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Optional
+
+from hydra_jax.checkpoints.transforms import (Transform, gpt2_qkv_bias, gpt2_qkv_weight,
+                                              linear_from_heads, linear_to_heads, neox_qkv_bias,
+                                              neox_qkv_weight, same, split_heads, transpose)
+
+REQUIRED = object()
+
+# transformers ACT2FN names -> ModelConfig.activation
+HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+                  "gelu_fast": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+  """config.json[name] for the first of `names` present and not null, else `default`."""
+  names: tuple[str, ...] | str
+  default: Any = REQUIRED
+  convert: Callable[[Any], Any] = lambda value: value
+
+  def __call__(self, hf: Mapping[str, Any]) -> Any:
+    names = (self.names,) if isinstance(self.names, str) else self.names
+    for name in names:
+      if hf.get(name) is not None:
+        return self.convert(hf[name])
+    if self.default is REQUIRED:
+      raise ValueError(f"config.json has no {' or '.join(map(repr, names))}")
+    return self.default
+
+
+def activation(table: Mapping[str, str]) -> Callable[[str], str]:
+  def convert(name):
+    if name not in table:
+      raise ValueError(f"config.json activation {name!r} is not supported; known: {sorted(table)}")
+    return table[name]
+  return convert
+
+
+def _rope(hf) -> Mapping[str, Any]:
+  return hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+
+
+def rope_base(hf) -> float:
+  """rope_theta: in rope_parameters (transformers 5) or top level (older config.json files)."""
+  return float(_rope(hf).get("rope_theta") or hf.get("rope_theta") or hf.get("rotary_emb_base")
+               or 10000.0)
+
+
+def rotary_fraction(default: float) -> Callable:
+  """Fraction of each head rotated: transformers rotates int(head_size * factor) features."""
+  def fraction(hf):
+    factor = (_rope(hf).get("partial_rotary_factor") or hf.get("partial_rotary_factor")
+              or hf.get("rotary_pct") or default)
+    head_size = hf["hidden_size"] // hf["num_attention_heads"]
+    return int(head_size * factor) / head_size
+  return fraction
+
+
+def rope_scaling_unsupported(hf) -> Optional[str]:
+  rope = _rope(hf)
+  kind = rope.get("rope_type", rope.get("type", "default"))
+  return None if kind == "default" else f"rope_type {kind!r} (only unscaled rotary is supported)"
+
+
+def window_capped(limit_default: int, window_default: Optional[int], switch: Optional[str] = None):
+  """max_seq_len = min(max_position_embeddings, sliding_window) when the window is active."""
+  def context(hf):
+    limit = Key("max_position_embeddings", limit_default)(hf)
+    active = switch is None or hf.get(switch, False)
+    window = hf.get("sliding_window", window_default) if active else None
+    return min(limit, window) if window else limit
+  return context
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """hydra_jax tensor `ours` <- Hugging Face tensor (first of `hf` names present), via `transform`."""
+  ours: str
+  hf: tuple[str, ...] | str
+  transform: Transform
+
+  @property
+  def hf_names(self) -> tuple[str, ...]:
+    return (self.hf,) if isinstance(self.hf, str) else self.hf
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+  name: str
+  fields: Mapping[str, Any]
+  tensors: tuple[Rule, ...]
+  prefixes: tuple[str, ...]
+  ignored: tuple[str, ...] = ()
+  unsupported: tuple[Callable[[Mapping[str, Any]], Optional[str]], ...] = (rope_scaling_unsupported,)
+
+
+# Llama family: Llama, Mistral, Qwen2, Gemma --------------------------------------------------
+
+_LAYER = "{p}layers.{layer}."
+LLAMA_TENSORS = (
+    Rule("embed/embeddings", "{p}embed_tokens.weight", same),
+    Rule("layers/attn_norm/scale", _LAYER + "input_layernorm.weight", same),
+    *(Rule(f"layers/attention/{x}", _LAYER + f"self_attn.{x}_proj.weight", linear_to_heads)
+      for x in "qkv"),
+    *(Rule(f"layers/attention/{x}_bias", _LAYER + f"self_attn.{x}_proj.bias", split_heads)
+      for x in "qkv"),
+    Rule("layers/attention/o", _LAYER + "self_attn.o_proj.weight", linear_from_heads),
+    Rule("layers/attention/o_bias", _LAYER + "self_attn.o_proj.bias", same),
+    Rule("layers/mlp_norm/scale", _LAYER + "post_attention_layernorm.weight", same),
+    Rule("layers/mlp/w_gate", _LAYER + "mlp.gate_proj.weight", transpose),
+    Rule("layers/mlp/w_in", _LAYER + "mlp.up_proj.weight", transpose),
+    Rule("layers/mlp/w_out", _LAYER + "mlp.down_proj.weight", transpose),
+    Rule("layers/mlp/b_gate", _LAYER + "mlp.gate_proj.bias", same),
+    Rule("layers/mlp/b_in", _LAYER + "mlp.up_proj.bias", same),
+    Rule("layers/mlp/b_out", _LAYER + "mlp.down_proj.bias", same),
+    Rule("final_norm/scale", "{p}norm.weight", same),
+    Rule("unembed/w", "lm_head.weight", transpose),
+)
+
+LLAMA_FIELDS = dict(
+    vocab_size=Key("vocab_size"), d_model=Key("hidden_size"),
+    num_layers=Key("num_hidden_layers"), num_heads=Key("num_attention_heads"),
+    num_kv_heads=Key("num_key_value_heads", None), head_dim=Key("head_dim", None),
+    mlp_dim=Key("intermediate_size"),
+    activation=Key("hidden_act", "silu", activation(HF_ACTIVATIONS)), gated_mlp=True,
+    norm="rms", norm_eps=Key("rms_norm_eps", 1e-6), position="rotary", rope_base=rope_base,
+    rotary_fraction=1.0, max_seq_len=Key("max_position_embeddings", 2048),
+    tie_embeddings=Key("tie_word_embeddings", False),
+    qkv_bias=Key("attention_bias", False), attn_out_bias=Key("attention_bias", False),
+    mlp_bias=Key("mlp_bias", False),
+)
+
+_LLAMA_BUFFERS = (r"rotary_emb\.inv_freq$",)
+
+LLAMA = Architecture("LlamaForCausalLM", LLAMA_FIELDS, LLAMA_TENSORS, ("model.",), _LLAMA_BUFFERS)
+
+MISTRAL = Architecture(
+    "MistralForCausalLM",
+    LLAMA_FIELDS | dict(qkv_bias=False, attn_out_bias=False, mlp_bias=False,
+                        max_seq_len=window_capped(131072, 4096)),
+    LLAMA_TENSORS, ("model.",), _LLAMA_BUFFERS)
+
+QWEN2 = Architecture(
+    "Qwen2ForCausalLM",
+    LLAMA_FIELDS | dict(qkv_bias=True, attn_out_bias=False, mlp_bias=False,
+                        max_seq_len=window_capped(32768, 4096, switch="use_sliding_window")),
+    LLAMA_TENSORS, ("model.",), _LLAMA_BUFFERS)
+
+GEMMA = Architecture(
+    "GemmaForCausalLM",
+    LLAMA_FIELDS | dict(
+        head_dim=Key("head_dim", 256),
+        activation=Key(("hidden_activation", "hidden_act"), "gelu_pytorch_tanh",
+                       activation(HF_ACTIVATIONS | {"gelu": "gelu_tanh"})),
+        embed_scale=lambda hf: math.sqrt(hf["hidden_size"]), norm_scale_offset=1.0,
+        tie_embeddings=Key("tie_word_embeddings", True), mlp_bias=False,
+        max_seq_len=Key("max_position_embeddings", 8192)),
+    LLAMA_TENSORS, ("model.",), _LLAMA_BUFFERS,
+    unsupported=(rope_scaling_unsupported,
+                 lambda hf: "bidirectional attention" if hf.get("use_bidirectional_attention")
+                 else None))
+
+# GPT-2 ------------------------------------------------------------------------------------------
+
+_BLOCK = "{p}h.{layer}."
+GPT2 = Architecture(
+    "GPT2LMHeadModel",
+    dict(vocab_size=Key("vocab_size"), d_model=Key(("n_embd", "hidden_size")),
+         num_layers=Key(("n_layer", "num_hidden_layers")),
+         num_heads=Key(("n_head", "num_attention_heads")), mlp_dim=Key("n_inner", None),
+         activation=Key("activation_function", "gelu_new", activation(HF_ACTIVATIONS)),
+         norm="layer", norm_eps=Key("layer_norm_epsilon", 1e-5), position="learned",
+         max_seq_len=Key(("n_positions", "max_position_embeddings"), 1024),
+         tie_embeddings=Key("tie_word_embeddings", True), qkv_bias=True, attn_out_bias=True,
+         mlp_bias=True, query_scale=lambda hf: None if hf.get("scale_attn_weights", True) else 1.0),
+    (
+        Rule("embed/embeddings", "{p}wte.weight", same),
+        Rule("embed/positions", "{p}wpe.weight", same),
+        Rule("layers/attn_norm/scale", _BLOCK + "ln_1.weight", same),
+        Rule("layers/attn_norm/bias", _BLOCK + "ln_1.bias", same),
+        *(Rule(f"layers/attention/{x}", _BLOCK + "attn.c_attn.weight", gpt2_qkv_weight(i))
+          for i, x in enumerate("qkv")),
+        *(Rule(f"layers/attention/{x}_bias", _BLOCK + "attn.c_attn.bias", gpt2_qkv_bias(i))
+          for i, x in enumerate("qkv")),
+        Rule("layers/attention/o", _BLOCK + "attn.c_proj.weight", split_heads),
+        Rule("layers/attention/o_bias", _BLOCK + "attn.c_proj.bias", same),
+        Rule("layers/mlp_norm/scale", _BLOCK + "ln_2.weight", same),
+        Rule("layers/mlp_norm/bias", _BLOCK + "ln_2.bias", same),
+        Rule("layers/mlp/w_in", _BLOCK + "mlp.c_fc.weight", same),
+        Rule("layers/mlp/b_in", _BLOCK + "mlp.c_fc.bias", same),
+        Rule("layers/mlp/w_out", _BLOCK + "mlp.c_proj.weight", same),
+        Rule("layers/mlp/b_out", _BLOCK + "mlp.c_proj.bias", same),
+        Rule("final_norm/scale", "{p}ln_f.weight", same),
+        Rule("final_norm/bias", "{p}ln_f.bias", same),
+        Rule("unembed/w", "lm_head.weight", transpose),
+    ),
+    prefixes=("transformer.", ""),   # GPT2LMHeadModel files use "transformer."; GPT2Model none
+    ignored=(r"\.attn\.bias$", r"\.attn\.masked_bias$"),
+    unsupported=(lambda hf: "scale_attn_by_inverse_layer_idx (a per-layer attention scale)"
+                 if hf.get("scale_attn_by_inverse_layer_idx") else None,
+                 lambda hf: "cross-attention" if hf.get("add_cross_attention") else None),
+)
+
+# GPT-NeoX (Pythia) ------------------------------------------------------------------------------
+
+_NEOX = "{p}layers.{layer}."
+GPT_NEOX = Architecture(
+    "GPTNeoXForCausalLM",
+    dict(vocab_size=Key("vocab_size"), d_model=Key("hidden_size"),
+         num_layers=Key("num_hidden_layers"), num_heads=Key("num_attention_heads"),
+         mlp_dim=Key("intermediate_size"),
+         activation=Key("hidden_act", "gelu", activation(HF_ACTIVATIONS)), norm="layer",
+         norm_eps=Key("layer_norm_eps", 1e-5), position="rotary", rope_base=rope_base,
+         rotary_fraction=rotary_fraction(0.25), max_seq_len=Key("max_position_embeddings", 2048),
+         parallel_block=Key("use_parallel_residual", True),
+         tie_embeddings=Key("tie_word_embeddings", False),
+         qkv_bias=Key("attention_bias", True), attn_out_bias=Key("attention_bias", True),
+         mlp_bias=True),
+    (
+        Rule("embed/embeddings", "{p}embed_in.weight", same),
+        Rule("layers/attn_norm/scale", _NEOX + "input_layernorm.weight", same),
+        Rule("layers/attn_norm/bias", _NEOX + "input_layernorm.bias", same),
+        *(Rule(f"layers/attention/{x}", _NEOX + "attention.query_key_value.weight",
+               neox_qkv_weight(i)) for i, x in enumerate("qkv")),
+        *(Rule(f"layers/attention/{x}_bias", _NEOX + "attention.query_key_value.bias",
+               neox_qkv_bias(i)) for i, x in enumerate("qkv")),
+        Rule("layers/attention/o", _NEOX + "attention.dense.weight", linear_from_heads),
+        Rule("layers/attention/o_bias", _NEOX + "attention.dense.bias", same),
+        Rule("layers/mlp_norm/scale", _NEOX + "post_attention_layernorm.weight", same),
+        Rule("layers/mlp_norm/bias", _NEOX + "post_attention_layernorm.bias", same),
+        Rule("layers/mlp/w_in", _NEOX + "mlp.dense_h_to_4h.weight", transpose),
+        Rule("layers/mlp/b_in", _NEOX + "mlp.dense_h_to_4h.bias", same),
+        Rule("layers/mlp/w_out", _NEOX + "mlp.dense_4h_to_h.weight", transpose),
+        Rule("layers/mlp/b_out", _NEOX + "mlp.dense_4h_to_h.bias", same),
+        Rule("final_norm/scale", "{p}final_layer_norm.weight", same),
+        Rule("final_norm/bias", "{p}final_layer_norm.bias", same),
+        Rule("unembed/w", ("embed_out.weight", "lm_head.weight"), transpose),
+    ),
+    prefixes=("gpt_neox.",),
+    ignored=(r"\.attention\.bias$", r"\.attention\.masked_bias$", r"rotary_emb\.inv_freq$"),
+)
+
+ARCHITECTURES = {arch.name: arch for arch in (LLAMA, MISTRAL, QWEN2, GEMMA, GPT2, GPT_NEOX)}

@@ -1,0 +1,179 @@
+"""Load a Hugging Face checkpoint directory as (ModelConfig, params), without torch.
+
+    <dir>/config.json                              architectures[0] picks the table
+    <dir>/model.safetensors                        one file, or
+    <dir>/model-0000i-of-0000n.safetensors         shards listed by
+    <dir>/model.safetensors.index.json             {"weight_map": {tensor: file}}
+
+The architecture's tables (`architectures.py`) give the ModelConfig and, for every
+hydra_jax tensor, the Hugging Face tensor(s) and transform that produce it. Loading
+runs in two passes: the first resolves every name and checks every shape from the
+safetensors headers alone (a truncated or mismatched checkpoint fails before any data
+is read, naming the tensor and both shapes); the second reads one Hugging Face tensor
+at a time, converts it and puts it on device (onto `mesh` shards when given), stacking
+per-layer tensors into hydra_jax's leading layer axis L.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+from jax.sharding import Mesh
+from safetensors import safe_open
+
+from hydra_jax.checkpoints import layout, placement
+from hydra_jax.checkpoints.architectures import ARCHITECTURES, Architecture, Rule
+from hydra_jax.config import DTYPES, ModelConfig
+
+CONFIG_FILE = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+
+
+class TensorFiles(contextlib.ExitStack):
+  """The tensors of a directory's safetensors file(s): names, header shapes, lazy reads."""
+
+  def __init__(self, directory: Path):
+    super().__init__()
+    if (directory / INDEX_FILE).is_file():
+      weight_map = json.loads((directory / INDEX_FILE).read_text())["weight_map"]
+    elif (directory / SINGLE_FILE).is_file():
+      weight_map = None
+    else:
+      raise layout.CheckpointError(f"{directory}: neither {SINGLE_FILE} nor {INDEX_FILE}")
+    self.directory = directory
+    self._readers: dict[str, Any] = {}
+    if weight_map is None:
+      self.file_of = {name: SINGLE_FILE for name in self._reader(SINGLE_FILE).keys()}
+    else:
+      self.file_of = dict(weight_map)
+
+  def _reader(self, file: str):
+    if file not in self._readers:
+      if not (self.directory / file).is_file():
+        raise layout.CheckpointError(f"{self.directory}: shard {file} listed in {INDEX_FILE} "
+                                     "is missing")
+      self._readers[file] = self.enter_context(
+          safe_open(str(self.directory / file), framework="np"))
+    return self._readers[file]
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    return tuple(self._reader(self.file_of[name]).get_slice(name).get_shape())
+
+  def read(self, name: str) -> np.ndarray:
+    return self._reader(self.file_of[name]).get_tensor(name)
+
+
+def _architecture(hf: Mapping[str, Any], where: Path) -> Architecture:
+  names = hf.get("architectures") or []
+  for name in names:
+    if name in ARCHITECTURES:
+      return ARCHITECTURES[name]
+  raise layout.CheckpointError(f"{where}: unsupported architecture {names or '(none given)'}; "
+                               f"supported: {sorted(ARCHITECTURES)}")
+
+
+def model_config(hf: Mapping[str, Any], arch: Architecture, dtype: Optional[str],
+                 where: Path) -> ModelConfig:
+  """The ModelConfig of config.json `hf` under `arch`'s field table."""
+  for check in arch.unsupported:
+    reason = check(hf)
+    if reason:
+      raise layout.CheckpointError(f"{where}: {arch.name} with {reason} is not supported")
+  dtype = dtype or hf.get("dtype") or hf.get("torch_dtype") or "float32"
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype={dtype!r} must be one of {DTYPES}")
+  try:
+    fields = {field: value(hf) if callable(value) else value for field, value in arch.fields.items()}
+  except ValueError as error:
+    raise layout.CheckpointError(f"{where}: {error}") from None
+  return ModelConfig(**fields, dtype=dtype, dropout_rate=0.0,
+                     name=str(hf.get("model_type") or arch.name))
+
+
+def _resolve(rule: Rule, prefix: str, layer: Optional[int], available) -> Optional[str]:
+  """The first of the rule's Hugging Face names present in the checkpoint (None if none)."""
+  names = [template.format(p=prefix, layer=layer) for template in rule.hf_names]
+  return next((name for name in names if name in available), None)
+
+
+def plan(arch: Architecture, config: ModelConfig, files: TensorFiles, where: str):
+  """Pass 1: {hydra_jax name: [(hf name, transform, per-layer shape), ...]}, fully checked."""
+  expected = layout.expected_layout(config)
+  rules = {rule.ours: rule for rule in arch.tensors if rule.ours in expected}
+  uncovered = sorted(set(expected) - set(rules))
+  if uncovered:
+    raise layout.CheckpointError(f"{where}: {arch.name} has no source for {uncovered}")
+  available = set(files.file_of)
+  first = arch.tensors[0]
+  prefix = next((p for p in arch.prefixes if _resolve(first, p, 0, available)), arch.prefixes[0])
+
+  steps, used, missing = {}, set(), []
+  for ours, rule in rules.items():
+    shape = expected[ours].shape
+    layers = range(config.num_layers) if placement.is_stacked(ours) else [None]
+    part_shape = shape[1:] if placement.is_stacked(ours) else shape
+    steps[ours] = []
+    for layer in layers:
+      name = _resolve(rule, prefix, layer, available)
+      if name is None:
+        missing.append(rule.hf_names[0].format(p=prefix, layer=layer))
+        continue
+      needed = rule.transform.hf_shape(part_shape)
+      if files.shape(name) != tuple(needed):
+        raise layout.CheckpointError(
+            f"{where}: tensor {name!r} has shape {files.shape(name)}, {arch.name} with this "
+            f"config.json needs {tuple(needed)} (for {ours!r} of shape {tuple(part_shape)})")
+      steps[ours].append((name, rule.transform, part_shape))
+      used.add(name)
+  ignorable = list(arch.ignored)
+  if config.tie_embeddings:   # some tied checkpoints also store the (identical) output matrix
+    ignorable += [re.escape(name) + "$" for name in next(
+        r for r in arch.tensors if r.ours == "unembed/w").hf_names]
+  unexpected = sorted(name for name in available - used
+                      if not any(re.search(pattern, name) for pattern in ignorable))
+  if missing or unexpected:
+    parts = ([f"missing tensor(s) {missing}"] if missing else []) + (
+        [f"unexpected tensor(s) {unexpected}"] if unexpected else [])
+    raise layout.CheckpointError(f"{where}: " + "; ".join(parts))
+  return steps
+
+
+def load_hf(path: str | os.PathLike, *, dtype: Optional[str] = None, mesh=None):
+  """(ModelConfig, params) of the Hugging Face checkpoint directory `path`.
+
+  dtype: parameter dtype ("float32", "bfloat16", "float16"); default: config.json's dtype
+  (torch_dtype in older files), else float32. mesh: a jax.sharding.Mesh with a "model"
+  axis; every tensor is placed on its sharding (`hydra_jax.sharding.MODEL_AXIS`) as it is
+  read, so the params are ready for `sweep.hydra_sweep(..., mesh=mesh)`.
+  Raises CheckpointError (a ValueError) for a missing config.json or safetensors file, an
+  unsupported architecture or feature, and a missing, unexpected or misshapen tensor.
+  """
+  directory = Path(path)
+  if not (directory / CONFIG_FILE).is_file():
+    raise layout.CheckpointError(f"{directory}: no {CONFIG_FILE} (not a Hugging Face checkpoint)")
+  if mesh is not None and not (isinstance(mesh, Mesh) and placement.MODEL_AXIS in mesh.axis_names):
+    raise ValueError(f"mesh must be a jax.sharding.Mesh with a {placement.MODEL_AXIS!r} axis, "
+                     f"got {mesh!r}")
+  hf = json.loads((directory / CONFIG_FILE).read_text())
+  arch = _architecture(hf, directory)
+  config = model_config(hf, arch, dtype, directory)
+  target = layout.as_numpy_dtype(config.dtype)
+  expected = layout.expected_layout(config)
+  shardings = placement.flat_shardings(config, mesh) if mesh is not None else {}
+
+  with TensorFiles(directory) as files:
+    steps = plan(arch, config, files, str(directory))
+    flat = {}
+    for ours, parts in steps.items():
+      arrays = (transform.apply(files.read(name), shape).astype(target)
+                for name, transform, shape in parts)                       # one layer at a time
+      flat[ours] = placement.place(arrays, placement.is_stacked(ours), expected[ours].shape,
+                                   target, shardings.get(ours))
+  return config, layout.unflatten(flat)

@@ -1,0 +1,115 @@
+"""Tiny random Hugging Face models of the six supported architectures, built offline.
+
+`build(arch, directory)` makes a 2-layer, d_model 64, vocabulary 100 `transformers` model
+from a config (eager attention, float32), overwrites its weights with draws large enough
+that logits and per-layer outputs are far from zero (HF's own init gives near-constant
+logits), saves it with safetensors and returns the torch model in eval mode. Test-time
+only: torch and transformers are the reference implementation here.
+
+`capture(model, arch, tokens)` runs the reference with forward hooks on every layer's
+attention and MLP module and returns logits [B, T, V] and attn_out / mlp_out [B, L, T, D].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import transformers
+
+VOCAB, D_MODEL, LAYERS = 100, 64, 2
+
+_LLAMA_DIMS = dict(vocab_size=VOCAB, hidden_size=D_MODEL, num_hidden_layers=LAYERS,
+                   intermediate_size=96, max_position_embeddings=64)
+
+CONFIGS = {
+    "llama": lambda: transformers.LlamaConfig(
+        **_LLAMA_DIMS, num_attention_heads=4, num_key_value_heads=2, head_dim=24,
+        rope_theta=500.0, attention_bias=True, tie_word_embeddings=False),
+    "mistral": lambda: transformers.MistralConfig(
+        **_LLAMA_DIMS, num_attention_heads=4, num_key_value_heads=1, sliding_window=16),
+    "qwen2": lambda: transformers.Qwen2Config(
+        **_LLAMA_DIMS, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+    "gemma": lambda: transformers.GemmaConfig(
+        **_LLAMA_DIMS, num_attention_heads=4, num_key_value_heads=1, head_dim=16),
+    "gpt2": lambda: transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=D_MODEL, n_layer=LAYERS, n_head=4, n_positions=32,
+        bos_token_id=0, eos_token_id=0),
+    "gpt_neox": lambda: transformers.GPTNeoXConfig(
+        vocab_size=VOCAB, hidden_size=D_MODEL, num_hidden_layers=LAYERS, num_attention_heads=4,
+        intermediate_size=128, rotary_pct=0.5, rotary_emb_base=1000, max_position_embeddings=64),
+}
+
+# Where each architecture keeps its layers, and their attention / MLP modules.
+LAYER_MODULES = {
+    "llama": ("model.layers", "self_attn", "mlp"), "mistral": ("model.layers", "self_attn", "mlp"),
+    "qwen2": ("model.layers", "self_attn", "mlp"), "gemma": ("model.layers", "self_attn", "mlp"),
+    "gpt2": ("transformer.h", "attn", "mlp"), "gpt_neox": ("gpt_neox.layers", "attention", "mlp"),
+}
+
+
+def _randomise(model, seed: int) -> None:
+  """Weights ~ N(0, 0.15), biases ~ N(0, 0.1), norm gains ~ 1 + N(0, 0.1) (effective gain)."""
+  generator = torch.Generator().manual_seed(seed)
+  gemma = isinstance(model, transformers.GemmaForCausalLM)
+  with torch.no_grad():
+    for name, param in model.named_parameters():
+      noise = torch.randn(param.shape, generator=generator)
+      is_norm = param.ndim == 1 and ("norm" in name or ".ln_" in name)
+      if is_norm and name.endswith("weight"):
+        param.copy_(0.1 * noise + (0.0 if gemma else 1.0))
+      elif param.ndim == 1:
+        param.copy_(0.1 * noise)
+      else:
+        param.copy_(0.15 * noise)
+
+
+def build(arch: str, directory, *, seed: int = 0, dtype=torch.float32, **save_kwargs):
+  """Save a random tiny `arch` model to `directory`; return the torch model (eval mode)."""
+  config = CONFIGS[arch]()
+  config._attn_implementation = "eager"
+  torch.manual_seed(seed)
+  model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+  _randomise(model, seed)
+  model = model.to(dtype).eval()
+  model.save_pretrained(directory, safe_serialization=True, **save_kwargs)
+  return model
+
+
+def _module(model, dotted: str):
+  for part in dotted.split("."):
+    model = getattr(model, part)
+  return model
+
+
+def capture(model, arch: str, tokens: np.ndarray, zero_attn: tuple[int, int] | None = None):
+  """Reference run on tokens [B, T]: logits [B, T, V], attn_out, mlp_out [B, L, T, D].
+
+  zero_attn=(layer, position) zeroes that layer's attention output at that position
+  (a forward hook returning a modified output), as an ablation reference.
+  """
+  layers_path, attn_name, mlp_name = LAYER_MODULES[arch]
+  captured = {"attn": {}, "mlp": {}}
+  handles = []
+
+  def hook(kind, index):
+    def fn(module, args, output):
+      tensor = output[0] if isinstance(output, tuple) else output
+      if kind == "attn" and zero_attn is not None and zero_attn[0] == index:
+        tensor = tensor.clone()
+        tensor[:, zero_attn[1]] = 0.0
+        output = (tensor, *output[1:]) if isinstance(output, tuple) else tensor
+      captured[kind][index] = tensor.detach().float().numpy()
+      return output
+    return fn
+
+  for index, layer in enumerate(_module(model, layers_path)):
+    handles.append(getattr(layer, attn_name).register_forward_hook(hook("attn", index)))
+    handles.append(getattr(layer, mlp_name).register_forward_hook(hook("mlp", index)))
+  try:
+    with torch.no_grad():
+      logits = model(torch.as_tensor(tokens, dtype=torch.long)).logits.float().numpy()
+  finally:
+    for handle in handles:
+      handle.remove()
+  stack = lambda kind: np.stack([captured[kind][i] for i in sorted(captured[kind])], axis=1)
+  return logits, stack("attn"), stack("mlp")
