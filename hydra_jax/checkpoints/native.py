@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
@@ -45,7 +46,7 @@ def save(path: str | os.PathLike, config: ModelConfig, params) -> None:
 
 
 def load(path: str | os.PathLike):
-  """Read a directory written by `save`: (ModelConfig, params) with numpy leaves.
+  """Read a directory written by `save`: (ModelConfig, params) on the default device.
 
   Raises a CheckpointError (a ValueError) for a missing file, a missing or unexpected
   tensor, or a tensor whose shape or dtype disagrees with the stored config.
@@ -66,5 +67,5 @@ def load(path: str | os.PathLike):
       if array.dtype != layout.as_numpy_dtype(spec.dtype):
         raise layout.CheckpointError(f"{where}: tensor {name!r} has dtype {array.dtype}, "
                                      f"the config (dtype={config.dtype}) expects {spec.dtype}")
-      flat[name] = array
+      flat[name] = jnp.asarray(array)
   return config, layout.unflatten(flat)
