@@ -20,11 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from hydra_jax import sharding as mesh_sharding
 from hydra_jax.checkpoints import layout
 from hydra_jax.config import ModelConfig
 
-MODEL_AXIS = mesh_sharding.MODEL
+MODEL_AXIS = "model"   # = hydra_jax.sharding.MODEL
 
 
 def is_stacked(name: str) -> bool:
@@ -34,8 +33,10 @@ def is_stacked(name: str) -> bool:
 
 def flat_shardings(config: ModelConfig, mesh: Mesh) -> dict[str, NamedSharding]:
   """{flat tensor name: NamedSharding} for every parameter of `config` on `mesh`."""
+  from hydra_jax import sharding   # the sweep's layout; imported only when a mesh is used
+
   shapes = layout.unflatten(layout.expected_layout(config))       # ShapeDtypeStructs
-  return layout.flatten(mesh_sharding.param_shardings(shapes, mesh))
+  return layout.flatten(sharding.param_shardings(shapes, mesh))
 
 
 @functools.lru_cache(maxsize=None)
