@@ -111,7 +111,7 @@ def plan(arch: Architecture, config: ModelConfig, files: TensorFiles, where: str
   if uncovered:
     raise layout.CheckpointError(f"{where}: {arch.name} has no source for {uncovered}")
   available = set(files.file_of)
-  first = arch.tensors[0]
+  first = arch.tensors[0]     # every table starts with the token embedding: find its prefix
   prefix = next((p for p in arch.prefixes if _resolve(first, p, 0, available)), arch.prefixes[0])
 
   steps, used, missing = {}, set(), []
