@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.name = "embedded"
   config.data.max_prompts = 0          # every prompt
   config.data.filter_correct = True
+  config.data.label_prefix = ""        # SentencePiece marks word starts itself ("▁Lisbon")
   config.sweep.kind = "resample"
   config.sweep.num_sources = 15
   config.sweep.seed = 0

@@ -72,20 +72,31 @@ class Plan:
     data, model = self.mesh_shape
     return "\n".join([
         f"plan for {self.model_name}:",
-        f"  parameters          {self.num_params:,} ({self.num_params / 1e9:.2f}B), "
-        f"{self.param_bytes_total / GIB:.2f} GiB",
+        f"  parameters          {self.num_params:,} ({_short(self.num_params)}), "
+        f"{_bytes(self.param_bytes_total)}",
         f"  sweep               {self.num_prompts:,} prompts of <= {self.prompt_length} tokens x "
         f"{self.num_components} components x {self.num_sources} sources = "
         f"{self.ablated_forwards:,} ablated forwards",
         f"  FLOPs (whole sweep) {self.flops_total:.3e}",
         f"  mesh                data={data} x model={model} ({data * model} devices; "
         f"{self.devices_available} available)",
-        f"  bytes per device    {self.bytes_per_device / GIB:.2f} GiB "
-        f"(weights {self.param_bytes_per_device / GIB:.2f} GiB + working set "
-        f"{self.work_bytes_per_device / GIB:.2f} GiB); memory per device {memory}",
+        f"  bytes per device    {_bytes(self.bytes_per_device)} (weights "
+        f"{_bytes(self.param_bytes_per_device)} + working set {_bytes(self.work_bytes_per_device)}); "
+        f"memory per device {memory}",
         f"  devices needed      >= {self.devices_needed} of this memory",
         f"  fits                {'yes' if self.fits else 'NO'}",
     ])
+
+
+def _short(count: float) -> str:
+  for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+    if count >= scale:
+      return f"{count / scale:.2f}{suffix}"
+  return str(count)
+
+
+def _bytes(count: float) -> str:
+  return f"{count / GIB:.2f} GiB" if count >= GIB / 10 else f"{count / 2 ** 20:.1f} MiB"
 
 
 def param_shapes(config: ModelConfig):

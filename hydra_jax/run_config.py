@@ -49,6 +49,8 @@ ABLATED_KINDS = ("attn", "mlp")
 DISTRIBUTED = ("auto", "on", "off")
 # ModelConfig fields a loaded model may differ in from config.model: cast or cosmetic.
 OVERRIDABLE_MODEL_FIELDS = ("dtype", "name")
+# Optional size fields and the size they stand for when left None.
+DERIVED_SIZES = {"num_kv_heads": "kv_heads", "head_dim": "head_size", "mlp_dim": "mlp_width"}
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -107,9 +109,12 @@ def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
 
 def check_matches(config: ml_collections.ConfigDict, loaded: ModelConfig, what: str) -> None:
   """ValueError naming every set field of config.model that `loaded` disagrees with."""
-  differing = [f"{name}={value!r} (the model has {getattr(loaded, name)!r})"
+  def effective(name):   # a None field means its derived size (mlp_dim None = 4 d_model)
+    return getattr(loaded, DERIVED_SIZES.get(name, name))
+
+  differing = [f"{name}={value!r} (the model has {effective(name)!r})"
                for name, value in set_model_fields(config).items()
-               if name not in OVERRIDABLE_MODEL_FIELDS and getattr(loaded, name) != value]
+               if name not in OVERRIDABLE_MODEL_FIELDS and effective(name) != value]
   if differing:
     raise ValueError(f"{what} does not match config.model: " + ", ".join(differing)
                      + ". Fix or unset those config.model fields.")

@@ -1,0 +1,190 @@
+"""The main job's inputs: the model (with its tokenizer) and the kept prompts.
+
+    load_model(config, mesh)                  -> Model: ModelConfig, params, tokenizer, description
+    load_prompts(config, model, predict_fn)   -> Prompts: the kept prompts, in sweep order, and
+                                                 the counts of those dropped and why
+
+Model sources (config.model_source): the embedded tiny model, a Hugging Face directory,
+a hydra_jax checkpoint, or a random initialisation of config.model. Prompt sets
+(config.data.name): the embedded model's facts, known facts or CounterFact (TFDS,
+read from data.manual_dir offline), or random token prompts (for models without a
+tokenizer, e.g. a randomly initialised Chinchilla 7B). Prompts are tokenized, bucketed
+by length, and kept when the model's top prediction is the label's first token.
+
+Shapes: N kept prompts, T padded length, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from hydra_jax import model as model_lib
+from hydra_jax import run_config
+from hydra_jax.config import ModelConfig
+
+FILTER_BATCH = 64        # prompts per forward pass when checking answers
+LENGTH_MULTIPLE = 8      # pad lengths to multiples of this while checking answers: few shapes
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  config: ModelConfig
+  params: Any
+  tokenizer: Optional[Any]          # encode(text) -> ids, decode(ids) -> text, vocab_size
+  description: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompts:
+  """The kept prompts (N of them) in sweep order, each as its own token list."""
+  ids: np.ndarray                   # [N] record ids
+  texts: tuple[str, ...]
+  labels: tuple[str, ...]
+  tokens: tuple[tuple[int, ...], ...]
+  counts: dict[str, Any]            # dataset, total, kept, dropped {reason: count}
+
+  def __len__(self) -> int:
+    return len(self.tokens)
+
+
+# The model ------------------------------------------------------------------------------------
+
+
+def _cast(config: ModelConfig, params, dtype: Optional[str]):
+  if not dtype or dtype == config.dtype:
+    return config, params
+  config = dataclasses.replace(config, dtype=dtype)
+  return config, jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), params)
+
+
+def random_params(model_config: ModelConfig, seed: int, mesh=None):
+  """Random weights, created already sharded over the mesh's "model" axis when it has one."""
+  init = lambda: model_lib.init_params(model_config, seed)
+  if mesh is None or mesh.shape.get("model", 1) == 1:
+    return jax.jit(init)()
+  from hydra_jax import sharding  # the sweep's weight layout on a mesh
+  shapes = jax.eval_shape(init)
+  return jax.jit(init, out_shardings=sharding.param_shardings(shapes, mesh))()
+
+
+def _tokenizer_for(config: ml_collections.ConfigDict):
+  """config.tokenizer, else the checkpoint's, else the embedded model's for its facts."""
+  if config.tokenizer:
+    from hydra_jax import tokenizers
+    return tokenizers.load(config.tokenizer)
+  if config.model_source in ("hf", "checkpoint"):
+    from hydra_jax import tokenizers
+    try:
+      return tokenizers.load(config.checkpoint)
+    except (ValueError, FileNotFoundError, OSError):
+      if config.data.name != "random":
+        raise ValueError(f"config.checkpoint={config.checkpoint!r} holds no tokenizer: pass "
+                         "--config.tokenizer=PATH (or use data.name='random')") from None
+      return None
+  if config.data.name == "embedded":
+    from hydra_jax import embedded
+    return embedded.load().tokenizer
+  return None
+
+
+def load_model(config: ml_collections.ConfigDict, mesh=None) -> Model:
+  """The model named by config.model_source, checked against config.model."""
+  source = config.model_source
+  tokenizer = None
+  if source == "embedded":
+    from hydra_jax import embedded
+    bundle = embedded.load()
+    model_config, params, tokenizer = bundle.config, bundle.params, bundle.tokenizer
+    what = "the embedded model"
+  elif source == "hf":
+    from hydra_jax import checkpoints
+    model_config, params = checkpoints.load_hf(config.checkpoint, mesh=mesh)
+    what = f"checkpoint {config.checkpoint}"
+  elif source == "checkpoint":
+    from hydra_jax import checkpoints
+    model_config, params = checkpoints.load(config.checkpoint)
+    what = f"checkpoint {config.checkpoint}"
+  else:
+    model_config = run_config.model_config_from(config)
+    params = random_params(model_config, config.seed, mesh)
+    what = "the random model"
+  run_config.check_matches(config, model_config, what)
+  model_config, params = _cast(model_config, params, config.model.dtype)
+  if tokenizer is None or config.tokenizer:
+    tokenizer = _tokenizer_for(config)
+  if tokenizer is not None and tokenizer.vocab_size > model_config.vocab_size:
+    raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the model only "
+                     f"{model_config.vocab_size}: they do not belong together")
+  description = dict(name=model_config.name, source=source, checkpoint=config.checkpoint or None,
+                     num_params=model_lib.count_params(params), **{
+                         k: getattr(model_config, k) for k in (
+                             "num_layers", "d_model", "num_heads", "kv_heads", "mlp_width",
+                             "vocab_size", "position", "norm", "activation", "gated_mlp",
+                             "parallel_block", "dtype", "dropout_rate")})
+  return Model(model_config, params, tokenizer, description)
+
+
+# The prompts ----------------------------------------------------------------------------------
+
+
+def make_predict_fn(model: Model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+  """(tokens [B, T], lengths [B]) -> the model's argmax token at each final position [B]."""
+  @jax.jit
+  def predict(params, tokens, lengths):
+    logits = model_lib.forward(params, model.config, tokens).logits     # [B, T, V]
+    final = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [B, V]
+    return jnp.argmax(final, axis=-1).astype(jnp.int32)
+  return lambda tokens, lengths: np.asarray(predict(model.params, tokens, lengths))
+
+
+def _records(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+  name = config.data.name
+  if name == "embedded":
+    from hydra_jax import embedded
+    return list(embedded.load().records)
+  from hydra_jax.data import loading
+  return loading.load_records(name, config.data.data_dir or None, config.data.manual_dir or None)
+
+
+def _random_prompts(config: ml_collections.ConfigDict, model: Model) -> Prompts:
+  data = config.data
+  rng = np.random.RandomState(config.seed)
+  tokens = rng.randint(0, model.config.vocab_size, (data.num_prompts, data.prompt_length))
+  rows = tuple(tuple(int(t) for t in row) for row in tokens)
+  return Prompts(ids=np.arange(data.num_prompts), texts=("",) * data.num_prompts,
+                 labels=("",) * data.num_prompts, tokens=rows,
+                 counts=dict(dataset="random tokens", total=data.num_prompts,
+                             kept=data.num_prompts, dropped={}))
+
+
+def load_prompts(config: ml_collections.ConfigDict, model: Model,
+                 predict_fn: Optional[Callable] = None) -> Prompts:
+  """The prompts the sweep runs on, in order of length (ties in dataset order)."""
+  from hydra_jax.data import batching, filtering
+  data = config.data
+  if data.name == "random":
+    return _random_prompts(config, model)
+  if model.tokenizer is None:
+    raise ValueError(f"data.name={data.name!r} needs a tokenizer: set --config.tokenizer=PATH")
+  records = _records(config)
+  if data.max_prompts:
+    records = records[:data.max_prompts]
+  made = batching.make_batches(records, model.tokenizer, batch_size=FILTER_BATCH,
+                               max_len=model.config.max_seq_len, label_prefix=data.label_prefix,
+                               length_multiple=LENGTH_MULTIPLE)
+  if data.filter_correct:
+    predict_fn = predict_fn or make_predict_fn(model)
+  kept, report = filtering.filter_correct(made, predict_fn, keep_all=not data.filter_correct)
+  rows = [row for batch in kept for row in batch.rows()]
+  dropped = {"longer than the context": report.too_long, "answered wrongly": report.wrong_answer}
+  return Prompts(ids=np.array([r.id for r in rows], np.int64), texts=tuple(r.prompt for r in rows),
+                 labels=tuple(r.label for r in rows), tokens=tuple(r.tokens for r in rows),
+                 counts=dict(dataset=data.name, total=report.total, kept=report.kept,
+                             correct=report.correct,
+                             dropped={k: v for k, v in dropped.items() if v}))
