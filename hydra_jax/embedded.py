@@ -1,0 +1,193 @@
+"""The embedded default model: a tiny Chinchilla-style transformer shipped in the package.
+
+It is trained by the project itself on the synthetic fact world of
+`hydra_jax.data.synthetic` (people with invented names and five relations), with a
+SentencePiece BPE tokenizer trained on the same corpus. Every step is seeded by
+`RECIPE`, and
+
+    python -m hydra_jax.train --build_embedded --out hydra_jax/assets/tiny
+
+rebuilds the files below from scratch on a CPU. The package ships them (no network):
+
+    assets/tiny/config.json          the ModelConfig      } hydra_jax.checkpoints
+    assets/tiny/params.safetensors   the trained weights  } native format
+    assets/tiny/tokenizer.model      SentencePiece model (ids: 0 pad, 1 unk, 2 BOS, 3 EOS)
+    assets/tiny/facts.json           the evaluation prompts (uniform records: id, prompt,
+                                     label, subject, relation, template)
+    assets/tiny/metadata.json        recipe, fact accuracy, training loss and wall time,
+                                     and the command that reproduces the files
+
+    load() -> EmbeddedModel(config, params, tokenizer, records, metadata)
+
+A prompt is answered correctly when the argmax of the logits at its final position
+(prompt encoded with BOS, as in training) is the label's first token; every label is
+a single token of the tokenizer ("▁Lisbon").
+
+Shapes: N prompts, T padded length, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hydra_jax import model as model_lib
+from hydra_jax.config import ModelConfig
+
+ASSET_DIR = Path(__file__).resolve().parent / "assets" / "tiny"
+TOKENIZER_FILE, FACTS_FILE, METADATA_FILE = "tokenizer.model", "facts.json", "metadata.json"
+REPRODUCE_COMMAND = "python -m hydra_jax.train --build_embedded --out hydra_jax/assets/tiny"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """Everything that determines the shipped assets."""
+  model: ModelConfig = ModelConfig(
+      name="tiny", vocab_size=512, d_model=128, num_layers=4, num_heads=4, mlp_dim=512,
+      activation="gelu", norm="rms", position="relative", max_seq_len=64,
+      tie_embeddings=False, dropout_rate=0.0, dtype="float32")
+  num_entities: int = 100          # x 5 relations = 500 fact prompts
+  world_seed: int = 0
+  prompt_seed: int = 1
+  corpus_seed: int = 2
+  tokenizer_lines: int = 20_000    # the tokenizer is trained on the corpus' first lines
+  batch_size: int = 32
+  steps: int = 600
+  learning_rate: float = 3e-3
+  warmup_steps: int = 60
+  weight_decay: float = 0.01
+  clip_norm: float = 1.0
+  train_seed: int = 3              # initialisation, dropout keys and batch order
+  lines_per_row: float = 2.0       # corpus lines generated per training row needed
+
+
+RECIPE = Recipe()
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedModel:
+  config: ModelConfig
+  params: Any
+  tokenizer: Any                   # encode(text) -> ids with BOS, decode, vocab_size
+  records: tuple[dict[str, Any], ...]
+  metadata: dict[str, Any]
+
+
+def _tokenizer(model_file: Path):
+  from hydra_jax import tokenizers
+  return tokenizers.SentencePieceTokenizer(model_file, add_bos=True)
+
+
+@functools.lru_cache(maxsize=2)
+def load(directory: str | None = None) -> EmbeddedModel:
+  """The shipped model (or the assets in `directory`), read from package files only."""
+  from hydra_jax import checkpoints
+  path = Path(directory) if directory else ASSET_DIR
+  for file in (TOKENIZER_FILE, FACTS_FILE, METADATA_FILE):
+    if not (path / file).is_file():
+      raise FileNotFoundError(f"{path / file} is missing: rebuild with `{REPRODUCE_COMMAND}`")
+  config, params = checkpoints.load(path)
+  records = tuple(json.loads((path / FACTS_FILE).read_text()))
+  metadata = json.loads((path / METADATA_FILE).read_text())
+  return EmbeddedModel(config, params, _tokenizer(path / TOKENIZER_FILE), records, metadata)
+
+
+def predict_last(params, config: ModelConfig, rows: list[list[int]],
+                 batch_size: int = 128) -> np.ndarray:
+  """The argmax token [N] at the last position of each token row (rows padded per batch)."""
+  @jax.jit
+  def argmax_at(params, tokens, lengths):
+    logits = model_lib.forward(params, config, tokens).logits                   # [B, T, V]
+    final = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)   # [B, 1, V]
+    return jnp.argmax(final[:, 0], axis=-1)                                     # [B]
+
+  longest = max(len(row) for row in rows)
+  predictions = []
+  for start in range(0, len(rows), batch_size):
+    chunk = rows[start:start + batch_size]
+    tokens = np.zeros((batch_size, longest), np.int32)                          # [B, T]
+    lengths = np.ones((batch_size,), np.int32)                                  # [B]
+    for b, row in enumerate(chunk):
+      tokens[b, :len(row)], lengths[b] = row, len(row)
+    predictions.append(np.asarray(argmax_at(params, tokens, lengths))[:len(chunk)])
+  return np.concatenate(predictions)
+
+
+def fact_accuracy(params, config: ModelConfig, tokenizer, records) -> tuple[float, np.ndarray]:
+  """(fraction answered correctly, correct [N] bool) for prompt records (id, prompt, label)."""
+  rows = [list(tokenizer.encode(record["prompt"])) for record in records]
+  added = len(tokenizer.encode(""))
+  labels = np.array([tokenizer.encode(record["label"])[added] for record in records])
+  correct = predict_last(params, config, rows) == labels
+  return float(correct.mean()), correct
+
+
+# Building the assets ------------------------------------------------------------------------
+
+
+def build(out_dir: str | Path = ASSET_DIR, recipe: Recipe = RECIPE, *, steps: int | None = None,
+          log=print) -> dict[str, Any]:
+  """World -> corpus -> tokenizer -> trained model -> evaluation -> files in `out_dir`.
+
+  Returns the metadata written to metadata.json. `steps` overrides the recipe's (for
+  experiments; the shipped assets use the recipe as it stands).
+  """
+  from hydra_jax import checkpoints, train
+  from hydra_jax.data import synthetic
+  if steps is not None:
+    recipe = dataclasses.replace(recipe, steps=steps,
+                                 warmup_steps=min(recipe.warmup_steps, steps // 10))
+  start = time.perf_counter()
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  world = synthetic.make_world(recipe.num_entities, recipe.world_seed)
+  records = synthetic.fact_records(world, recipe.prompt_seed)
+  lines = synthetic.corpus_lines(
+      world, int(recipe.steps * recipe.batch_size * recipe.lines_per_row), recipe.corpus_seed)
+  (out / TOKENIZER_FILE).write_bytes(synthetic.train_tokenizer(
+      lines[:recipe.tokenizer_lines], recipe.model.vocab_size))
+  tokenizer = _tokenizer(out / TOKENIZER_FILE)
+  rows = train.pack_rows([tokenizer.encode(line) for line in lines], recipe.model.max_seq_len)
+  log(f"{len(records)} fact prompts, {len(lines)} corpus lines in {len(rows)} rows, "
+      f"{time.perf_counter() - start:.0f}s")
+  batches = train.batch_stream(rows, batch_size=recipe.batch_size,
+                               seq_len=recipe.model.max_seq_len, seed=recipe.train_seed)
+  params, history = train.train(
+      recipe.model, batches, steps=recipe.steps, learning_rate=recipe.learning_rate,
+      warmup_steps=recipe.warmup_steps, weight_decay=recipe.weight_decay,
+      clip_norm=recipe.clip_norm, seed=recipe.train_seed, log_every=50, log=log)
+  params = jax.device_get(params)
+  accuracy, correct = fact_accuracy(params, recipe.model, tokenizer, records)
+  by_relation = {name: float(np.mean([ok for r, ok in zip(records, correct)
+                                      if r["relation"] == name]))
+                 for name in dict.fromkeys(r["relation"] for r in records)}
+  checkpoints.save(out, recipe.model, params)
+  (out / FACTS_FILE).write_text(json.dumps(records, indent=0))
+  metadata = dict(
+      reproduce_command=REPRODUCE_COMMAND,
+      recipe={**dataclasses.asdict(recipe), "model": recipe.model.to_dict()},
+      fact_accuracy=accuracy, num_prompts=len(records), num_correct=int(correct.sum()),
+      accuracy_by_relation=by_relation, num_params=model_lib.count_params(params),
+      first_loss=history.losses[0], final_loss=float(np.mean(history.losses[-50:])),
+      train_seconds=round(history.seconds, 1),
+      total_seconds=round(time.perf_counter() - start, 1), versions=_versions())
+  (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+  log(f"fact accuracy {accuracy:.3f} ({int(correct.sum())}/{len(records)}), "
+      f"wall time {metadata['total_seconds']:.0f}s, assets in {out}")
+  return metadata
+
+
+def _versions() -> dict[str, str]:
+  import haiku
+  import optax
+  import sentencepiece
+  return dict(jax=jax.__version__, haiku=haiku.__version__, optax=optax.__version__,
+              sentencepiece=sentencepiece.__version__)
