@@ -95,6 +95,14 @@ def pad_tokens(prompts, rows: np.ndarray, length: int):
   return tokens, lengths
 
 
+def to_host(array) -> np.ndarray:
+  """A (possibly multi-host) result array as one numpy array on this host."""
+  if isinstance(array, jax.Array) and not array.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+  return np.asarray(jax.device_get(array))
+
+
 def sweep_chunk(model, prompts, layout: Layout, index: int, sources, *, kind: str, path: str,
                 mesh=None, check: bool = False, mean=None) -> dict[str, np.ndarray]:
   """Sweep chunk `index`; its arrays (the HydraResult fields and the prompts' ids), each [n]."""
@@ -104,8 +112,7 @@ def sweep_chunk(model, prompts, layout: Layout, index: int, sources, *, kind: st
   result = sweep.hydra_sweep(model.params, model.config, tokens, lengths, local_sources,
                              kind=kind, path=path, mesh=mesh, check=check,
                              num_scored=layout.size, mean_activations=mean)
-  arrays = {name: np.asarray(jax.device_get(getattr(result, name)))[:len(rows)]
-            for name in SWEEP_FIELDS}
+  arrays = {name: to_host(getattr(result, name))[:len(rows)] for name in SWEEP_FIELDS}
   arrays["prompt_id"] = prompts.ids[rows]
   if sources is not None:
     arrays["sources"] = sources[rows].astype(np.int64)

@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
 KIND_NAMES = ("attn", "mlp")
@@ -82,6 +83,7 @@ def de_vs_te(arrays, path: str) -> str:
     left.plot(layers, lost.mean(0)[kind::2], "o-", color=colour, label=f"{name}: direct effect lost")
     left.plot(layers, drop.mean(0)[kind::2], "s--", color=colour, label=f"{name}: logit drop (-TE)")
   left.axhline(0, color="black", linewidth=0.6)
+  left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   left.set_xlabel("layer")
   left.set_ylabel("mean over prompts")
   left.set_title("Unembedding- vs ablation-based impact per layer")
@@ -125,10 +127,12 @@ def compensation_fits(arrays, components, fits, path: str) -> str:
 def response_heatmap(arrays, path: str) -> str:
   matrix = arrays["response"].mean(0)                                               # [C, C]
   num_components = matrix.shape[0]
-  limit = float(np.abs(matrix).max()) or 1.0
+  matrix[np.diag_indices(num_components)] = np.nan   # the ablated component's own change
+  limit = float(np.nanmax(np.abs(matrix))) if num_components > 1 else 1.0
   size = min(12.0, 3.0 + 0.3 * num_components)
   fig, ax = plt.subplots(figsize=(size + 1.2, size))
-  image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+  colours = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")
+  image = ax.imshow(matrix, cmap=colours, vmin=-(limit or 1.0), vmax=limit or 1.0)
   step = 1 if num_components <= 16 else 4
   ticks = np.arange(0, num_components, step)
   labels = [component_name(c).replace("attn ", "a").replace("mlp ", "m") for c in ticks]
@@ -136,7 +140,8 @@ def response_heatmap(arrays, path: str) -> str:
   ax.set_yticks(ticks, labels)
   ax.set_xlabel("responding component")
   ax.set_ylabel("ablated component")
-  ax.set_title("Mean change of direct effect (dDE) after an ablation")
+  ax.set_title("Mean change of direct effect (dDE) after an ablation\n"
+               "(grey diagonal: the ablated component itself)", fontsize=10)
   fig.colorbar(image, ax=ax, label="dDE (red: raises the scored logit)", shrink=0.8)
   return _save(fig, path)
 

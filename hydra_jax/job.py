@@ -107,8 +107,8 @@ def run_chunks(config, model, prompts, sources, store, mesh, mean=None) -> dict[
   say(f"{layout.num_chunks} chunks of <= {layout.size} prompts ({layout.rows} rows of "
       f"{layout.length} tokens per sweep batch); {layout.num_chunks - len(todo)} already finished")
   prompts_done = sum(len(layout.chunk(i)) for i in range(layout.num_chunks) if done[i])
-  start, computed = time.time(), 0
   remaining = len(prompts) - prompts_done
+  start, computed, first = time.time(), 0, None   # first: (prompts, time) after the compile
   for index in todo:
     arrays = chunks.sweep_chunk(model, prompts, layout, index, sources, kind=config.sweep.kind,
                                 path=config.sweep.path, mesh=mesh, check=config.sweep.check,
@@ -116,13 +116,20 @@ def run_chunks(config, model, prompts, sources, store, mesh, mean=None) -> dict[
     if jax.process_index() == 0:
       store.save_chunk(index, arrays)
     computed += len(layout.chunk(index))
-    rate = computed * per_prompt / (time.time() - start)
+    now = time.time()
+    # The first chunk pays the compile; the rate (and the time left) counts the later ones.
+    rate = (computed * per_prompt / (now - start) if first is None
+            else (computed - first[0]) * per_prompt / max(now - first[1], 1e-9))
+    first = first or (computed, now)
     say(f"chunk {index + 1}/{layout.num_chunks}: {prompts_done + computed}/{len(prompts)} prompts "
         f"done, {rate:,.0f} ablated forwards/s, {(remaining - computed) * per_prompt / rate:,.0f} s left")
   elapsed = time.time() - start
+  steady = (computed - first[0]) * per_prompt / (time.time() - first[1]) if (
+      first and computed > first[0]) else None
   return dict(chunks_total=layout.num_chunks, chunks_resumed=layout.num_chunks - len(todo),
               sweep_seconds=elapsed, ablated_forwards_computed=computed * per_prompt,
-              ablated_forwards_per_second=computed * per_prompt / elapsed if computed else None)
+              ablated_forwards_per_second=computed * per_prompt / elapsed if computed else None,
+              ablated_forwards_per_second_after_compile=steady)
 
 
 # 5. Results -----------------------------------------------------------------------------------
@@ -182,7 +189,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     return None
   arrays = gather_results(store, model, prompts, timing["chunks_total"])
   timing.update(wall_seconds=time.time() - start,
-                ablated_forwards=len(prompts) * ablations_per_prompt(config, model.config))
+                ablated_forwards=len(prompts) * ablations_per_prompt(config, model.config),
+                mesh=" x ".join(f"{name}={size}" for name, size in mesh.shape.items()),
+                devices=f"{jax.device_count()} x {jax.devices()[0].device_kind}")
   info = dict(config=config.to_dict(), model=model.description, prompts=counts, timing=timing)
   summary = report.write(workdir, arrays, info)
   say(f"report written to {workdir}/report.md ({timing['wall_seconds']:.1f} s)")

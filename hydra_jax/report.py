@@ -32,6 +32,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from hydra_jax import effects
 from hydra_jax import figures
 from hydra_jax import report_markdown
 from hydra_jax import results_store
@@ -46,16 +47,12 @@ DEFAULT_CHOICES = dict(ablated_layer=-1, ablated_kind="attn", regression_layers=
 # Statistics ---------------------------------------------------------------------------------
 
 
-def fit_line(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-  """Least-squares y = slope x + intercept and its R^2 (nan where x or y does not vary)."""
-  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  dx, dy = x - x.mean(), y - y.mean()
-  var_x, var_y = (dx * dx).sum(), (dy * dy).sum()
-  if var_x <= 0:
-    return dict(slope=math.nan, intercept=math.nan, r2=math.nan)
-  slope = (dx * dy).sum() / var_x
-  r2 = (dx * dy).sum() ** 2 / (var_x * var_y) if var_y > 0 else math.nan
-  return dict(slope=float(slope), intercept=float(y.mean() - slope * x.mean()), r2=float(r2))
+def regressions(x: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
+  """Per column of x, y [N, C]: the least-squares fit y = slope x + intercept and its R^2
+  (`hydra_jax.effects.regress`; NaN where x or y does not vary)."""
+  fit = effects.regress(x, y)
+  return [dict(slope=float(s), intercept=float(i), r2=float(r))
+          for s, i, r in zip(np.asarray(fit.slope), np.asarray(fit.intercept), np.asarray(fit.r2))]
 
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -79,7 +76,7 @@ def per_component(arrays: Mapping[str, np.ndarray]) -> dict[str, list]:
   lost = -arrays["direct_change"]                                                   # [N, C]
   compensation = arrays["compensation_attn"] + arrays["compensation_mlp"]           # [N, C]
   num_components = lost.shape[1]
-  fits = [fit_line(lost[:, c], compensation[:, c]) for c in range(num_components)]
+  fits = regressions(lost, compensation)
   mean_lost, mean_compensation = lost.mean(0), compensation.mean(0)
   return dict(
       direct_effect=arrays["direct_effect"].mean(0).tolist(),
@@ -104,12 +101,14 @@ def per_layer(components: Mapping[str, list]) -> dict[str, dict[str, list]]:
 
 
 def choose_ablated(arrays, choices) -> int:
-  """The component of figures 1/3: the configured one, else the attention layer losing most DE."""
+  """The component of figures 1/3: the configured one, else the one losing most DE among
+  those of its kind with a later layer to respond (all of them in a one-layer model)."""
   offset = figures.KIND_NAMES.index(choices["ablated_kind"])
   if choices["ablated_layer"] >= 0:
     return 2 * choices["ablated_layer"] + offset
-  lost = -arrays["direct_change"].mean(0)[offset::2]
-  return 2 * int(np.argmax(lost)) + offset
+  lost = -arrays["direct_change"].mean(0)[offset::2]                                  # [L]
+  candidates = lost[:-1] if len(lost) > 1 else lost
+  return 2 * int(np.argmax(candidates)) + offset
 
 
 def headline(arrays, components, num_layers: int, ablated: int, num_late: int) -> dict[str, Any]:
@@ -118,11 +117,15 @@ def headline(arrays, components, num_layers: int, ablated: int, num_late: int) -
   lost = -arrays["direct_change"][:, middle].mean()
   compensation = (arrays["compensation_attn"] + arrays["compensation_mlp"])[:, middle].mean()
   attention_repair = np.asarray(components["compensation_attn"])
-  ranked = [int(c) for c in np.argsort(-attention_repair)[:3]]
+  has_later_attention = np.arange(2 * num_layers) < 2 * num_layers - 2                # [C]
+  ranked = [int(c) for c in np.argsort(-attention_repair) if has_later_attention[c]][:3]
   response = arrays["response"].mean(0)                                             # [C, C]
-  responders = {figures.component_name(c): figures.component_name(
-      int(2 * np.argmax(np.where(np.arange(num_layers) * 2 > c, response[c, 0::2], -np.inf))))
-                for c in ranked if c < 2 * num_layers - 2}
+  responders = {}
+  for c in ranked:   # the later attention layer whose DE rises most (or falls least)
+    later = np.where(np.arange(num_layers) * 2 > c, response[c, 0::2], -np.inf)        # [L]
+    best = int(np.argmax(later))
+    responders[figures.component_name(c)] = dict(responder=figures.component_name(2 * best),
+                                                 dde=float(later[best]))
   late = list(range(2 * num_layers - 2 * num_late + 1, 2 * num_layers, 2))
   ablated_de = figures.ablated_direct_effects(arrays, ablated)
   slopes = [components["regression"][c]["slope"] for c in middle]
@@ -191,7 +194,7 @@ def draw_figures(workdir: str, arrays, info) -> dict[str, str]:
   fit_components = regression_components(num_layers, choices["regression_layers"])
   lost = -arrays["direct_change"]
   compensation = arrays["compensation_attn"] + arrays["compensation_mlp"]
-  fits = {c: fit_line(lost[:, c], compensation[:, c]) for c in fit_components}
+  fits = dict(zip(fit_components, regressions(lost[:, fit_components], compensation[:, fit_components])))
   num_late = choices["late_mlps"] or late_mlp_count(num_layers)
   path = lambda name: os.path.join(workdir, FIGURE_DIR, name + ".png")
   figures.intact_vs_ablated(arrays, ablated, path("intact_vs_ablated"))

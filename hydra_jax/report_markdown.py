@@ -39,7 +39,9 @@ def _number(value) -> str:
   if value is None or (isinstance(value, float) and not math.isfinite(value)):
     return "n/a"
   if isinstance(value, int):
-    return str(value)
+    return f"{value:,}"
+  if abs(value) >= 1000:
+    return f"{value:,.0f}"
   return f"{value:.3g}"
 
 
@@ -75,16 +77,19 @@ def _run_lines(summary: Mapping[str, Any]) -> list[str]:
                  f"output at the final position, {sweep.get('num_sources', '?')} sources per "
                  f"prompt (seed {sweep.get('seed', '?')}), {sweep.get('path', '?')} path")
   if timing:
-    lines.append(f"- **Time**: {_number(timing.get('wall_seconds'))} s wall, "
+    lines.append(f"- **Time**: {_number(timing.get('wall_seconds'))} s wall on "
+                 f"{timing.get('devices', '?')} (mesh {timing.get('mesh', '?')}), "
                  f"{_number(timing.get('ablated_forwards'))} ablated forwards at "
-                 f"{_number(timing.get('ablated_forwards_per_second'))} per second")
+                 f"{_number(timing.get('ablated_forwards_per_second'))} per second"
+                 + (f" ({_number(timing['ablated_forwards_per_second_after_compile'])} after the "
+                    "compile)" if timing.get("ablated_forwards_per_second_after_compile") else ""))
   return lines
 
 
 def _headline_lines(headline: Mapping[str, Any]) -> list[str]:
   largest = ", ".join(f"{h['ablated']} ({_number(h['compensation_attn'])})"
                       for h in headline.get("largest_attention_compensation", []))
-  responders = ", ".join(f"{a} -> {r}" for a, r in
+  responders = ", ".join(f"{a} -> {r['responder']} (dDE {_number(r['dde'])})" for a, r in
                          (headline.get("strongest_attention_responder") or {}).items())
   erasure = ", ".join(f"{e['component']}: {_number(e['intact'])} intact, {_number(e['ablated'])} "
                       f"with {headline.get('ablated_component')} ablated"

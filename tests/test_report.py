@@ -58,13 +58,14 @@ INFO = dict(config=dict(sweep=dict(kind="resample", num_sources=2, seed=0, path=
             timing=dict(wall_seconds=2.0, ablated_forwards=288, ablated_forwards_per_second=144.0))
 
 
-def test_fit_line_exact():
+def test_regressions_exact():
   x = np.array([0.0, 1.0, 2.0, 3.0])
-  assert report.fit_line(x, 2 * x + 1) == pytest.approx(dict(slope=2.0, intercept=1.0, r2=1.0))
-  fit = report.fit_line(x, np.array([1.0, 0.0, 1.0, 0.0]))
-  assert fit["slope"] == pytest.approx(-0.2) and fit["r2"] == pytest.approx(0.2)
-  assert np.isnan(report.fit_line(np.ones(4), x)["slope"])
-  assert np.isnan(report.fit_line(x, np.ones(4))["r2"])
+  fits = report.regressions(np.stack([x, x, np.ones(4), x], 1),
+                            np.stack([2 * x + 1, [1.0, 0.0, 1.0, 0.0], x, np.ones(4)], 1))
+  assert fits[0] == pytest.approx(dict(slope=2.0, intercept=1.0, r2=1.0))
+  assert fits[1]["slope"] == pytest.approx(-0.2) and fits[1]["r2"] == pytest.approx(0.2)
+  assert np.isnan(fits[2]["slope"])                     # x does not vary
+  assert fits[3]["slope"] == 0.0 and np.isnan(fits[3]["r2"])   # y does not vary
 
 
 def test_per_component_statistics_by_hand():
