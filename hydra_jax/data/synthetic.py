@@ -22,6 +22,7 @@ templates, with a filler clause between subject and relation.
                                               template plus distractor filler sentences
     attribute_words()                      -> every attribute; the tokenizer keeps each
                                               as one piece "▁word", so a label is one token
+    train_tokenizer(lines, vocab_size)     -> a SentencePiece BPE model trained on the corpus
 
 Everything is drawn from `random.Random(seed)`, whose streams Python keeps stable, so
 a seed reproduces the world and the corpus exactly.
@@ -205,12 +206,16 @@ def corpus_lines(world: World, num_lines: int, seed: int = 2, *, max_sentences: 
   return lines
 
 
-def train_tokenizer(lines: list[str], vocab_size: int = 512, relations=RELATIONS, model_type="bpe") -> bytes:
-  """A SentencePiece unigram model (serialized proto) trained on `lines`, deterministically.
+def train_tokenizer(lines: list[str], vocab_size: int = 512, relations=RELATIONS,
+                    model_type: str = "bpe") -> bytes:
+  """A SentencePiece model (serialized proto) trained on `lines`, deterministically.
 
-  Ids: 0 pad, 1 unk, 2 BOS, 3 EOS. Every attribute is a user-defined piece "▁word", so
-  "Lisbon" (and " Lisbon" after a prompt) encodes to exactly one token. Single-threaded
-  and unshuffled, so the same lines give the same model bytes.
+  BPE by default: on this small corpus it keeps frequent words whole ("▁the", "▁born")
+  and splits the invented surnames into several pieces, where the unigram trainer
+  shredded common words. Ids: 0 pad, 1 unk, 2 BOS, 3 EOS. Every attribute is a
+  user-defined piece "▁word", so "Lisbon" (and " Lisbon") encodes to exactly one token.
+  Identity normalization (the corpus is plain ASCII) keeps the model file to a few KB.
+  Single-threaded and unshuffled: the same lines give the same model bytes.
   """
   import io
   import sentencepiece as spm
