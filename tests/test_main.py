@@ -13,6 +13,7 @@ and a batch of quick failing runs started in parallel).
 
 import json
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -27,6 +28,8 @@ from hydra_jax import model as model_lib
 from hydra_jax.config import ModelConfig
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = pathlib.Path(PROJECT_ROOT).parent / "shared" / "data"
+EMBEDDED_DIR = pathlib.Path(PROJECT_ROOT) / "hydra_jax" / "assets" / "tiny"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("intact_vs_ablated", "de_vs_te", "compensation_fits", "response_heatmap",
            "late_mlp_erasure")
@@ -178,6 +181,26 @@ def test_sharded_run_matches_one_device(finished_run, tmp_path):
       np.testing.assert_allclose(sharded[name], reference[name], atol=1e-4, err_msg=name)
     else:
       np.testing.assert_array_equal(sharded[name], reference[name], err_msg=name)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "known_1000.json").exists(), reason="needs known_1000.json")
+def test_hf_config_on_known_facts_with_a_checkpoint_directory(tmp_path):
+  """configs/hf.py (known facts from manual_dir via TFDS, the tokenizer found beside the
+  weights, config.model taken from the checkpoint) on the embedded model's directory."""
+  code, out, err = run_main(
+      "--config=configs/hf.py", "--config.model_source=checkpoint",
+      f"--config.checkpoint={EMBEDDED_DIR}", f"--config.data.manual_dir={SHARED_DATA}",
+      f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.data.max_prompts=16",
+      "--config.data.filter_correct=False", "--config.sweep.num_sources=2",
+      "--config.sweep.chunk_size=8", f"--workdir={tmp_path / 'run'}")
+  assert code == 0, err
+  summary = json.load(open(tmp_path / "run" / "summary.json"))
+  assert (summary["model"]["source"], summary["model"]["num_layers"]) == ("checkpoint", 4)
+  assert summary["prompts"] == dict(dataset="known_facts", total=16, kept=16, correct=None,
+                                    dropped={})
+  results = np.load(tmp_path / "run" / "results.npz")
+  assert "Vinson Massif is located in the continent of" in set(results["prompt"])   # record 0
+  assert results["response"].shape == (16, 8, 8)
 
 
 def test_chinchilla_dry_run_plans_seven_billion_parameters():

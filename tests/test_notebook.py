@@ -1,12 +1,15 @@
-"""launch/colab.ipynb runs top to bottom offline against this checkout.
+"""launch/: colab.ipynb runs top to bottom offline against this checkout, and tpu_vm.sh
+parses and prints the gcloud commands it would run.
 
-The install cell is skipped (HYDRA_JAX_OFFLINE, and the package is importable through
-PYTHONPATH); HYDRA_JAX_QUICK shrinks the sweep. Runtime: about 40 s (kernel start,
-a small sweep of the embedded model with its compile, the figures).
+The notebook's install cell is skipped (HYDRA_JAX_OFFLINE, and the package is importable
+through PYTHONPATH); HYDRA_JAX_QUICK shrinks the sweep. Runtime: about 25 s (kernel
+start, a small sweep of the embedded model with its compile, the figures).
 """
 
 import os
 import pathlib
+import shlex
+import subprocess
 import sys
 
 import nbformat
@@ -14,6 +17,7 @@ from nbclient import NotebookClient
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = PROJECT_ROOT / "launch" / "colab.ipynb"
+TPU_SCRIPT = PROJECT_ROOT / "launch" / "tpu_vm.sh"
 
 
 def _text(cell) -> str:
@@ -40,3 +44,43 @@ def test_colab_notebook_runs_offline(tmp_path, monkeypatch):
   assert len(images) == 5
   for cell in code:
     assert not [output for output in cell.outputs if output.output_type == "error"]
+
+
+def test_tpu_vm_script_parses():
+  done = subprocess.run(["bash", "-n", str(TPU_SCRIPT)], capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr
+
+
+def test_tpu_vm_dry_run_prints_the_gcloud_commands(tmp_path):
+  # No gcloud on PATH: a dry run must not call it.
+  env = dict(os.environ, PATH=f"{tmp_path}:/usr/bin:/bin")
+  done = subprocess.run(
+      ["bash", str(TPU_SCRIPT), "--dry-run", "--name", "hydra-test", "--zone", "europe-west4-a",
+       "--accelerator-type", "v4-32", "--spot", "--config", "configs/chinchilla7b.py",
+       "--workdir", "/tmp/run7b", "--results", str(tmp_path / "back"), "--delete", "--",
+       "--config.mesh.model=8", "--config.sweep.chunk_size=16"],
+      capture_output=True, text=True, env=env, timeout=60)
+  assert done.returncode == 0, done.stderr
+  commands = [shlex.split(line) for line in done.stdout.splitlines() if line.startswith("gcloud ")]
+  verbs = [c[4] for c in commands]
+  assert verbs == ["describe", "create", "scp", "ssh", "ssh", "scp", "delete"]
+  assert all(c[:4] == ["gcloud", "compute", "tpus", "tpu-vm"] and "--zone=europe-west4-a" in c
+             for c in commands)
+  create = commands[1]
+  assert "--accelerator-type=v4-32" in create and "--spot" in create
+  install, run = commands[3], commands[4]
+  assert "--worker=all" in install and "pip install" in install[-1]
+  assert "--worker=all" in run
+  remote = shlex.split(run[-1].split("=", 1)[1].split("&&", 1)[1])
+  assert remote == ["python3", "-m", "hydra_jax.main", "--config=configs/chinchilla7b.py",
+                    "--workdir=/tmp/run7b", "--config.distributed=auto",
+                    "--config.mesh.model=8", "--config.sweep.chunk_size=16"]
+  copy_back = commands[5]
+  assert copy_back[5:7] == ["--recurse", "hydra-test:/tmp/run7b"] and "--worker=0" in copy_back
+  assert not (tmp_path / "back").exists()
+
+
+def test_tpu_vm_script_rejects_unknown_options():
+  done = subprocess.run(["bash", str(TPU_SCRIPT), "--dry-run", "--zones", "x"],
+                        capture_output=True, text=True, timeout=60)
+  assert done.returncode == 2 and "unknown option --zones" in done.stderr
