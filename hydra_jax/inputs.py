@@ -17,6 +17,8 @@ Shapes: N kept prompts, T padded length, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import jax
@@ -57,6 +59,7 @@ class Prompts:
 
 
 def _cast(config: ModelConfig, params, dtype: Optional[str]):
+  """The config and params in `dtype` (unchanged when it is unset or already theirs)."""
   if not dtype or dtype == config.dtype:
     return config, params
   config = dataclasses.replace(config, dtype=dtype)
@@ -93,6 +96,27 @@ def _tokenizer_for(config: ml_collections.ConfigDict):
   return None
 
 
+def peek_model_config(config: ml_collections.ConfigDict) -> Optional[ModelConfig]:
+  """The model's ModelConfig without reading its weights (None for the embedded model,
+  or a checkpoint whose config.json only `load_model` can judge)."""
+  source = config.model_source
+  if source == "random":
+    return run_config.model_config_from(config)
+  path = Path(config.checkpoint or ".") / "config.json"
+  if source not in ("hf", "checkpoint") or not path.is_file():
+    return None
+  try:
+    values = json.loads(path.read_text())
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{path} is not valid JSON: {error}") from None
+  if source == "checkpoint":
+    return _cast(ModelConfig.from_dict(values), None, config.model.dtype)[0]
+  from hydra_jax.checkpoints import architectures, hf
+  known = [architectures.ARCHITECTURES[n] for n in values.get("architectures") or []
+           if n in architectures.ARCHITECTURES]
+  return hf.model_config(values, known[0], config.model.dtype, path.parent) if known else None
+
+
 def load_model(config: ml_collections.ConfigDict, mesh=None) -> Model:
   """The model named by config.model_source, checked against config.model."""
   source = config.model_source
@@ -104,7 +128,8 @@ def load_model(config: ml_collections.ConfigDict, mesh=None) -> Model:
     what = "the embedded model"
   elif source == "hf":
     from hydra_jax import checkpoints
-    model_config, params = checkpoints.load_hf(config.checkpoint, mesh=mesh)
+    model_config, params = checkpoints.load_hf(config.checkpoint, dtype=config.model.dtype,
+                                               mesh=mesh)
     what = f"checkpoint {config.checkpoint}"
   elif source == "checkpoint":
     from hydra_jax import checkpoints

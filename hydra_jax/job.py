@@ -63,17 +63,24 @@ def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
                        devices=jax.devices()[:data * model])
 
 
-def plan_for(config, model_config, num_prompts=None, prompt_length=None) -> plan_lib.Plan:
+def plan_for(config, model_config) -> plan_lib.Plan:
+  """The plan of this config's sweep, from the prompt set's size (before reading it)."""
   data = config.data
-  if num_prompts is None:
-    num_prompts = (data.num_prompts if data.name == "random"
-                   else data.max_prompts or NOMINAL_PROMPTS.get(data.name, 1000))
-  if prompt_length is None:
-    prompt_length = data.prompt_length if data.name == "random" else NOMINAL_PROMPT_LENGTH
+  if data.name == "random":
+    num_prompts, prompt_length = data.num_prompts, data.prompt_length
+  else:
+    if data.name == "embedded":
+      from hydra_jax import embedded
+      available = len(embedded.load().records)
+    else:
+      available = NOMINAL_PROMPTS[data.name]
+    num_prompts = min(data.max_prompts or available, available)
+    prompt_length = NOMINAL_PROMPT_LENGTH
   model = config.mesh.model
   data_axis = config.mesh.data if config.mesh.data != -1 else max(1, jax.device_count() // model)
   return plan_lib.make_plan(model_config, num_prompts=num_prompts, prompt_length=prompt_length,
-                            num_sources=config.sweep.num_sources,
+                            num_sources=ablations_per_prompt(config, model_config)
+                            // model_config.num_components,
                             chunk_size=config.sweep.chunk_size, mesh_shape=(data_axis, model),
                             path=config.sweep.path)
 
@@ -152,17 +159,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """The whole job; returns the summary written to workdir (None for a dry run)."""
   start = time.time()
   run_config.check(config)
-  if config.model_source == "random":   # planned before anything is allocated
-    the_plan = plan_for(config, run_config.model_config_from(config))
+  model_config = inputs.peek_model_config(config)   # planned before any weight is read
+  if model_config is not None:
+    run_config.check_matches(config, model_config, f"the model of {config.checkpoint or 'config.model'}")
+    the_plan = plan_for(config, model_config)
     if not config.dry_run:
       plan_lib.check_fits(the_plan)      # the error message holds the plan
     say(the_plan.describe())
     if config.dry_run:
       return None
   mesh = make_mesh(config)
-  if config.dry_run:
-    model = inputs.load_model(config, mesh)
-    say(plan_for(config, model.config).describe())
+  if config.dry_run:                      # the embedded model: small, so just load it
+    say(plan_for(config, inputs.load_model(config, mesh).config).describe())
     return None
   store = results_store.ResultStore(workdir)
   if jax.process_index() == 0:
