@@ -35,13 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax import ablated_runs, effects, layer_skip, model, sharding
+from hydra_jax import ablated_runs, effects, layer_skip, sharding, sweep_inputs
 from hydra_jax.config import ModelConfig
-
-KINDS = ("resample", "zero", "mean")
-PATHS = ("incremental", "full")
-RESPONSE_SCALES = ("clean", "ablated")
-
 
 class ConsistencyError(RuntimeError):
   """A consistency check of METHOD.md failed on real data."""
@@ -195,7 +190,36 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
   is then zero). batch_size: scored prompts per program; source_chunk: sources vmapped at
   once. check_rtol: tolerance of the checks, relative to each prompt's largest |DE|.
   """
-  tokens, lengths, sources, n = _validate(
+  program, params, batches = _prepare(
+      params, config, tokens, lengths, sources, kind=kind, path=path, mesh=mesh, num_scored=num_scored,
+      mean_activations=mean_activations, response_scale=response_scale,
+      freeze_final_scale=freeze_final_scale, skip_unchanged_layers=skip_unchanged_layers,
+      batch_size=batch_size, source_chunk=source_chunk)
+  outputs = []
+  for arguments, keep in batches:
+    measures, checks = program(params, *arguments)
+    outputs.append(jax.tree_util.tree_map(lambda x: x[:keep], (measures, checks)))
+  measures, checks = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs) if len(xs) > 1 else xs[0],
+                                            *outputs)
+  if check:
+    _raise_if_inconsistent(checks, check_rtol, upstream=(path == "full" or not skip_unchanged_layers))
+  return HydraResult(**measures)
+
+
+def lower_sweep(params, config: ModelConfig, tokens, lengths, sources=None, **options) -> jax.stages.Lowered:
+  """The program of hydra_sweep's first batch, lowered (same arguments; params may be
+  ShapeDtypeStructs): `.compile()` it to time compilation, read `.cost_analysis()` or
+  `.memory_analysis()`, or inspect the HLO."""
+  program, params, batches = _prepare(params, config, tokens, lengths, sources, **options)
+  arguments, _ = next(iter(batches))
+  return program.lower(params, *arguments)
+
+
+def _prepare(params, config, tokens, lengths, sources, *, kind="resample", path="incremental", mesh=None,
+             num_scored=None, mean_activations=None, response_scale="clean", freeze_final_scale=False,
+             skip_unchanged_layers=True, batch_size=None, source_chunk=None):
+  """Validate, then (compiled program, placed params, iterable of (program arguments, rows kept))."""
+  tokens, lengths, sources, n = sweep_inputs.validate(
       config, tokens, lengths, sources, kind=kind, path=path, num_scored=num_scored,
       mean_activations=mean_activations, response_scale=response_scale, batch_size=batch_size,
       source_chunk=source_chunk, mesh=mesh)
@@ -217,29 +241,23 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
   settings = _Settings(replacement=replacement, path=path, skip_unchanged_layers=skip_unchanged_layers,
                        response_scale=response_scale, freeze_final_scale=freeze_final_scale,
                        source_chunk=source_chunk, num_ablated=batch)
-  program = compiled_batch(config, settings, mesh)
-  outputs = []
-  for start in range(0, n, batch):
-    rows = np.arange(start, start + batch)                             # ablated rows, padded
-    real = rows < n
-    rows = np.where(real, rows, 0)
-    extra = np.arange(n, N) if single else np.arange(0)                # source-only prompts
-    pad = round_up(len(rows) + len(extra)) - len(rows) - len(extra)
-    clean_rows = np.concatenate([rows, extra, np.zeros(pad, int)])     # the clean run's rows
-    real = np.concatenate([real, np.ones(len(extra), bool), np.zeros(pad, bool)])
-    batch_given = given(rows) if callable(given) else given
-    arrays = sharding.place_batch((tokens[clean_rows], lengths[clean_rows], real.astype(np.float32),
-                                   None if sources is None else sources[rows]), mesh)
-    if batch_given is not None and batch_given.ndim == 4:
-      batch_given = sharding.place_batch(batch_given, mesh)
-    measures, checks = program(params, *arrays, batch_given)
-    keep = min(batch, n - start)
-    outputs.append(jax.tree_util.tree_map(lambda x: x[:keep], (measures, checks)))
-  measures, checks = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs) if len(xs) > 1 else xs[0],
-                                            *outputs)
-  if check:
-    _raise_if_inconsistent(checks, check_rtol, upstream=(path == "full" or not skip_unchanged_layers))
-  return HydraResult(**measures)
+
+  def batches():
+    for start in range(0, n, batch):
+      rows = np.arange(start, start + batch)                           # ablated rows, padded
+      real = rows < n
+      rows = np.where(real, rows, 0)
+      extra = np.arange(n, N) if single else np.arange(0)              # source-only prompts
+      pad = round_up(len(rows) + len(extra)) - len(rows) - len(extra)
+      clean_rows = np.concatenate([rows, extra, np.zeros(pad, int)])   # the clean run's rows
+      real = np.concatenate([real, np.ones(len(extra), bool), np.zeros(pad, bool)])
+      batch_given = given(rows) if callable(given) else given
+      arrays = sharding.place_batch((tokens[clean_rows], lengths[clean_rows], real.astype(np.float32),
+                                     None if sources is None else sources[rows]), mesh)
+      if batch_given is not None and batch_given.ndim == 4:
+        batch_given = sharding.place_batch(batch_given, mesh)
+      yield (*arrays, batch_given), min(batch, n - start)
+  return compiled_batch(config, settings, mesh), params, batches()
 
 
 def _all_components(params, config, tokens, lengths, batch, mesh) -> jax.Array:
@@ -265,50 +283,3 @@ def _raise_if_inconsistent(checks, rtol: float, upstream: bool) -> None:
           f"= {float(relative[worst]):.3g} of the prompt's largest |DE| (tolerance {rtol:g}) "
           f"at prompt {worst[0]}, ablated component {worst[1]} (layer {worst[1] // 2}, "
           f"{'attention' if worst[1] % 2 == 0 else 'MLP'})")
-
-
-def _validate(config, tokens, lengths, sources, *, kind, path, num_scored, mean_activations,
-              response_scale, batch_size, source_chunk, mesh):
-  """Check every argument with numpy before anything compiles; returns numpy int32 arrays."""
-  for name, value, allowed in (("kind", kind, KINDS), ("path", path, PATHS),
-                               ("response_scale", response_scale, RESPONSE_SCALES)):
-    if value not in allowed:
-      raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-  model.check_tokens(config, tokens)
-  tokens = np.asarray(tokens)
-  N, T = tokens.shape
-  if N == 0 or T == 0:
-    raise ValueError(f"tokens must hold at least one prompt and position, got shape {tokens.shape}")
-  lengths = np.asarray(lengths)
-  if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
-    raise ValueError(f"lengths must be integers of shape ({N},), got {lengths.dtype} {lengths.shape}")
-  if lengths.min() < 1 or lengths.max() > T:
-    raise ValueError(f"lengths must be in [1, {T}] (tokens has {T} positions), got range "
-                     f"[{lengths.min()}, {lengths.max()}]")
-  if num_scored is not None and not (isinstance(num_scored, (int, np.integer)) and 1 <= num_scored <= N):
-    raise ValueError(f"num_scored must be an integer in [1, {N}] (the number of prompts), got {num_scored!r}")
-  n = N if num_scored is None else int(num_scored)
-  if kind == "resample":
-    if sources is None:
-      raise ValueError('sources [N, K] are needed for kind="resample" (see draw_sources)')
-    sources = np.asarray(sources)
-    if sources.ndim != 2 or sources.shape[0] != n or sources.shape[1] == 0 or \
-        not np.issubdtype(sources.dtype, np.integer):
-      raise ValueError(f"sources must be integers of shape ({n}, K) with K >= 1, got "
-                       f"{sources.dtype} {sources.shape}")
-    if sources.min() < 0 or sources.max() >= N:
-      raise ValueError(f"sources must index the {N} prompts (0..{N - 1}), got range "
-                       f"[{sources.min()}, {sources.max()}]")
-    sources = sources.astype(np.int32)
-  elif sources is not None:
-    raise ValueError(f'sources are only used by kind="resample", not kind={kind!r}')
-  if mean_activations is not None:
-    expected = (config.num_components, config.d_model)
-    if kind != "mean" or np.shape(mean_activations) != expected:
-      raise ValueError(f'mean_activations must have shape {expected} and goes with kind="mean"; '
-                       f"got shape {np.shape(mean_activations)} with kind={kind!r}")
-  for name, value in (("batch_size", batch_size), ("source_chunk", source_chunk)):
-    if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-      raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-  sharding.validate_mesh(mesh)
-  return tokens.astype(np.int32), lengths.astype(np.int32), sources, n
