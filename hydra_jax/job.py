@@ -4,10 +4,12 @@
 
 Steps (each is a function below, readable on its own):
 
-  1. plan       the model's size, bytes per device and FLOPs (`hydra_jax.plan`); a dry
-                run stops here, and so does a run too large for this machine
+  1. plan       the model's size, bytes per device and FLOPs (`hydra_jax.plan`) from its
+                config alone; a dry run stops here, and so does a run too large for
+                this machine (and a checkpoint that does not match config.model)
   2. inputs     the model and the kept prompts (`hydra_jax.inputs`)
-  3. sources    K resample sources per prompt, drawn from the whole kept set (seeded)
+  3. sources    K resample sources per prompt, drawn from the whole kept set (seeded);
+                for mean ablation, the mean components over the whole kept set
   4. chunks     prompts [i * chunk_size, (i + 1) * chunk_size) form chunk i. A chunk's
                 batch is its prompts followed by the source prompts they need; the
                 sweep scores only the chunk's own rows. Finished chunks are saved
@@ -155,23 +157,47 @@ def gather_results(store, model, prompts, num_chunks) -> dict[str, np.ndarray]:
   return arrays
 
 
+def plan_first(config: ml_collections.ConfigDict) -> bool:
+  """Print the plan; True when the job stops there (a dry run). Raises when it cannot fit.
+
+  Random models and checkpoints are planned from their config alone, before any weight is
+  read; the embedded model is small, so a dry run of it just loads it.
+  """
+  model_config = inputs.peek_model_config(config)
+  if model_config is None:
+    if config.dry_run:
+      say(plan_for(config, inputs.load_model(config, make_mesh(config)).config).describe())
+    return config.dry_run
+  run_config.check_matches(config, model_config,
+                           f"the model of {config.checkpoint or 'config.model'}")
+  the_plan = plan_for(config, model_config)
+  if not config.dry_run:
+    plan_lib.check_fits(the_plan)      # its error message holds the plan
+  say(the_plan.describe())
+  return config.dry_run
+
+
+def replacements(config, model, prompts):
+  """(sources [N, K] for resample, mean components [C, D] for mean ablation), None otherwise."""
+  if config.sweep.kind == "resample":
+    if config.sweep.num_sources >= len(prompts):
+      raise ValueError(f"config.sweep.num_sources={config.sweep.num_sources}: only {len(prompts)} "
+                       "prompts were kept, and each draws that many other prompts as sources")
+    return np.asarray(sweep.draw_sources(len(prompts), config.sweep.num_sources,
+                                         config.sweep.seed)), None
+  if config.sweep.kind == "mean":
+    layout = chunks.make_layout(prompts, None, config.sweep.chunk_size, model.config.max_seq_len)
+    return None, chunks.mean_components(model, prompts, layout)
+  return None, None
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """The whole job; returns the summary written to workdir (None for a dry run)."""
   start = time.time()
   run_config.check(config)
-  model_config = inputs.peek_model_config(config)   # planned before any weight is read
-  if model_config is not None:
-    run_config.check_matches(config, model_config, f"the model of {config.checkpoint or 'config.model'}")
-    the_plan = plan_for(config, model_config)
-    if not config.dry_run:
-      plan_lib.check_fits(the_plan)      # the error message holds the plan
-    say(the_plan.describe())
-    if config.dry_run:
-      return None
-  mesh = make_mesh(config)
-  if config.dry_run:                      # the embedded model: small, so just load it
-    say(plan_for(config, inputs.load_model(config, mesh).config).describe())
+  if plan_first(config):
     return None
+  mesh = make_mesh(config)
   store = results_store.ResultStore(workdir)
   if jax.process_index() == 0:
     store.claim(results_store.flatten(config.to_dict()))
@@ -182,16 +208,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   counts = prompts.counts
   say(f"prompts: {counts['total']} in {counts['dataset']}, {counts['kept']} kept; dropped: "
       f"{counts['dropped'] or 'none'}")
-  if config.sweep.kind == "resample" and config.sweep.num_sources >= len(prompts):
-    raise ValueError(f"config.sweep.num_sources={config.sweep.num_sources}: only {len(prompts)} "
-                     "prompts were kept, and each draws that many other prompts as sources")
-  sources = mean = None
-  if config.sweep.kind == "resample":
-    sources = np.asarray(sweep.draw_sources(len(prompts), config.sweep.num_sources,
-                                            config.sweep.seed))               # [N, K]
-  elif config.sweep.kind == "mean":
-    layout = chunks.make_layout(prompts, None, config.sweep.chunk_size, model.config.max_seq_len)
-    mean = chunks.mean_components(model, prompts, layout)                      # [C, D]
+  sources, mean = replacements(config, model, prompts)
   timing = run_chunks(config, model, prompts, sources, store, mesh, mean)
   if jax.process_index() != 0:
     return None

@@ -73,9 +73,10 @@ def _run_lines(summary: Mapping[str, Any]) -> list[str]:
     lines.append(f"- **Prompts**: {prompts.get('dataset', '?')}: {prompts.get('total', '?')} in "
                  f"total, {prompts.get('kept', summary.get('num_prompts'))} kept; dropped: {why}")
   if sweep:
+    sources = (f", {sweep.get('num_sources', '?')} sources per prompt (seed {sweep.get('seed', '?')})"
+               if sweep.get("kind") == "resample" else "")
     lines.append(f"- **Sweep**: {sweep.get('kind', '?')} ablation of every attention and MLP "
-                 f"output at the final position, {sweep.get('num_sources', '?')} sources per "
-                 f"prompt (seed {sweep.get('seed', '?')}), {sweep.get('path', '?')} path")
+                 f"output at the final position{sources}, {sweep.get('path', '?')} path")
   if timing:
     lines.append(f"- **Time**: {_number(timing.get('wall_seconds'))} s wall on "
                  f"{timing.get('devices', '?')} (mesh {timing.get('mesh', '?')}), "
