@@ -1,23 +1,24 @@
-"""The incremental sweep that skips unchanged layers: each ablation runs only layers l..L-1.
+"""The incremental sweep that skips unchanged layers: an ablation runs only the layers it changes.
 
-Ablating layer l at the final position leaves layers 0..l-1 exactly as in the clean
-run, so an ablated run can start from the clean residual z^{l-1} and run L - l layers
-instead of L: about half the work of a full-depth sweep. To keep one static shape (and
-one scan, so compile time does not grow with depth) ablations are packed into *lanes*
-of exactly L layer-steps: layer l is paired with layer L - l (L - l + l = L steps), so
+Ablating a component at the final position leaves everything below it exactly as in the
+clean run, so an ablated run can start from the clean residual stream:
 
-    lane 0: ablate 0 (layers 0..L-1)        lane 1: ablate 1 (1..L-1), then L-1 (L-1)
-    lane 2: ablate 2 (2..L-1), then L-2 ...  and for even L a lone lane for L/2.
+  attention of layer l   start from z^{l-1}, replace a^l, run layers l..L-1      (L - l layers)
+  MLP of layer l         start from z^l with m^l replaced, run layers l+1..L-1   (L - l - 1 layers)
 
-About L/2 + 1 lanes instead of L. Every step of the scan runs one layer per lane, each
-lane at its own depth: the layer's parameters and clean keys/values are gathered per
+These are about L/2 layers per ablation instead of L. To keep one static shape (and one
+scan, so compile time does not grow with depth) the runs are packed into L *lanes* of
+exactly L layer-steps: lane p runs the attention ablation of layer p (L - p steps), then
+the MLP ablation of layer L-1-p (p steps). Every step of the scan runs one layer per lane,
+each lane at its own depth: the layer's parameters and clean keys/values are gathered per
 lane, and `model.decode` runs a one-layer view of the model (`one_layer_view`) whose
-embedding is zero, so a resid_pre replacement with weight 1 injects the lane's residual
-stream exactly. Both sites of the ablated layer (attention, MLP) and all K sources share
-a lane. Responses upstream of the ablation are not computed: they are zero by construction.
+embedding is zero, so a resid_pre replacement with weight 1 sets the lane's residual
+stream exactly. The MLP ablation of the last layer runs no layer at all; its final norm
+scale is computed here (`final_norm_scale`). Responses upstream of an ablation are not
+computed: they are zero by construction.
 
-Shapes: S = L steps, P lanes, J = 2 sites (attention, MLP), K sources, B prompts,
-C = 2L components, D d_model, T positions, G kv heads, Kh head size.
+Shapes: S = L steps, P = L lanes, K sources, B prompts, C = 2L components, D d_model,
+T positions, G kv heads, Kh head size.
 """
 
 from __future__ import annotations
@@ -36,35 +37,44 @@ from hydra_jax.interventions import Intervention, Site
 
 @dataclasses.dataclass(frozen=True)
 class LanePlan:
-  """Static schedule: which layer each lane runs at each step, and where results land."""
-  layer: np.ndarray      # int32 [S, P]  layer run by lane p at step s
-  start: np.ndarray      # bool  [S, P]  lane p begins an ablation at step s (reset, then ablate)
-  step_of: np.ndarray    # int32 [L, L]  step at which ablated layer l runs layer r (r >= l)
-  lane_of: np.ndarray    # int32 [L]     lane holding ablated layer l
+  """Static schedule: lane p runs attention unit p (layers p..L-1), then MLP unit L-1-p (L-p..L-1)."""
+  num_layers: int
+
+  @property
+  def layer(self) -> np.ndarray:
+    """int32 [S, P]: the layer lane p runs at step s."""
+    s, p = np.meshgrid(np.arange(self.num_layers), np.arange(self.num_layers), indexing="ij")
+    return np.where(s < self.num_layers - p, p + s, s).astype(np.int32)
+
+  @property
+  def attention_start(self) -> np.ndarray:
+    """bool [S, P]: the lane sets z^{l-1} and replaces a^l (l = its layer) at step s."""
+    return np.arange(self.num_layers)[:, None] == np.zeros((1, self.num_layers), int)
+
+  @property
+  def mlp_start(self) -> np.ndarray:
+    """bool [S, P]: the lane sets z^l of the MLP ablation of layer l = L-1-p at step s = L-p."""
+    s, p = np.meshgrid(np.arange(self.num_layers), np.arange(self.num_layers), indexing="ij")
+    return (s == self.num_layers - p) & (p > 0)
+
+  def where(self, ablated: int, layer: int) -> Optional[tuple[int, int]]:
+    """(step, lane) at which the run ablating component `ablated` runs `layer`; None if it does not."""
+    L, (l, site) = self.num_layers, divmod(ablated, 2)
+    if site == 0:
+      return (layer - l, l) if layer >= l else None
+    return (layer, L - 1 - l) if layer > l else None
 
 
 def lane_plan(num_layers: int) -> LanePlan:
-  L = num_layers
-  lanes = [[0]] + [[l, L - l] for l in range(1, (L + 1) // 2)] + ([[L // 2]] if L % 2 == 0 and L > 1 else [])
-  layer = np.zeros((L, len(lanes)), np.int32)
-  start = np.zeros((L, len(lanes)), bool)
-  step_of = np.zeros((L, L), np.int32)
-  lane_of = np.zeros(L, np.int32)
-  for p, ablated_layers in enumerate(lanes):
-    step = 0
-    for l in ablated_layers:
-      lane_of[l] = p
-      for r in range(l, L):
-        layer[step, p], start[step, p], step_of[l, r] = r, r == l, step
-        step += 1
-  return LanePlan(layer=layer, start=start, step_of=step_of, lane_of=lane_of)
+  return LanePlan(num_layers)
 
 
 def one_layer_view(params, config: ModelConfig):
-  """(config, params builder) of a one-layer model with a zero embedding and a 1-token vocabulary.
+  """(config, params builder, layer params) of a one-layer model with a zero embedding.
 
   Feeding it a layer's parameters [1, ...] and replacing resid_pre (weight 1) by a residual
-  x gives exactly that layer's block applied to x (0 + 1 * (x - 0) = x).
+  x gives exactly that layer's block applied to x (0 + 1 * (x - 0) = x). Its vocabulary has
+  one token, so its logits cost nothing.
   """
   view = dataclasses.replace(config, num_layers=1, vocab_size=1, tie_embeddings=False)
   dtype, D = jnp.dtype(config.dtype), config.d_model
@@ -76,71 +86,92 @@ def one_layer_view(params, config: ModelConfig):
   return view, lambda layer_params: {**fixed, **layer_params}, layers
 
 
+def final_norm_scale(config: ModelConfig, z: jax.Array) -> jax.Array:
+  """sigma of the final norm for residuals z [..., D] (as hydra_jax.layers.Norm computes it)."""
+  z = z.astype(jnp.float32)
+  if effects.CENTRES_FEATURES[config.norm]:
+    z = z - z.mean(-1, keepdims=True)
+  return jnp.sqrt(jnp.mean(z * z, -1) + config.norm_eps)
+
+
 def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun, values, *,
-              freeze_final_scale: bool, source_chunk: Optional[int] = None):
-  """Same contract as ablated_runs.incremental_runs; the baseline is the clean run itself."""
+              freeze_final_scale: bool, source_chunk: Optional[int] = None,
+              lane_chunk: Optional[int] = None):
+  """Same contract as ablated_runs.incremental_runs; the baseline is the clean run itself.
+
+  Each step copies the weights of the layer each lane runs (all L lanes: one copy of the
+  layer stack); lane_chunk lanes at a time bounds that copy, for models that fill the device.
+  """
   del tokens  # the cache holds everything before the final position
-  L, C, B = config.num_layers, config.num_components, clean.last.shape[0]
+  L, B = config.num_layers, clean.last.shape[0]
   plan = lane_plan(L)
   view, with_layer, layers = one_layer_view(params, config)
-  site = jnp.arange(2)                                                  # [J]
   frozen = clean.sigma[:, None] if freeze_final_scale else None        # [B, 1]
+  clean_attn, clean_mlp = (clean.components.reshape(B, L, 2, -1)[:, :, j] for j in (0, 1))  # [B, L, D]
+  de = lambda x: effects.direct_effect(x, clean.sigma, clean.direction)  # [..., B, D] -> [..., B]
+  by_lane = lambda x, layer: jnp.moveaxis(x[:, layer], 1, 0)           # [B, L, ...] -> [P, B, ...]
 
-  def run_block(layer_params, keys, vals, resid, attn_weight, mlp_weight, attn_value, mlp_value):
-    """One layer for one (lane, site): resid, values [B, D]; weights scalars."""
+  def run_lane(layer, resid, attn_weight, attn_value):
+    """Layer `layer` (a scalar) for one lane: resid, attn_value [B, D]; attn_weight a scalar."""
+    layer_params = jax.tree_util.tree_map(lambda x: x[layer][None], layers)  # [1, ...]: this layer
     ones = jnp.ones((1, 1), jnp.float32)                               # [L=1, T=1]
     intervention = Intervention(resid_pre=Site(ones, resid[:, None, None]),
                                 attn_out=Site(attn_weight * ones, attn_value[:, None, None]),
-                                mlp_out=Site(mlp_weight * ones, mlp_value[:, None, None]),
                                 final_scale=frozen)
+    cache = model.KVCache(clean.keys[:, layer, None], clean.values[:, layer, None])  # [B, 1, T, G, Kh]
     out = model.decode(with_layer(layer_params), view, jnp.zeros((B, 1), jnp.int32), clean.last,
-                       model.KVCache(keys, vals), intervention)
+                       cache, intervention)
     return out.attn_out[:, 0, 0], out.mlp_out[:, 0, 0], out.resid_final[:, 0], out.final_scale[:, 0]
 
-  over_sites = jax.vmap(run_block, (None, None, None, 0, 0, 0, None, None))
-  over_lanes = jax.vmap(over_sites, (0, 0, 0, 0, 0, 0, 0, 0))
-
-  clean_components = clean.components.reshape(B, L, 2, -1)              # [B, L, J, D]
+  def over_lanes(*lanes):                # lane_chunk lanes at a time: their layers' weights are copied
+    if lane_chunk is None or lane_chunk >= L:
+      return jax.vmap(run_lane)(*lanes)
+    return jax.lax.map(lambda args: run_lane(*args), lanes, batch_size=lane_chunk)
 
   def per_source(values_k):                                             # [B, C, D]
-    by_layer = values_k.reshape(B, L, 2, values_k.shape[-1])            # [B, L, J, D]
+    source_attn, source_mlp = (values_k.reshape(B, L, 2, -1)[:, :, j] for j in (0, 1))  # [B, L, D]
+    # z^l with m^l replaced, in the model's order of additions: [B, L, D]
+    mlp_ablated = (clean.resid_pre + clean_attn) + source_mlp
+    mlp_inject = by_lane(mlp_ablated, np.arange(L)[::-1])              # lane p: layer L-1-p
 
-    def step(resid, plan_step):                                         # resid [P, J, B, D]
-      layer, start = plan_step                                          # [P], [P]
-      layer_params = jax.tree_util.tree_map(lambda x: x[layer][:, None], layers)  # [P, 1, ...]
-      keys = jnp.moveaxis(clean.keys[:, layer], 1, 0)[:, :, None]       # [P, B, 1, T, G, Kh]
-      vals = jnp.moveaxis(clean.values[:, layer], 1, 0)[:, :, None]
-      clean_resid = jnp.moveaxis(clean.resid_pre[:, layer], 1, 0)      # [P, B, D]
-      resid = jnp.where(start[:, None, None, None], clean_resid[:, None], resid)
-      ablate = (start[:, None] & (site[None, :] == site[:, None, None])).astype(jnp.float32)  # [J, P, J]
-      source = jnp.moveaxis(by_layer[:, layer], 1, 0)                   # [P, B, J, D]
-      a, m, resid, sigma = over_lanes(layer_params, keys, vals, resid, ablate[0], ablate[1],
-                                      source[..., 0, :], source[..., 1, :])  # [P, J, B, (D)]
-      clean_out = jnp.moveaxis(clean_components[:, layer], 1, 0)[:, None]  # [P, 1, B, J, D]
-      de = lambda x: effects.direct_effect(x, clean.sigma, clean.direction)  # [P, J, B, D] -> [P, J, B]
-      changes = jnp.stack([de(a - clean_out[..., 0, :]), de(m - clean_out[..., 1, :])], -1)
-      return resid, (changes, de(resid - clean.resid_final), sigma)
+    def step(resid, plan_step):                                         # resid [P, B, D]
+      layer, attention_start, mlp_start = plan_step                     # [P] each
+      resid = jnp.where(attention_start[:, None, None], by_lane(clean.resid_pre, layer),
+                        jnp.where(mlp_start[:, None, None], mlp_inject, resid))
+      a, m, resid, sigma = over_lanes(layer, resid, attention_start.astype(jnp.float32),
+                                      by_lane(source_attn, layer))     # [P, B, (D)]
+      changes = jnp.stack([de(a - by_lane(clean_attn, layer)), de(m - by_lane(clean_mlp, layer))], -1)
+      return resid, (changes, de(resid - clean.resid_final), sigma)    # [P, B, J], [P, B], [P, B]
 
-    init = jnp.zeros((plan.layer.shape[1], 2, B, values_k.shape[-1]), clean.resid_pre.dtype)
-    _, outputs = jax.lax.scan(step, init, (jnp.asarray(plan.layer), jnp.asarray(plan.start)))
-    return outputs                                                      # [S, P, J, B, (J)]
+    init = jnp.zeros((L, B, values_k.shape[-1]), clean.resid_pre.dtype)
+    plan_steps = tuple(jnp.asarray(x) for x in (plan.layer, plan.attention_start, plan.mlp_start))
+    _, (changes, resid_change, sigma) = jax.lax.scan(step, init, plan_steps)  # [S, P, B, ...]
+    last_mlp = mlp_ablated[:, -1]                                       # the MLP of layer L-1: no layer runs
+    last_sigma = clean.sigma if freeze_final_scale else final_norm_scale(config, last_mlp)
+    direct_mlp = de(jnp.moveaxis(source_mlp - clean_mlp, 1, 0))        # [L, B]
+    return changes, resid_change, sigma, direct_mlp, de(last_mlp - clean.resid_final), last_sigma
 
-  de, resid_de, sigma = ablated_runs.map_sources(per_source, values, source_chunk)  # [K, S, ...]
-  return _gather(plan, config, clean, de, resid_de, sigma)
+  outputs = ablated_runs.map_sources(per_source, values, source_chunk)  # leaves [K, ...]
+  return _gather(plan, config, clean, *outputs)
 
 
-def _gather(plan: LanePlan, config: ModelConfig, clean, de, resid_de, sigma):
-  """Place lane results [K, S, P, J, B, (J)] as (Changes [B, K, C, ...], the clean run as baseline)."""
+def _gather(plan: LanePlan, config: ModelConfig, clean, changes, resid_change, sigma, direct_mlp,
+            last_resid_change, last_sigma):
+  """Place lane results (leaves [K, S, P, B, ...]) as (Changes [B, K, C, ...], the clean run)."""
   L, C = config.num_layers, config.num_components
-  layer, site = np.arange(C) // 2, np.arange(C) % 2                    # of a component
-  computed = np.eye(C, dtype=bool) | effects.downstream_mask(config)   # [C (ablated), C (responding)]
-  steps = plan.step_of[layer[:, None], np.maximum(layer[None, :], layer[:, None])]  # [C, C]
-  lanes = plan.lane_of[layer]                                          # [C]
-  grid = de[:, steps, lanes[:, None], site[:, None], :, site[None, :]]  # [C, C, K, B]
-  de_change = jnp.where(computed, jnp.transpose(grid, (3, 2, 0, 1)), 0.0)  # [B, K, C, C]
-  final = plan.step_of[layer, L - 1]
-  at_end = lambda x: jnp.transpose(x[:, final, lanes, site], (2, 0, 1))  # [K, C, B] -> [B, K, C]
-  ablated = ablated_runs.Changes(de_change=de_change, resid_change=at_end(resid_de), sigma=at_end(sigma))
+  computed = np.eye(C, dtype=bool) | effects.downstream_mask(config)  # [C (ablated), C (responding)]
+  steps, lanes = np.zeros((C, C), int), np.zeros((C, C), int)
+  for ablated, responding in zip(*np.nonzero(computed)):
+    steps[ablated, responding], lanes[ablated, responding] = plan.where(ablated, responding // 2) or (0, 0)
+  sites = np.broadcast_to(np.arange(C) % 2, (C, C))
+  grid = jnp.transpose(changes[:, steps, lanes, :, sites], (3, 2, 0, 1))  # [C, C, K, B] -> [B, K, C, C]
+  mlp = np.arange(1, C, 2)
+  grid = grid.at[:, :, mlp, mlp].set(jnp.transpose(direct_mlp, (2, 0, 1)))  # m^l's own change: no lane
+  final_steps, final_lanes = map(np.array, zip(*[plan.where(c, L - 1) or (0, 0) for c in range(C)]))
+  at_end = lambda x, last: jnp.transpose(x[:, final_steps, final_lanes], (2, 0, 1)).at[:, :, C - 1].set(last.T)
+  ablated = ablated_runs.Changes(de_change=jnp.where(computed, grid, 0.0),
+                                 resid_change=at_end(resid_change, last_resid_change),
+                                 sigma=at_end(sigma, last_sigma))                # [B, K, C, ...]
   baseline = ablated_runs.Baseline(direct_effect=clean.direct_effect, resid_de=clean.resid_de,
                                    sigma=clean.sigma)
   return ablated, baseline

@@ -68,6 +68,7 @@ class _Settings:
   response_scale: str
   freeze_final_scale: bool
   source_chunk: Optional[int]
+  lane_chunk: Optional[int]
   num_ablated: int                # the first rows of the batch are ablated; the rest are sources only
 
 
@@ -149,9 +150,11 @@ def _sweep_batch(params, tokens, lengths, real, sources, given, *, config, setti
     runs = ablated_runs.full_runs
   else:
     runs = layer_skip.skip_runs if settings.skip_unchanged_layers else ablated_runs.incremental_runs
+  chunks = dict(source_chunk=settings.source_chunk)
+  if runs is layer_skip.skip_runs:
+    chunks["lane_chunk"] = settings.lane_chunk
   ablated, baseline = runs(params, config, tokens, clean, values,
-                           freeze_final_scale=settings.freeze_final_scale,
-                           source_chunk=settings.source_chunk)
+                           freeze_final_scale=settings.freeze_final_scale, **chunks)
   return _measures(config, settings, clean, ablated, baseline)
 
 
@@ -177,7 +180,8 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
                 path: str = "incremental", mesh=None, check: bool = False, num_scored: Optional[int] = None,
                 mean_activations=None, response_scale: str = "clean", freeze_final_scale: bool = False,
                 skip_unchanged_layers: bool = True, batch_size: Optional[int] = None,
-                source_chunk: Optional[int] = None, check_rtol: float = 1e-4) -> HydraResult:
+                source_chunk: Optional[int] = None, lane_chunk: Optional[int] = None,
+                check_rtol: float = 1e-4) -> HydraResult:
   """Ablate every component of every prompt at its final position; see the module docstring.
 
   tokens int32 [N, T] right-padded, lengths int32 [N] (real tokens per prompt). The first
@@ -187,14 +191,16 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
   mean_activations [C, D] overrides the prompts' mean for "mean". response_scale: the final
   sigma the responses' DE use in the ablated run ("clean", or the run's own: "ablated");
   freeze_final_scale holds the ablated runs' final sigma at the clean value (norm_remainder
-  is then zero). batch_size: scored prompts per program; source_chunk: sources vmapped at
-  once. check_rtol: tolerance of the checks, relative to each prompt's largest |DE|.
+  is then zero). Memory: batch_size scored prompts per program, source_chunk sources
+  vmapped at once, lane_chunk lanes at a time when skipping layers (each lane copies one
+  layer's weights per step; see layer_skip). check_rtol: tolerance of the checks, relative
+  to each prompt's largest |DE|.
   """
   program, params, batches = _prepare(
       params, config, tokens, lengths, sources, kind=kind, path=path, mesh=mesh, num_scored=num_scored,
       mean_activations=mean_activations, response_scale=response_scale,
       freeze_final_scale=freeze_final_scale, skip_unchanged_layers=skip_unchanged_layers,
-      batch_size=batch_size, source_chunk=source_chunk)
+      batch_size=batch_size, source_chunk=source_chunk, lane_chunk=lane_chunk)
   outputs = []
   for arguments, keep in batches:
     measures, checks = program(params, *arguments)
@@ -217,12 +223,12 @@ def lower_sweep(params, config: ModelConfig, tokens, lengths, sources=None, **op
 
 def _prepare(params, config, tokens, lengths, sources, *, kind="resample", path="incremental", mesh=None,
              num_scored=None, mean_activations=None, response_scale="clean", freeze_final_scale=False,
-             skip_unchanged_layers=True, batch_size=None, source_chunk=None):
+             skip_unchanged_layers=True, batch_size=None, source_chunk=None, lane_chunk=None):
   """Validate, then (compiled program, placed params, iterable of (program arguments, rows kept))."""
   tokens, lengths, sources, n = sweep_inputs.validate(
       config, tokens, lengths, sources, kind=kind, path=path, num_scored=num_scored,
       mean_activations=mean_activations, response_scale=response_scale, batch_size=batch_size,
-      source_chunk=source_chunk, mesh=mesh)
+      source_chunk=source_chunk, lane_chunk=lane_chunk, mesh=mesh)
   N, multiple = tokens.shape[0], sharding.data_size(mesh)
   round_up = lambda x: -(-x // multiple) * multiple                    # to the mesh's data axis
   batch = round_up(min(batch_size or n, n))
@@ -240,7 +246,7 @@ def _prepare(params, config, tokens, lengths, sources, *, kind="resample", path=
   single = replacement in ("sources", "batch_mean")
   settings = _Settings(replacement=replacement, path=path, skip_unchanged_layers=skip_unchanged_layers,
                        response_scale=response_scale, freeze_final_scale=freeze_final_scale,
-                       source_chunk=source_chunk, num_ablated=batch)
+                       source_chunk=source_chunk, lane_chunk=lane_chunk, num_ablated=batch)
 
   def batches():
     for start in range(0, n, batch):

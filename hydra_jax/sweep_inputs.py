@@ -19,7 +19,7 @@ RESPONSE_SCALES = ("clean", "ablated")
 
 
 def validate(config, tokens, lengths, sources, *, kind, path, num_scored, mean_activations,
-              response_scale, batch_size, source_chunk, mesh):
+              response_scale, batch_size, source_chunk, lane_chunk, mesh):
   """Check every argument with numpy before anything compiles; returns numpy int32 arrays."""
   for name, value, allowed in (("kind", kind, KINDS), ("path", path, PATHS),
                                ("response_scale", response_scale, RESPONSE_SCALES)):
@@ -58,7 +58,7 @@ def validate(config, tokens, lengths, sources, *, kind, path, num_scored, mean_a
     if kind != "mean" or np.shape(mean_activations) != expected:
       raise ValueError(f'mean_activations must have shape {expected} and goes with kind="mean"; '
                        f"got shape {np.shape(mean_activations)} with kind={kind!r}")
-  for name, value in (("batch_size", batch_size), ("source_chunk", source_chunk)):
+  for name, value in (("batch_size", batch_size), ("source_chunk", source_chunk), ("lane_chunk", lane_chunk)):
     if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
       raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
   sharding.validate_mesh(mesh)

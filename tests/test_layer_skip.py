@@ -13,22 +13,30 @@ from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
 
 
 @pytest.mark.parametrize("num_layers", range(1, 10))
-def test_each_ablated_layer_runs_its_layers_in_order_within_one_lane(num_layers):
-  plan = layer_skip.lane_plan(num_layers)
-  L, (S, P) = num_layers, plan.layer.shape
-  assert S == L and P == L // 2 + 1                                   # about half the lanes of L
-  seen = np.zeros((L, L), int)                                         # [ablated layer, layer run]
-  for lane in range(P):
-    ablated = None
-    for step in range(S):
-      if plan.start[step, lane]:
-        ablated = plan.layer[step, lane]
-      elif ablated is None or plan.layer[step, lane] != plan.layer[step - 1, lane] + 1:
-        ablated = None                                                 # idle: not a continuation
-        continue
-      assert plan.lane_of[ablated] == lane and plan.step_of[ablated, plan.layer[step, lane]] == step
-      seen[ablated, plan.layer[step, lane]] += 1
-  np.testing.assert_array_equal(seen, np.triu(np.ones((L, L), int)))  # layers l..L-1, once each
+def test_lanes_run_each_ablation_over_exactly_the_layers_it_changes(num_layers):
+  plan, L = layer_skip.lane_plan(num_layers), num_layers
+  used = np.zeros((L, L), int)                                         # [step, lane]
+  for component in range(2 * L):
+    layer, site = divmod(component, 2)
+    first = layer if site == 0 else layer + 1                          # an MLP ablation starts above
+    spots = [plan.where(component, r) for r in range(L)]
+    assert all(spot is None for spot in spots[:first])
+    runs = spots[first:]
+    for r, (step, lane) in zip(range(first, L), runs):
+      assert plan.layer[step, lane] == r and lane == runs[0][1] and step == runs[0][0] + r - first
+      used[step, lane] += 1
+    if runs:                                                           # the run starts where the plan says
+      start = plan.attention_start if site == 0 else plan.mlp_start
+      assert start[runs[0]] and not plan.attention_start[runs[0]] & plan.mlp_start[runs[0]]
+  np.testing.assert_array_equal(used, np.ones((L, L), int))            # L x L steps, none idle
+  assert plan.attention_start.sum() == L and plan.mlp_start.sum() == L - 1
+
+
+def test_final_norm_scale_matches_the_model():
+  cfg = tiny_config(norm="layer", position="learned")
+  params = hj.init_params(cfg, seed=1)
+  out = hj.forward(params, cfg, random_tokens(cfg, batch=2, length=4))
+  np.testing.assert_allclose(layer_skip.final_norm_scale(cfg, out.resid_final), out.final_scale, rtol=1e-6)
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,11 +64,8 @@ def test_no_ablation_materialises_logits_over_the_vocabulary():
   params = hj.init_params(cfg, seed=0)
   tokens, lengths = random_tokens(cfg, batch=4, length=6), np.array([6, 4, 2, 5], np.int32)
   for path, skip in [("incremental", True), ("full", False)]:
-    settings = sweep._Settings(replacement="sources", path=path, skip_unchanged_layers=skip,
-                               response_scale="clean", freeze_final_scale=False, source_chunk=None,
-                               num_ablated=4)
-    compiled = sweep.compiled_batch(cfg, settings).lower(
-        params, tokens, lengths, np.ones(4, np.float32), sweep.draw_sources(4, 2), None).compile()
+    compiled = sweep.lower_sweep(params, cfg, tokens, lengths, sweep.draw_sources(4, 2), path=path,
+                                 skip_unchanged_layers=skip).compile()
     shapes = [tuple(int(d) for d in dims.split(",") if d)
               for dims in re.findall(r"[a-z]+[0-9]*\[([0-9,]*)\]", compiled.as_text())]
     with_vocab = [s for s in shapes if 997 in s]

@@ -66,7 +66,8 @@ def test_batches_and_source_only_prompts_give_the_single_program_results():
   cfg, params, tokens = setup()
   sources = sweep.draw_sources(6, 3, seed=2)
   whole = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, sources)
-  batched = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, sources, batch_size=4, source_chunk=2)
+  batched = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, sources, batch_size=4, source_chunk=2,
+                              lane_chunk=2)
   scored = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, sources[:4], num_scored=4)
   for field in vars(whole):
     np.testing.assert_allclose(getattr(batched, field), getattr(whole, field), atol=1e-5, err_msg=field)
