@@ -12,9 +12,10 @@ prompts is one compiled program; `path` picks how an ablated run is computed:
                  (skip_unchanged_layers) only from the ablated layer up (`layer_skip`)
   "full"         every position is re-run with `model.forward` (the reference)
 
-Both give the same numbers to float32 tolerance. `batch_size` (prompts per program) and
-`source_chunk` (sources vmapped at once) bound memory. With a `mesh`, prompts are split
-over its "data" axis and weights over its "model" axis (`hydra_jax.sharding`).
+Both give the same numbers to float32 tolerance. `batch_size` (prompts per program),
+`source_chunk` (sources vmapped at once) and `lane_chunk` (layer-skipping lanes at once)
+bound memory. With a `mesh`, prompts are split over its "data" axis and weights over its
+"model" axis (`hydra_jax.sharding`). `lower_sweep` gives the compiled program itself.
 
 Consistency checks (METHOD.md), raised as ConsistencyError with `check=True`:
   upstream   components the ablation cannot reach change by exactly zero (the paths
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import Optional
 
 import jax
@@ -37,6 +39,7 @@ import numpy as np
 
 from hydra_jax import ablated_runs, effects, layer_skip, sharding, sweep_inputs
 from hydra_jax.config import ModelConfig
+
 
 class ConsistencyError(RuntimeError):
   """A consistency check of METHOD.md failed on real data."""
@@ -146,16 +149,17 @@ def _sweep_batch(params, tokens, lengths, real, sources, given, *, config, setti
   values = _replacement_values(settings, clean, sources, given, real)
   clean = jax.tree_util.tree_map(lambda x: x[:settings.num_ablated], clean)
   tokens = tokens[:settings.num_ablated]
-  if settings.path == "full":
-    runs = ablated_runs.full_runs
-  else:
-    runs = layer_skip.skip_runs if settings.skip_unchanged_layers else ablated_runs.incremental_runs
-  chunks = dict(source_chunk=settings.source_chunk)
-  if runs is layer_skip.skip_runs:
-    chunks["lane_chunk"] = settings.lane_chunk
+  runs = RUNS[settings.path, settings.path == "incremental" and settings.skip_unchanged_layers]
+  chunks = {name: getattr(settings, name) for name in ("source_chunk", "lane_chunk")
+            if name in inspect.signature(runs).parameters}
   ablated, baseline = runs(params, config, tokens, clean, values,
                            freeze_final_scale=settings.freeze_final_scale, **chunks)
   return _measures(config, settings, clean, ablated, baseline)
+
+
+# (path, skip unchanged layers) -> how the ablated runs are computed
+RUNS = {("full", False): ablated_runs.full_runs, ("incremental", False): ablated_runs.incremental_runs,
+        ("incremental", True): layer_skip.skip_runs}
 
 
 @functools.lru_cache(maxsize=None)
