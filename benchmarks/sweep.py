@@ -65,14 +65,15 @@ def parse_args(argv=None):
                       help="sources the JAX loop (a) times (default all K, quick 2)")
   parser.add_argument("--torch-sources", type=int, default=None,
                       help="sources the PyTorch loop (d) times (default 2, quick 1)")
-  parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, quick 2)")
+  parser.add_argument("--repeats", type=int, default=None,
+                      help="timed repeats of a compiled sweep, at least (default 3, quick 1)")
   parser.add_argument("--compile-layers", type=int, nargs=2, default=(4, 32))
   parser.add_argument("--method", help=argparse.SUPPRESS)          # internal: run one method
   parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   args.jax_loop_sources = min(args.jax_loop_sources or (2 if args.quick else args.sources), args.sources)
   args.torch_sources = min(args.torch_sources or (1 if args.quick else 2), args.sources)
-  args.repeats = args.repeats or (2 if args.quick else 3)
+  args.repeats = args.repeats or (1 if args.quick else 3)
   return args
 
 
