@@ -171,7 +171,8 @@ def full_runs(params, config: ModelConfig, tokens, clean: CleanRun, values, *,
 
 
 def incremental_runs(params, config: ModelConfig, tokens, clean: CleanRun, values, *,
-                     freeze_final_scale: bool, source_chunk: Optional[int] = None) -> tuple[Changes, Baseline]:
+                     freeze_final_scale: bool,
+                     source_chunk: Optional[int] = None) -> tuple[Changes, Baseline]:
   """Re-run only each prompt's final position against the clean cache; same contract as full_runs."""
   del tokens  # the cache holds everything before the final position
   weights = jnp.asarray(ablation_weights(config))[:, :, None, :]      # [C+1, L, 1 (T), 2]

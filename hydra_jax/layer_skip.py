@@ -168,7 +168,8 @@ def _gather(plan: LanePlan, config: ModelConfig, clean, changes, resid_change, s
   mlp = np.arange(1, C, 2)
   grid = grid.at[:, :, mlp, mlp].set(jnp.transpose(direct_mlp, (2, 0, 1)))  # m^l's own change: no lane
   final_steps, final_lanes = map(np.array, zip(*[plan.where(c, L - 1) or (0, 0) for c in range(C)]))
-  at_end = lambda x, last: jnp.transpose(x[:, final_steps, final_lanes], (2, 0, 1)).at[:, :, C - 1].set(last.T)
+  def at_end(x, last):                   # [K, S, P, B] -> [B, K, C]; the last MLP ran no layer
+    return jnp.transpose(x[:, final_steps, final_lanes], (2, 0, 1)).at[:, :, C - 1].set(last.T)
   ablated = ablated_runs.Changes(de_change=jnp.where(computed, grid, 0.0),
                                  resid_change=at_end(resid_change, last_resid_change),
                                  sigma=at_end(sigma, last_sigma))                # [B, K, C, ...]

@@ -285,11 +285,12 @@ def _raise_if_inconsistent(checks, rtol: float, upstream: bool) -> None:
   names = {"upstream": "responses of components the ablation cannot reach are zero",
            "linear": "with the final sigma frozen, TE = direct change + compensation"}
   for name in (["upstream"] if upstream else []) + ["linear"]:
-    relative = np.asarray(checks[name]) / scale                        # [B, C]
+    absolute = np.asarray(checks[name])                                # [B, C]
+    relative = absolute / scale
     worst = np.unravel_index(np.argmax(relative), relative.shape)
     if relative[worst] > rtol:
       raise ConsistencyError(
-          f"consistency check '{name}' failed ({names[name]}): off by {float(np.asarray(checks[name])[worst]):.3g} "
+          f"consistency check '{name}' failed ({names[name]}): off by {float(absolute[worst]):.3g} "
           f"= {float(relative[worst]):.3g} of the prompt's largest |DE| (tolerance {rtol:g}) "
           f"at prompt {worst[0]}, ablated component {worst[1]} (layer {worst[1] // 2}, "
           f"{'attention' if worst[1] % 2 == 0 else 'MLP'})")
