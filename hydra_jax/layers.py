@@ -20,6 +20,7 @@ from typing import Optional
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hydra_jax import positions as pos_lib
 from hydra_jax.config import ModelConfig
@@ -87,11 +88,14 @@ class Attention(hk.Module):
       k = pos_lib.apply_rotary(k, positions, cfg.rotary_dim, cfg.rope_base)
     return k, v
 
-  def __call__(self, x, q_pos, keys, values, k_pos, mask, head_site=None):
-    """x [B, Tq, D] at q_pos [B, Tq] attends to keys/values [B, Tk, G, K] at k_pos [B, Tk].
+  def __call__(self, x, q_pos, key_values, k_pos, mask, head_site=None):
+    """x [B, Tq, D] at q_pos [B, Tq] attends to the keys of key_values at k_pos [B, Tk].
 
-    mask [B, Tq, Tk] says which keys each query sees. head_site (weight [B?, Tq, H],
-    value [B?, Tq', H, K]) replaces per-head outputs before W_O.
+    key_values is a sequence of (keys, values) parts, each [B, Tk_i, G, K], that together
+    hold the Tk = sum(Tk_i) keys in order: one part for a full pass, the cache and the new
+    position for decoding (scored part by part, so a cache shared by many queries is never
+    copied next to each of them). mask [B, Tq, Tk] says which keys each query sees.
+    head_site (weight [B?, Tq, H], value [B?, Tq', H, K]) replaces per-head outputs before W_O.
     Returns (attention output [B, Tq, D], per-head outputs z [B, Tq, H, K]).
     """
     cfg = self.config
@@ -104,9 +108,10 @@ class Attention(hk.Module):
     content_q = q
     if cfg.position == "relative":
       content_q = q + _zeros("bias_u", (H, K), cfg)
-    B, Tq, Tk = x.shape[0], x.shape[1], keys.shape[1]
+    B, Tq, Tk = x.shape[0], x.shape[1], k_pos.shape[1]
     grouped = content_q.reshape(B, Tq, G, H // G, K)
-    scores = jnp.einsum("bqgrk,bsgk->bgrqs", grouped, keys).reshape(B, H, Tq, Tk)
+    scores = jnp.concatenate([jnp.einsum("bqgrk,bsgk->bgrqs", grouped, keys)
+                              for keys, _ in key_values], axis=-1).reshape(B, H, Tq, Tk)
     if cfg.position == "relative":
       w_r = _param("w_r", (cfg.d_model, H, K), cfg)
       scores = scores + pos_lib.relative_logits(
@@ -115,7 +120,10 @@ class Attention(hk.Module):
     scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(x.dtype)            # [B, H, Tq, Tk]
     probs = probs.reshape(B, G, H // G, Tq, Tk)
-    z = jnp.einsum("bgrqs,bsgk->bqgrk", probs, values).reshape(B, Tq, H, K)
+    ends = np.cumsum([values.shape[1] for _, values in key_values])
+    z = sum(jnp.einsum("bgrqs,bsgk->bqgrk", part, values)
+            for part, (_, values) in zip(jnp.split(probs, ends[:-1], axis=-1), key_values))
+    z = z.reshape(B, Tq, H, K)
     if head_site is not None:
       weight, value = head_site
       z = z + weight[..., None].astype(z.dtype) * (value.astype(z.dtype) - z)

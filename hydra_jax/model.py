@@ -141,9 +141,8 @@ def _network(config: ModelConfig, tokens, positions, intervention, cache, is_tra
     attention = Attention(cfg)
     h, _ = Norm(cfg, "attn_norm")(x)
     k, v = attention.project_kv(h, positions)                              # [B, Tq, G, K]
-    all_k, all_v = (k, v) if layer_cache is None else (
-        jnp.concatenate([layer_cache[0], k], 1), jnp.concatenate([layer_cache[1], v], 1))
-    a, z = attention(h, positions, all_k, all_v, k_pos, mask, sites.get("head_out"))
+    key_values = [(k, v)] if layer_cache is None else [layer_cache, (k, v)]
+    a, z = attention(h, positions, key_values, k_pos, mask, sites.get("head_out"))
     a = _replace(dropout(a), sites.get("attn_out"))
     mlp_in = x if cfg.parallel_block else x + a
     m = MLP(cfg)(Norm(cfg, "mlp_norm")(mlp_in)[0])
