@@ -13,8 +13,11 @@ the MLP ablation of layer L-1-p (p steps). Every step of the scan runs one layer
 each lane at its own depth: the layer's parameters and clean keys/values are gathered per
 lane, and `model.decode` runs a one-layer view of the model (`one_layer_view`) whose
 embedding is zero, so a resid_pre replacement with weight 1 sets the lane's residual
-stream exactly. The MLP ablation of the last layer runs no layer at all; its final norm
-scale is computed here (`final_norm_scale`). Responses upstream of an ablation are not
+stream exactly. Step 0 is the exception: every lane starts an attention ablation there,
+and the ablated attention's output is its replacement, so only the MLPs of that step
+run (`model.mlp_sublayers`, each lane on its own layer's weights, nothing gathered).
+The MLP ablation of the last layer runs no layer at all; its final norm scale is
+computed here (`final_norm_scale`). Responses upstream of an ablation are not
 computed: they are zero by construction.
 
 Shapes: S = L steps, P = L lanes, K sources, B prompts, C = 2L components, D d_model,
@@ -111,13 +114,11 @@ def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun,
   de = lambda x: effects.direct_effect(x, clean.sigma, clean.direction)  # [..., B, D] -> [..., B]
   by_lane = lambda x, layer: jnp.moveaxis(x[:, layer], 1, 0)           # [B, L, ...] -> [P, B, ...]
 
-  def run_lane(layer, resid, attn_weight, attn_value):
-    """Layer `layer` (a scalar) for one lane: resid, attn_value [B, D]; attn_weight a scalar."""
+  def run_lane(layer, resid):
+    """Layer `layer` (a scalar) for one lane from its residual stream resid [B, D]."""
     layer_params = jax.tree_util.tree_map(lambda x: x[layer][None], layers)  # [1, ...]: this layer
     ones = jnp.ones((1, 1), jnp.float32)                               # [L=1, T=1]
-    intervention = Intervention(resid_pre=Site(ones, resid[:, None, None]),
-                                attn_out=Site(attn_weight * ones, attn_value[:, None, None]),
-                                final_scale=frozen)
+    intervention = Intervention(resid_pre=Site(ones, resid[:, None, None]), final_scale=frozen)
     cache = model.KVCache(clean.keys[:, layer, None], clean.values[:, layer, None])  # [B, 1, T, G, Kh]
     out = model.decode(with_layer(layer_params), view, jnp.zeros((B, 1), jnp.int32), clean.last,
                        cache, intervention)
@@ -134,18 +135,27 @@ def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun,
     mlp_ablated = (clean.resid_pre + clean_attn) + source_mlp
     mlp_inject = by_lane(mlp_ablated, np.arange(L)[::-1])              # lane p: layer L-1-p
 
+    # Step 0: lane p ablates the attention of layer p, whose own attention need not run:
+    # its output is the replacement, so only the layer's MLP runs (every layer at once).
+    x, a = jnp.moveaxis(clean.resid_pre, 1, 0), jnp.moveaxis(source_attn, 1, 0)  # [P, B, D]
+    m = model.mlp_sublayers(params, config, x if config.parallel_block else x + a)
+    first = x + a + m                                                   # the model's order
+    first_sigma = (jnp.broadcast_to(clean.sigma, first.shape[:2]) if freeze_final_scale
+                   else final_norm_scale(config, first))
+    first_changes = jnp.stack([de(a - jnp.moveaxis(clean_attn, 1, 0)),
+                               de(m - jnp.moveaxis(clean_mlp, 1, 0))], -1)  # [P, B, 2]
+
     def step(resid, plan_step):                                         # resid [P, B, D]
-      layer, attention_start, mlp_start = plan_step                     # [P] each
-      resid = jnp.where(attention_start[:, None, None], by_lane(clean.resid_pre, layer),
-                        jnp.where(mlp_start[:, None, None], mlp_inject, resid))
-      a, m, resid, sigma = over_lanes(layer, resid, attention_start.astype(jnp.float32),
-                                      by_lane(source_attn, layer))     # [P, B, (D)]
+      layer, mlp_start = plan_step                                      # [P] each
+      resid = jnp.where(mlp_start[:, None, None], mlp_inject, resid)
+      a, m, resid, sigma = over_lanes(layer, resid)                    # [P, B, (D)]
       changes = jnp.stack([de(a - by_lane(clean_attn, layer)), de(m - by_lane(clean_mlp, layer))], -1)
       return resid, (changes, de(resid - clean.resid_final), sigma)    # [P, B, J], [P, B], [P, B]
 
-    init = jnp.zeros((L, B, values_k.shape[-1]), clean.resid_pre.dtype)
-    plan_steps = tuple(jnp.asarray(x) for x in (plan.layer, plan.attention_start, plan.mlp_start))
-    _, (changes, resid_change, sigma) = jax.lax.scan(step, init, plan_steps)  # [S, P, B, ...]
+    plan_steps = tuple(jnp.asarray(x[1:]) for x in (plan.layer, plan.mlp_start))
+    _, later = jax.lax.scan(step, first, plan_steps)                    # [S - 1, P, B, ...]
+    changes, resid_change, sigma = (jnp.concatenate([y[None], ys]) for y, ys in zip(
+        (first_changes, de(first - clean.resid_final), first_sigma), later))  # [S, P, B, ...]
     last_mlp = mlp_ablated[:, -1]                                       # the MLP of layer L-1: no layer runs
     last_sigma = clean.sigma if freeze_final_scale else final_norm_scale(config, last_mlp)
     direct_mlp = de(jnp.moveaxis(source_mlp - clean_mlp, 1, 0))        # [L, B]

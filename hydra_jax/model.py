@@ -229,6 +229,21 @@ def decode(params: hk.Params, config: ModelConfig, tokens, positions, cache: KVC
                                     intervention, cache, False)
 
 
+@functools.lru_cache(maxsize=None)
+def _transformed_mlp(config: ModelConfig):
+  return hk.without_apply_rng(hk.transform(lambda x: MLP(config)(Norm(config, "mlp_norm")(x)[0])))
+
+
+def mlp_sublayers(params: hk.Params, config: ModelConfig, x: jax.Array) -> jax.Array:
+  """MLP_l(norm_l(x[l])) for every layer l at once: x [L, ..., D] -> [L, ..., D].
+
+  The MLP half of each layer, as inside the layer stack, for callers that know its input
+  (z^{l-1} + a^l in a sequential block, z^{l-1} in a parallel one). Traceable.
+  """
+  stacked = {name: params[f"layers/{name}"] for name in ("mlp_norm", "mlp")}   # leaves [L, ...]
+  return jax.vmap(_transformed_mlp(config).apply)(stacked, x)
+
+
 def count_params(params) -> int:
   return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
