@@ -84,14 +84,16 @@ def flops(config, T: int) -> dict[str, float]:
   """FLOPs per ablated prompt-forward, as each method computes it (padded length T)."""
   D, H, G, Kh, F, L, V = (config.d_model, config.num_heads, config.kv_heads, config.head_size,
                           config.mlp_width, config.num_layers, config.vocab_size)
-  dense = 2 * D * (H * Kh + 2 * G * Kh) + 2 * H * Kh * D + 2 * D * F * (3 if config.gated_mlp else 2)
+  attention_dense = 2 * D * (H * Kh + 2 * G * Kh) + 2 * H * Kh * D
+  dense = attention_dense + 2 * D * F * (3 if config.gated_mlp else 2)
   attend = lambda keys: 4 * H * Kh * keys                             # scores and values, per query
   forward = T * L * dense + L * T * attend(T)                         # dense causal attention
   logits = T * 2 * D * V                                              # every position's logits
   clean = forward + 2 * D * V                                         # the sweep's clean pass
   C = 2 * L
-  # (c): L lanes x L steps of one token per K x B rows, for 2L x K x B ablations: L / 2 layers each.
-  incremental = L / 2 * (dense + attend(T + 1))
+  # (c): L lanes x L steps of one token per K x B rows, for 2L x K x B ablations: L / 2 layers
+  # each, less the attention of step 0 (all L lanes start an attention ablation there).
+  incremental = L / 2 * (dense + attend(T + 1)) - (attention_dense + attend(T + 1)) / 2
   return {"jax_loop": forward + logits, "torch_hooks": forward + logits, "full": forward,
           "incremental": incremental, "clean_per_prompt": clean, "components": C}
 

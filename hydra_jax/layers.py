@@ -75,36 +75,40 @@ class Attention(hk.Module):
     super().__init__(name=name)
     self.config = config
 
-  def project_kv(self, x: jax.Array, positions: jax.Array):
-    """Keys and values of inputs x [B, T, D] at positions [B, T]: two [B, T, G, K] arrays."""
+  def project(self, x: jax.Array, positions: jax.Array):
+    """Queries [B, T, H, K], keys and values [B, T, G, K] of inputs x [B, T, D] at positions
+    [B, T] (positions applied). One matmul against the three projections side by side."""
     cfg = self.config
-    shape = (cfg.d_model, cfg.kv_heads, cfg.head_size)
-    k = jnp.einsum("btd,dgk->btgk", x, _param("k", shape, cfg))
-    v = jnp.einsum("btd,dgk->btgk", x, _param("v", shape, cfg))
+    D, H, G, K = cfg.d_model, cfg.num_heads, cfg.kv_heads, cfg.head_size
+    w_k, w_v = (_param(name, (D, G, K), cfg).reshape(D, G * K) for name in ("k", "v"))
+    w_q = _param("q", (D, H, K), cfg).reshape(D, H * K)  # created after k and v: init order
+    w = jnp.concatenate([w_q, w_k, w_v], axis=1)
+    q, k, v = jnp.split(x @ w, [H * K, (H + G) * K], axis=-1)
+    q, k, v = (y.reshape(x.shape[:-1] + (n, K)) for y, n in ((q, H), (k, G), (v, G)))
     if cfg.qkv_bias:
-      k = k + _zeros("k_bias", shape[1:], cfg)
-      v = v + _zeros("v_bias", shape[1:], cfg)
+      q = q + _zeros("q_bias", (H, K), cfg)
+      k = k + _zeros("k_bias", (G, K), cfg)
+      v = v + _zeros("v_bias", (G, K), cfg)
     if cfg.position == "rotary":
+      q = pos_lib.apply_rotary(q, positions, cfg.rotary_dim, cfg.rope_base)
       k = pos_lib.apply_rotary(k, positions, cfg.rotary_dim, cfg.rope_base)
-    return k, v
+    return q, k, v
 
-  def __call__(self, x, q_pos, key_values, k_pos, mask, head_site=None):
-    """x [B, Tq, D] at q_pos [B, Tq] attends to the keys of key_values at k_pos [B, Tk].
+  def __call__(self, x, q_pos, cache, k_pos, mask, head_site=None):
+    """x [B, Tq, D] at q_pos [B, Tq] attends to the cache's keys and its own, at k_pos [B, Tk].
 
-    key_values is a sequence of (keys, values) parts, each [B, Tk_i, G, K], that together
-    hold the Tk = sum(Tk_i) keys in order: one part for a full pass, the cache and the new
-    position for decoding (scored part by part, so a cache shared by many queries is never
-    copied next to each of them). mask [B, Tq, Tk] says which keys each query sees.
-    head_site (weight [B?, Tq, H], value [B?, Tq', H, K]) replaces per-head outputs before W_O.
-    Returns (attention output [B, Tq, D], per-head outputs z [B, Tq, H, K]).
+    cache is None (a full pass: the queries' own keys are all the keys) or (keys, values)
+    [B, Tc, G, K] of earlier positions (decoding: Tk = Tc + Tq). The cache and the new
+    keys are scored separately, so a cache shared by many queries is never copied next to
+    each of them. mask [B, Tq, Tk] says which keys each query sees. head_site (weight
+    [B?, Tq, H], value [B?, Tq', H, K]) replaces per-head outputs before W_O.
+    Returns (attention output [B, Tq, D], per-head outputs z [B, Tq, H, K], the new
+    keys and values [B, Tq, G, K]).
     """
     cfg = self.config
     H, G, K = cfg.num_heads, cfg.kv_heads, cfg.head_size
-    q = jnp.einsum("btd,dhk->bthk", x, _param("q", (cfg.d_model, H, K), cfg))
-    if cfg.qkv_bias:
-      q = q + _zeros("q_bias", (H, K), cfg)
-    if cfg.position == "rotary":
-      q = pos_lib.apply_rotary(q, q_pos, cfg.rotary_dim, cfg.rope_base)
+    q, k, v = self.project(x, q_pos)
+    key_values = [(k, v)] if cache is None else [cache, (k, v)]
     content_q = q
     if cfg.position == "relative":
       content_q = q + _zeros("bias_u", (H, K), cfg)
@@ -130,7 +134,7 @@ class Attention(hk.Module):
     out = jnp.einsum("bthk,hkd->btd", z, _param("o", (H, K, cfg.d_model), cfg))
     if cfg.attn_out_bias:
       out = out + _zeros("o_bias", (cfg.d_model,), cfg)
-    return out, z
+    return out, z, k, v
 
 
 class MLP(hk.Module):

@@ -140,9 +140,7 @@ def _network(config: ModelConfig, tokens, positions, intervention, cache, is_tra
     x = _replace(x, sites.get("resid_pre"))
     attention = Attention(cfg)
     h, _ = Norm(cfg, "attn_norm")(x)
-    k, v = attention.project_kv(h, positions)                              # [B, Tq, G, K]
-    key_values = [(k, v)] if layer_cache is None else [layer_cache, (k, v)]
-    a, z = attention(h, positions, key_values, k_pos, mask, sites.get("head_out"))
+    a, z, k, v = attention(h, positions, layer_cache, k_pos, mask, sites.get("head_out"))
     a = _replace(dropout(a), sites.get("attn_out"))
     mlp_in = x if cfg.parallel_block else x + a
     m = MLP(cfg)(Norm(cfg, "mlp_norm")(mlp_in)[0])
