@@ -148,16 +148,14 @@ class MLP(hk.Module):
     cfg = self.config
     D, F = cfg.d_model, cfg.mlp_width
     act = ACTIVATION_FNS[cfg.activation]
-    hidden = x @ _param("w_in", (D, F), cfg)                          # [B, T, F]
-    if cfg.mlp_bias:
-      hidden = hidden + _zeros("b_in", (F,), cfg)
-    if cfg.gated_mlp:
-      gate = x @ _param("w_gate", (D, F), cfg)
-      if cfg.mlp_bias:
-        gate = gate + _zeros("b_gate", (F,), cfg)
-      hidden = act(gate) * hidden
+    bias = lambda name: _zeros(name, (F,), cfg) if cfg.mlp_bias else 0.0
+    w_in = _param("w_in", (D, F), cfg)
+    if cfg.gated_mlp:   # one matmul against both input projections side by side
+      both = x @ jnp.concatenate([w_in, _param("w_gate", (D, F), cfg)], axis=1)  # [B, T, 2F]
+      hidden, gate = jnp.split(both, [F], axis=-1)
+      hidden = act(gate + bias("b_gate")) * (hidden + bias("b_in"))
     else:
-      hidden = act(hidden)
+      hidden = act(x @ w_in + bias("b_in"))                           # [B, T, F]
     out = hidden @ _param("w_out", (F, D), cfg)                       # [B, T, D]
     if cfg.mlp_bias:
       out = out + _zeros("b_out", (D,), cfg)
