@@ -16,6 +16,7 @@ MLP (METHOD.md); the per-layer statistics are means over prompts:
   compensation_mlp     CE, the erasure part: downstream MLPs' change of DE
   norm_remainder       TE - direct change - CE (the final norm's share)
   fraction_restored    mean CE / mean lost DE
+  fraction_restored_with_norm  (mean CE + mean norm remainder) / mean lost DE = 1 + TE / lost DE
   regression           CE on lost DE across prompts: slope, intercept, R^2
   de_te_correlation    Pearson r of lost DE and -TE across prompts
 
@@ -88,6 +89,8 @@ def per_component(arrays: Mapping[str, np.ndarray]) -> dict[str, list]:
       norm_remainder=arrays["norm_remainder"].mean(0).tolist(),
       fraction_restored=[float(c / l) if l != 0 else math.nan
                          for c, l in zip(mean_compensation, mean_lost)],
+      fraction_restored_with_norm=[float((c + r) / l) if l != 0 else math.nan for c, r, l in zip(
+          mean_compensation, arrays["norm_remainder"].mean(0), mean_lost)],
       regression=fits,
       de_te_correlation=[_correlation(lost[:, c], -arrays["total_effect_mean"][:, c])
                          for c in range(num_components)],
@@ -116,6 +119,7 @@ def headline(arrays, components, num_layers: int, ablated: int, num_late: int) -
   middle = [2 * l for l in middle_layers(num_layers)]                                 # attention
   lost = -arrays["direct_change"][:, middle].mean()
   compensation = (arrays["compensation_attn"] + arrays["compensation_mlp"])[:, middle].mean()
+  norm_share = arrays["norm_remainder"][:, middle].mean()
   attention_repair = np.asarray(components["compensation_attn"])
   has_later_attention = np.arange(2 * num_layers) < 2 * num_layers - 2                # [C]
   ranked = [int(c) for c in np.argsort(-attention_repair) if has_later_attention[c]][:3]
@@ -132,6 +136,8 @@ def headline(arrays, components, num_layers: int, ablated: int, num_late: int) -
   return dict(
       middle_attention_layers=middle_layers(num_layers),
       fraction_restored_middle_attention=float(compensation / lost) if lost else math.nan,
+      fraction_restored_with_norm_middle_attention=(
+          float((compensation + norm_share) / lost) if lost else math.nan),
       mean_slope_middle_attention=float(np.nanmean(slopes)) if slopes else math.nan,
       largest_attention_compensation=[
           dict(ablated=figures.component_name(c), compensation_attn=float(attention_repair[c]))

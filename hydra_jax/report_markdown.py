@@ -32,7 +32,8 @@ FIGURE_CAPTIONS = {
 
 COLUMNS = (("direct_effect", "DE"), ("total_effect", "TE"), ("lost_direct_effect", "DE lost"),
            ("compensation_attn", "CE attn"), ("compensation_mlp", "CE mlp"),
-           ("norm_remainder", "norm rem."), ("fraction_restored", "restored"))
+           ("norm_remainder", "norm rem."), ("fraction_restored", "restored"),
+           ("fraction_restored_with_norm", "restored incl. norm"))
 
 
 def _number(value) -> str:
@@ -100,6 +101,9 @@ def _headline_lines(headline: Mapping[str, Any]) -> list[str]:
       "| measure | this run | paper (Chinchilla 7B) |", "|---|---|---|",
       f"| fraction of lost logit restored, attention layers {layers} | "
       f"{_number(headline.get('fraction_restored_middle_attention'))} | {PAPER['fraction_restored']} |",
+      f"| the same, counting the final norm's remainder | "
+      f"{_number(headline.get('fraction_restored_with_norm_middle_attention'))} | "
+      "n/a (Rushing & Nanda 2024: up to ~30% of self-repair) |",
       f"| mean regression slope there | {_number(headline.get('mean_slope_middle_attention'))} | "
       f"{PAPER['slope']} |",
       f"| largest attention compensation (ablated: CE attn) | {largest} | {PAPER['responder']} |",

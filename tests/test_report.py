@@ -75,12 +75,13 @@ def test_per_component_statistics_by_hand():
                 direct_change=np.array([[-1.0, -1.0], [-3.0, -1.0]]),
                 compensation_attn=np.zeros((2, 2)),
                 compensation_mlp=np.array([[0.5, 0.0], [1.5, 0.0]]),
-                norm_remainder=np.zeros((2, 2)))
+                norm_remainder=np.array([[0.0, 1.0], [0.0, 1.0]]))   # TE - change - CE
   stats = report.per_component(arrays)
   assert stats["direct_effect"] == [2.0, -3.0]
   assert stats["lost_direct_effect"] == [2.0, 1.0]
   assert stats["compensation"] == [1.0, 0.0]
   assert stats["fraction_restored"] == [0.5, 0.0]
+  assert stats["fraction_restored_with_norm"] == [0.5, 1.0]    # = 1 + mean TE / mean lost
   assert stats["regression"][0] == pytest.approx(dict(slope=0.5, intercept=0.0, r2=1.0))
   layers = report.per_layer(stats)
   assert layers["attn"]["direct_effect"] == [2.0] and layers["mlp"]["direct_effect"] == [-3.0]
@@ -95,6 +96,10 @@ def test_headline_and_choices():
   assert summary["per_layer"]["attn"]["regression"][0]["slope"] == pytest.approx(1.0, abs=0.05)
   assert summary["per_layer"]["mlp"]["compensation"][2] == 0.0     # the last MLP has no downstream
   assert len(headline["late_mlp_erasure"]) == 2
+  # Counting the norm remainder, what is restored is 1 + TE / lost DE (TE = change + CE + rest).
+  middle = [0, 2, 4]
+  lost, te = -arrays["direct_change"][:, middle].mean(), arrays["total_effect_mean"][:, middle].mean()
+  assert headline["fraction_restored_with_norm_middle_attention"] == pytest.approx(1 + te / lost, rel=1e-4)
   assert report.choose_ablated(arrays, dict(report.DEFAULT_CHOICES, ablated_layer=1,
                                             ablated_kind="mlp")) == 3
   assert report.regression_components(32, ()) == [0, 8, 18, 26, 36, 44, 54, 62]
