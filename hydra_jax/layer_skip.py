@@ -112,6 +112,10 @@ def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun,
   frozen = clean.sigma[:, None] if freeze_final_scale else None        # [B, 1]
   clean_attn, clean_mlp = (clean.components.reshape(B, L, 2, -1)[:, :, j] for j in (0, 1))  # [B, L, D]
   de = lambda x: effects.direct_effect(x, clean.sigma, clean.direction)  # [..., B, D] -> [..., B]
+  def own_sigma(z):                      # final sigma of residuals z [..., B, D]: [..., B]
+    if freeze_final_scale:
+      return jnp.broadcast_to(clean.sigma, z.shape[:-1])
+    return final_norm_scale(config, z)
   by_lane = lambda x, layer: jnp.moveaxis(x[:, layer], 1, 0)           # [B, L, ...] -> [P, B, ...]
 
   def run_lane(layer, resid):
@@ -138,10 +142,8 @@ def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun,
     # Step 0: lane p ablates the attention of layer p, whose own attention need not run:
     # its output is the replacement, so only the layer's MLP runs (every layer at once).
     x, a = jnp.moveaxis(clean.resid_pre, 1, 0), jnp.moveaxis(source_attn, 1, 0)  # [P, B, D]
-    m = model.mlp_sublayers(params, config, x if config.parallel_block else x + a)
+    m = model.mlp_sublayers(params, config, x, a)
     first = x + a + m                                                   # the model's order
-    first_sigma = (jnp.broadcast_to(clean.sigma, first.shape[:2]) if freeze_final_scale
-                   else final_norm_scale(config, first))
     first_changes = jnp.stack([de(a - jnp.moveaxis(clean_attn, 1, 0)),
                                de(m - jnp.moveaxis(clean_mlp, 1, 0))], -1)  # [P, B, 2]
 
@@ -155,11 +157,11 @@ def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun,
     plan_steps = tuple(jnp.asarray(x[1:]) for x in (plan.layer, plan.mlp_start))
     _, later = jax.lax.scan(step, first, plan_steps)                    # [S - 1, P, B, ...]
     changes, resid_change, sigma = (jnp.concatenate([y[None], ys]) for y, ys in zip(
-        (first_changes, de(first - clean.resid_final), first_sigma), later))  # [S, P, B, ...]
+        (first_changes, de(first - clean.resid_final), own_sigma(first)), later))  # [S, P, B, ...]
     last_mlp = mlp_ablated[:, -1]                                       # the MLP of layer L-1: no layer runs
-    last_sigma = clean.sigma if freeze_final_scale else final_norm_scale(config, last_mlp)
     direct_mlp = de(jnp.moveaxis(source_mlp - clean_mlp, 1, 0))        # [L, B]
-    return changes, resid_change, sigma, direct_mlp, de(last_mlp - clean.resid_final), last_sigma
+    return (changes, resid_change, sigma, direct_mlp, de(last_mlp - clean.resid_final),
+            own_sigma(last_mlp))
 
   outputs = ablated_runs.map_sources(per_source, values, source_chunk)  # leaves [K, ...]
   return _gather(plan, config, clean, *outputs)

@@ -92,6 +92,11 @@ def _replace(x, site):
   return x + weight[..., None].astype(x.dtype) * (value.astype(x.dtype) - x)
 
 
+def mlp_input(config: ModelConfig, resid_pre: jax.Array, attn_out: jax.Array) -> jax.Array:
+  """What layer l's MLP reads: z^{l-1} + a^l in a sequential block, z^{l-1} in a parallel one."""
+  return resid_pre if config.parallel_block else resid_pre + attn_out
+
+
 def _embed(cfg: ModelConfig, tokens, positions):
   """Token embedding (x embed_scale) plus learned positions if any: [B, Tq, D], table [V, D]."""
   dtype = jnp.dtype(cfg.dtype)
@@ -142,8 +147,7 @@ def _network(config: ModelConfig, tokens, positions, intervention, cache, is_tra
     h, _ = Norm(cfg, "attn_norm")(x)
     a, z, k, v = attention(h, positions, layer_cache, k_pos, mask, sites.get("head_out"))
     a = _replace(dropout(a), sites.get("attn_out"))
-    mlp_in = x if cfg.parallel_block else x + a
-    m = MLP(cfg)(Norm(cfg, "mlp_norm")(mlp_in)[0])
+    m = MLP(cfg)(Norm(cfg, "mlp_norm")(mlp_input(cfg, x, a))[0])
     m = _replace(dropout(m), sites.get("mlp_out"))
     return x + a + m, (a, m, z, k, v)
 
@@ -232,14 +236,15 @@ def _transformed_mlp(config: ModelConfig):
   return hk.without_apply_rng(hk.transform(lambda x: MLP(config)(Norm(config, "mlp_norm")(x)[0])))
 
 
-def mlp_sublayers(params: hk.Params, config: ModelConfig, x: jax.Array) -> jax.Array:
-  """MLP_l(norm_l(x[l])) for every layer l at once: x [L, ..., D] -> [L, ..., D].
+def mlp_sublayers(params: hk.Params, config: ModelConfig, resid_pre: jax.Array,
+                  attn_out: jax.Array) -> jax.Array:
+  """m^l for every layer l at once from z^{l-1} and a^l: [L, ..., D] each -> [L, ..., D].
 
-  The MLP half of each layer, as inside the layer stack, for callers that know its input
-  (z^{l-1} + a^l in a sequential block, z^{l-1} in a parallel one). Traceable.
+  The MLP half of each layer, as inside the layer stack, for callers that already know
+  the layer's residual input and attention output. Traceable.
   """
   stacked = {name: params[f"layers/{name}"] for name in ("mlp_norm", "mlp")}   # leaves [L, ...]
-  return jax.vmap(_transformed_mlp(config).apply)(stacked, x)
+  return jax.vmap(_transformed_mlp(config).apply)(stacked, mlp_input(config, resid_pre, attn_out))
 
 
 def count_params(params) -> int:

@@ -72,6 +72,10 @@ def middle_layers(num_layers: int) -> list[int]:
   return list(range(num_layers // 4, num_layers - num_layers // 4))
 
 
+def _ratio(numerator, denominator) -> float:
+  return float(numerator / denominator) if denominator != 0 else math.nan
+
+
 def per_component(arrays: Mapping[str, np.ndarray]) -> dict[str, list]:
   """Per-component statistics, each a list over the C components."""
   lost = -arrays["direct_change"]                                                   # [N, C]
@@ -87,9 +91,8 @@ def per_component(arrays: Mapping[str, np.ndarray]) -> dict[str, list]:
       compensation_mlp=arrays["compensation_mlp"].mean(0).tolist(),
       compensation=mean_compensation.tolist(),
       norm_remainder=arrays["norm_remainder"].mean(0).tolist(),
-      fraction_restored=[float(c / l) if l != 0 else math.nan
-                         for c, l in zip(mean_compensation, mean_lost)],
-      fraction_restored_with_norm=[float((c + r) / l) if l != 0 else math.nan for c, r, l in zip(
+      fraction_restored=[_ratio(c, l) for c, l in zip(mean_compensation, mean_lost)],
+      fraction_restored_with_norm=[_ratio(c + r, l) for c, r, l in zip(
           mean_compensation, arrays["norm_remainder"].mean(0), mean_lost)],
       regression=fits,
       de_te_correlation=[_correlation(lost[:, c], -arrays["total_effect_mean"][:, c])
@@ -135,9 +138,8 @@ def headline(arrays, components, num_layers: int, ablated: int, num_late: int) -
   slopes = [components["regression"][c]["slope"] for c in middle]
   return dict(
       middle_attention_layers=middle_layers(num_layers),
-      fraction_restored_middle_attention=float(compensation / lost) if lost else math.nan,
-      fraction_restored_with_norm_middle_attention=(
-          float((compensation + norm_share) / lost) if lost else math.nan),
+      fraction_restored_middle_attention=_ratio(compensation, lost),
+      fraction_restored_with_norm_middle_attention=_ratio(compensation + norm_share, lost),
       mean_slope_middle_attention=float(np.nanmean(slopes)) if slopes else math.nan,
       largest_attention_compensation=[
           dict(ablated=figures.component_name(c), compensation_attn=float(attention_repair[c]))
