@@ -116,7 +116,7 @@ def make_inputs(args, workdir: Path):
   lengths = rng.integers(args.lengths[0], args.lengths[1] + 1, args.prompts).astype(np.int32)
   tokens = rng.integers(0, args.vocab, (args.prompts, args.lengths[1])).astype(np.int32)
   tokens[np.arange(args.lengths[1])[None, :] >= lengths[:, None]] = 0  # right padding
-  from hydra_jax import sweep
+  from hydra_jax.sweep import engine as sweep
   sources = sweep.draw_sources(args.prompts, args.sources, seed=0)
   np.savez(workdir / "prompts.npz", tokens=tokens, lengths=lengths, sources=sources)
 
@@ -234,7 +234,7 @@ def _plain(value):
 
 
 def summarise(args, reports: dict, agree: dict, peak: float, started: float) -> dict:
-  from hydra_jax.config import ModelConfig
+  from hydra_jax.model.config import ModelConfig
   config = ModelConfig.from_dict(reports["incremental"]["config"])
   T, K, C = args.lengths[1], args.sources, config.num_components
   per_forward = flops(config, T)

@@ -47,7 +47,7 @@ def _timing(first: float, runs: list[float], ablations: int) -> dict:
 def compiled_sweep(path: str):
   def run(loaded, tokens, lengths, sources, args):
     import jax
-    from hydra_jax import sweep
+    from hydra_jax.sweep import engine as sweep
     config, params = loaded
     call = lambda: jax.block_until_ready(sweep.hydra_sweep(params, config, tokens, lengths, sources, path=path))
     result, first = timed(call)
@@ -71,7 +71,7 @@ def compile_scaling(loaded, tokens, lengths, sources, layer_counts) -> dict:
   import dataclasses
   import jax
   import hydra_jax as hj
-  from hydra_jax import sweep
+  from hydra_jax.sweep import engine as sweep
   config, _ = loaded
   out = {}
   for layers in (1,) + tuple(layer_counts):                           # 1: warm-up, not reported
@@ -91,8 +91,8 @@ def jax_loop(loaded, tokens, lengths, sources, args):
   import jax
   import jax.numpy as jnp
   import hydra_jax as hj
-  from hydra_jax import effects
-  from hydra_jax import interventions as iv
+  from hydra_jax.sweep import effects
+  from hydra_jax.model import interventions as iv
   config, params = loaded
   B, T = tokens.shape
   L, C, rows, last = config.num_layers, config.num_components, np.arange(B), lengths - 1

@@ -19,7 +19,7 @@ example: --config.mesh.model=8 (weights split 8 ways), data = the remaining devi
 
 import ml_collections
 
-from hydra_jax import run_config
+from hydra_jax.job import config as run_config
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -14,7 +14,7 @@ SentencePiece ones (Llama, Gemma) work with it too, or set --config.data.label_p
 
 import ml_collections
 
-from hydra_jax import run_config
+from hydra_jax.job import config as run_config
 
 
 def get_config() -> ml_collections.ConfigDict:

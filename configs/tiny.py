@@ -11,7 +11,7 @@ relative positions); the loaded model is checked against it.
 
 import ml_collections
 
-from hydra_jax import run_config
+from hydra_jax.job import config as run_config
 
 
 def get_config() -> ml_collections.ConfigDict:

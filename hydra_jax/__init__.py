@@ -1,17 +1,41 @@
 """hydra_jax: causal analysis of language-model computations (the Hydra effect) in JAX/Haiku.
 
-Read `hydra_jax.model` for the pure forward pass, `hydra_jax.interventions` for the
-intervention pytree, and ../shared/METHOD.md (mirrored in the README) for the measures.
+Packages, each importing only those below it:
+
+  job          the main job (config, plan, loading, chunks, run); `python -m hydra_jax.main`
+  report       summary.json, the paper's figures, report.md
+  store        the workdir's chunk and results files (read by the job and the report)
+  sweep        the Hydra sweep: effects, ablation paths, batching, sharding, engine
+  train        training small models, the synthetic world, the embedded model
+  data         prompt sets (TFDS builders), tokenizers, batching and filtering of prompts
+  checkpoints  Hugging Face and own checkpoints -> (ModelConfig, params), without torch
+  model        ModelConfig, the blocks, the Haiku transformer, the intervention pytree
+
+../shared/METHOD.md (mirrored in the README) defines the measures.
+
+Glossary of shapes, used by every module's docstring and shape comments:
+
+  N  prompts of a sweep or job          B  prompts in one batch
+  T  positions (padded length)          V  vocabulary
+  D  d_model                            F  MLP width
+  H  query heads                        G  key/value heads
+  E  head size (features per head)      L  layers
+  C  components, 2L (2l = attention of layer l, 2l + 1 its MLP)
+  K  resample sources per prompt (only this)
+  A  ablations vmapped together         R  rows of a sweep batch (scored, sources, padding)
+  P  lanes and S steps of the layer-skipping schedule
 """
 
-from hydra_jax import interventions
-from hydra_jax.config import ModelConfig
-from hydra_jax.interventions import Intervention, Site
-from hydra_jax.model import (KVCache, Outputs, centre, count_params, decode, final_bias_logits,
-                             forward, init_params, unembed, unembedding)
+from hydra_jax.model import interventions
+from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.interventions import Intervention, Site
+from hydra_jax.model.transformer import (KVCache, Outputs, centre, count_params, decode,
+                                         final_bias_logits, forward, init_params, unembed,
+                                         unembedding)
+from hydra_jax.sweep.engine import HydraResult, draw_sources, hydra_sweep
 
 __all__ = [
     "ModelConfig", "Intervention", "Site", "KVCache", "Outputs", "interventions",
     "init_params", "forward", "decode", "count_params", "unembed", "unembedding",
-    "final_bias_logits", "centre",
+    "final_bias_logits", "centre", "hydra_sweep", "HydraResult", "draw_sources",
 ]

@@ -44,7 +44,7 @@ def main(argv) -> None:
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("--config=FILE is required")
-  from hydra_jax import run_config  # after flag parsing, so --help stays fast
+  from hydra_jax.job import config as run_config  # after flag parsing, so --help stays fast
   # JAX reports at INFO that it found no TPU on machines without one: not news for a user.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   try:
@@ -54,7 +54,7 @@ def main(argv) -> None:
     if config.distributed == "on" or (config.distributed == "auto" and _multi_host()):
       import jax
       jax.distributed.initialize()
-    from hydra_jax import job
+    from hydra_jax.job import run as job
     job.run(config, _WORKDIR.value)
   except (ValueError, FileNotFoundError) as error:  # the project's "bad input" errors
     sys.exit(f"hydra_jax.main: error: {error}")

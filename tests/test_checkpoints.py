@@ -12,7 +12,7 @@ from safetensors.numpy import load_file, save_file
 
 from hydra_jax import checkpoints
 from hydra_jax.checkpoints import native
-from hydra_jax.config import ModelConfig
+from hydra_jax.model.config import ModelConfig
 
 
 def init_params(config, seed=0):
@@ -255,7 +255,7 @@ _MESH_SCRIPT = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, numpy as np
     from hydra_jax.checkpoints import layout, load_hf
-    from hydra_jax.model import forward
+    from hydra_jax.model.transformer import forward
     mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
     tokens = np.random.default_rng(0).integers(0, 100, (4, 9))
     for directory in sys.argv[1:]:

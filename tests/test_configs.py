@@ -8,9 +8,9 @@ import pathlib
 
 import pytest
 
-from hydra_jax import plan as plan_lib
-from hydra_jax import run_config
-from hydra_jax.config import ModelConfig
+from hydra_jax.job import plan as plan_lib
+from hydra_jax.job import config as run_config
+from hydra_jax.model.config import ModelConfig
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import hydra_jax as hj
-from hydra_jax import effects
+from hydra_jax.sweep import effects
 from tests.conftest import random_tokens, tiny_config
 
 

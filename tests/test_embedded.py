@@ -5,9 +5,9 @@ One real forward pass over 100 of its prompts; about 10 s on 2 CPU cores.
 
 import pytest
 
-from hydra_jax import embedded
-from hydra_jax import model as model_lib
-from hydra_jax.data import synthetic
+from hydra_jax.train import embedded
+from hydra_jax.model import transformer as model_lib
+from hydra_jax.train import synthetic
 
 MAX_ASSET_BYTES = 20 * 2**20
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hydra_jax.checkpoints import load_hf
-from hydra_jax.model import forward
+from hydra_jax.model.transformer import forward
 from tests import hf_fixtures
 
 TOL = 1e-4
@@ -87,7 +87,7 @@ def _reference_total_effects(reference, arch, tokens, lengths, num_layers):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_zero_ablation_total_effect_matches_hooked_reference(arch, tmp_path):
-  from hydra_jax import sweep
+  from hydra_jax.sweep import engine as sweep
   reference = hf_fixtures.build(arch, tmp_path, seed=2)
   config, params = load_hf(tmp_path)
   tokens = _prompts(seed=3)

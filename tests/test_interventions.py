@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import hydra_jax as hj
-from hydra_jax import interventions as iv
+from hydra_jax.model import interventions as iv
 from tests.conftest import random_tokens, tiny_config
 
 CFG = tiny_config(position="relative")

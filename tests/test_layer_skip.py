@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import hydra_jax as hj
-from hydra_jax import layer_skip, sweep
+from hydra_jax.sweep import layer_skip
+from hydra_jax.sweep import engine as sweep
 from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 from hydra_jax import checkpoints
-from hydra_jax import model as model_lib
-from hydra_jax.config import ModelConfig
+from hydra_jax.model import transformer as model_lib
+from hydra_jax.model.config import ModelConfig
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = pathlib.Path(PROJECT_ROOT).parent / "shared" / "data"

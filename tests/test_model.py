@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import hydra_jax as hj
-from hydra_jax import interventions as iv
+from hydra_jax.model import interventions as iv
 from tests.conftest import random_tokens, tiny_config
 
 
@@ -139,7 +139,7 @@ def test_chinchilla7b_parameter_count_without_allocating():
   spec = importlib.util.spec_from_file_location("c7b", PROJECT_ROOT / "configs" / "chinchilla7b.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  from hydra_jax import run_config
+  from hydra_jax.job import config as run_config
   cfg = run_config.model_config_from(module.get_config())
   shapes = jax.eval_shape(lambda: hj.init_params(cfg))
   assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree_util.tree_leaves(shapes))

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax import positions
+from hydra_jax.model import positions
 
 
 def test_relative_logits_match_a_direct_loop_over_query_key_pairs():

@@ -20,7 +20,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_states_the_chinchilla_parameter_count():
-  from hydra_jax import run_config
+  from hydra_jax.job import config as run_config
   import importlib.util
   spec = importlib.util.spec_from_file_location("c7b", PROJECT_ROOT / "configs" / "chinchilla7b.py")
   module = importlib.util.module_from_spec(spec)

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from hydra_jax import report
-from hydra_jax import report_markdown
-from hydra_jax import results_store
+from hydra_jax.report import summary as report
+from hydra_jax.report import markdown as report_markdown
+from hydra_jax import store as results_store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,13 +10,14 @@ import textwrap
 import numpy as np
 import pytest
 
-from hydra_jax import sharding
+from hydra_jax.sweep import sharding
 from tests.conftest import PROJECT_ROOT
 
 SCRIPT = textwrap.dedent("""
     import json, jax, numpy as np
     import hydra_jax as hj
-    from hydra_jax import sharding, sweep
+    from hydra_jax.sweep import sharding
+    from hydra_jax.sweep import engine as sweep
     from jax.sharding import PartitionSpec
     from tests.conftest import random_tokens, tiny_config
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import hydra_jax as hj
-from hydra_jax import effects, sweep
+from hydra_jax.sweep import effects
+from hydra_jax.sweep import engine as sweep
 from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
 
 LENGTHS = np.array([5, 6, 2, 4, 6])

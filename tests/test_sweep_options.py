@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import hydra_jax as hj
-from hydra_jax import effects, sweep
-from hydra_jax import interventions as iv
+from hydra_jax.sweep import effects
+from hydra_jax.sweep import engine as sweep
+from hydra_jax.model import interventions as iv
 from tests.conftest import random_tokens, tiny_config
 
 LENGTHS = np.array([4, 6, 3, 5, 6, 2])

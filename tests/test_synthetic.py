@@ -3,7 +3,7 @@
 import pytest
 import sentencepiece as spm
 
-from hydra_jax.data import synthetic
+from hydra_jax.train import synthetic
 
 
 def test_world_is_deterministic_under_a_seed():

@@ -17,7 +17,7 @@ import sentencepiece as spm
 import transformers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from hydra_jax import tokenizers
+from hydra_jax.data import tokenizers
 
 CORPUS = ["The Eiffel Tower is located in the city of Paris.",
           "Honus Wagner professionally plays the sport of baseball.",

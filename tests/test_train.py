@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import hydra_jax as hj
-from hydra_jax import train
+from hydra_jax.train import training as train
 
 MICRO = dict(vocab_size=24, d_model=32, num_layers=2, num_heads=2, max_seq_len=12,
              norm="rms", position="relative")

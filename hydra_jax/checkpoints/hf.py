@@ -29,7 +29,7 @@ from safetensors import safe_open
 
 from hydra_jax.checkpoints import layout, placement
 from hydra_jax.checkpoints.architectures import ARCHITECTURES, Architecture, Rule
-from hydra_jax.config import DTYPES, ModelConfig
+from hydra_jax.model.config import DTYPES, ModelConfig
 
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"

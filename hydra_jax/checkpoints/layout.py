@@ -17,8 +17,8 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from hydra_jax.config import ModelConfig
-from hydra_jax.model import init_params
+from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.transformer import init_params
 
 SEPARATOR = "/"
 

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from hydra_jax.checkpoints import layout
-from hydra_jax.config import ModelConfig
+from hydra_jax.model.config import ModelConfig
 
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.safetensors"

@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hydra_jax.checkpoints import layout
-from hydra_jax.config import ModelConfig
+from hydra_jax.model.config import ModelConfig
 
 MODEL_AXIS = "model"   # = hydra_jax.sharding.MODEL
 
@@ -33,7 +33,7 @@ def is_stacked(name: str) -> bool:
 
 def flat_shardings(config: ModelConfig, mesh: Mesh) -> dict[str, NamedSharding]:
   """{flat tensor name: NamedSharding} for every parameter of `config` on `mesh`."""
-  from hydra_jax import sharding   # the sweep's layout; imported only when a mesh is used
+  from hydra_jax.sweep import sharding  # the sweep's layout; imported only when a mesh is used
 
   shapes = layout.unflatten(layout.expected_layout(config))       # ShapeDtypeStructs
   return layout.flatten(sharding.param_shardings(shapes, mesh))

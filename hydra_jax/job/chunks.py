@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax import ablated_runs
-from hydra_jax import sweep
+from hydra_jax.sweep import paths as ablated_runs
+from hydra_jax.sweep import engine as sweep
 
 ROW_MULTIPLE = 8         # batch rows are padded to a multiple of this
 SWEEP_FIELDS = tuple(f.name for f in dataclasses.fields(sweep.HydraResult))

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax import positions as pos_lib
-from hydra_jax.config import ModelConfig
+from hydra_jax.model import positions as pos_lib
+from hydra_jax.model.config import ModelConfig
 
 ACTIVATION_FNS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),

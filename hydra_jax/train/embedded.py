@@ -39,10 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax import model as model_lib
-from hydra_jax.config import ModelConfig
+from hydra_jax.model import transformer as model_lib
+from hydra_jax.model.config import ModelConfig
 
-ASSET_DIR = Path(__file__).resolve().parent / "assets" / "tiny"
+ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny"
 TOKENIZER_FILE, FACTS_FILE, METADATA_FILE = "tokenizer.model", "facts.json", "metadata.json"
 REPRODUCE_COMMAND = "python -m hydra_jax.train --build_embedded --out hydra_jax/assets/tiny"
 
@@ -82,7 +82,7 @@ class EmbeddedModel:
 
 
 def _tokenizer(model_file: Path):
-  from hydra_jax import tokenizers
+  from hydra_jax.data import tokenizers
   return tokenizers.SentencePieceTokenizer(model_file, add_bos=True)
 
 
@@ -140,8 +140,9 @@ def build(out_dir: str | Path = ASSET_DIR, recipe: Recipe = RECIPE, *, steps: in
   Returns the metadata written to metadata.json. `steps` overrides the recipe's (for
   experiments; the shipped assets use the recipe as it stands).
   """
-  from hydra_jax import checkpoints, train
-  from hydra_jax.data import synthetic
+  from hydra_jax import checkpoints
+  from hydra_jax.train import training as train
+  from hydra_jax.train import synthetic
   if steps is not None:
     recipe = dataclasses.replace(recipe, steps=steps,
                                  warmup_steps=min(recipe.warmup_steps, steps // 10))

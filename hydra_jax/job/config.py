@@ -39,7 +39,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from hydra_jax.config import ModelConfig
+from hydra_jax.model.config import ModelConfig
 
 MODEL_SOURCES = ("embedded", "hf", "checkpoint", "random")
 DATASETS = ("embedded", "known_facts", "counterfact", "random")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydra_jax import model, sharding
+from hydra_jax.model import transformer as model
+from hydra_jax.sweep import sharding
 
 KINDS = ("resample", "zero", "mean")
 PATHS = ("incremental", "full")

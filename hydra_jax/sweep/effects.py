@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax import model
-from hydra_jax.config import ModelConfig
+from hydra_jax.model import transformer as model
+from hydra_jax.model.config import ModelConfig
 
 # Whether each norm removes the feature mean before scaling (architecture as data).
 CENTRES_FEATURES = {"rms": False, "layer": True}

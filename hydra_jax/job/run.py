@@ -32,13 +32,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from hydra_jax import chunks
-from hydra_jax import inputs
-from hydra_jax import plan as plan_lib
-from hydra_jax import report
-from hydra_jax import results_store
-from hydra_jax import run_config
-from hydra_jax import sweep
+from hydra_jax.job import chunks
+from hydra_jax.job import loading as inputs
+from hydra_jax.job import plan as plan_lib
+from hydra_jax.report import summary as report
+from hydra_jax import store as results_store
+from hydra_jax.job import config as run_config
+from hydra_jax.sweep import engine as sweep
 
 NOMINAL_PROMPTS = {"known_facts": 1209, "counterfact": 21919}   # for plans made before loading
 NOMINAL_PROMPT_LENGTH = 32
@@ -72,7 +72,7 @@ def plan_for(config, model_config) -> plan_lib.Plan:
     num_prompts, prompt_length = data.num_prompts, data.prompt_length
   else:
     if data.name == "embedded":
-      from hydra_jax import embedded
+      from hydra_jax.train import embedded
       available = len(embedded.load().records)
     else:
       available = NOMINAL_PROMPTS[data.name]

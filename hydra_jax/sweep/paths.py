@@ -30,9 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax import effects, model
-from hydra_jax.config import ModelConfig
-from hydra_jax.interventions import Intervention, Site
+from hydra_jax.sweep import effects
+from hydra_jax.model import transformer as model
+from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.interventions import Intervention, Site
 
 
 @jax.tree_util.register_dataclass

@@ -32,8 +32,8 @@ from typing import Optional
 import jax
 import numpy as np
 
-from hydra_jax import model as model_lib
-from hydra_jax.config import ModelConfig
+from hydra_jax.model import transformer as model_lib
+from hydra_jax.model.config import ModelConfig
 
 USABLE_FRACTION = 0.85  # of a device's memory, leaving room for XLA's buffers
 GIB = 1024 ** 3

@@ -37,8 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax import ablated_runs, effects, layer_skip, sharding, sweep_inputs
-from hydra_jax.config import ModelConfig
+from hydra_jax.sweep import paths as ablated_runs
+from hydra_jax.sweep import effects
+from hydra_jax.sweep import layer_skip
+from hydra_jax.sweep import sharding
+from hydra_jax.sweep import validation as sweep_inputs
+from hydra_jax.model.config import ModelConfig
 
 
 class ConsistencyError(RuntimeError):

@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hydra_jax import model as model_lib
-from hydra_jax.config import ModelConfig
+from hydra_jax.model import transformer as model_lib
+from hydra_jax.model.config import ModelConfig
 
 
 @dataclasses.dataclass
@@ -189,20 +189,3 @@ def batch_stream(rows: Sequence[Sequence[int]], *, batch_size: int, seq_len: int
         row = list(rows[index])[:seq_len]
         tokens[b, :len(row)], lengths[b] = row, len(row)
       yield tokens, lengths
-
-
-def main(argv):
-  del argv
-  from hydra_jax import embedded  # the recipe lives with the loader of what it builds
-  if not FLAGS.build_embedded:
-    raise SystemExit("nothing to do: pass --build_embedded to rebuild the embedded model")
-  embedded.build(FLAGS.out or embedded.ASSET_DIR, steps=FLAGS.steps)
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_bool("build_embedded", False, "rebuild the embedded default model's assets")
-  flags.DEFINE_string("out", None, "output directory (default: the package's assets/tiny)")
-  flags.DEFINE_integer("steps", None, "override the recipe's training steps (experiments)")
-  FLAGS = flags.FLAGS
-  app.run(main)

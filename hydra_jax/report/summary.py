@@ -33,10 +33,10 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from hydra_jax import effects
-from hydra_jax import figures
-from hydra_jax import report_markdown
-from hydra_jax import results_store
+from hydra_jax.sweep import effects
+from hydra_jax.report import figures
+from hydra_jax.report import markdown as report_markdown
+from hydra_jax import store as results_store
 
 RESULTS_FILE = "results.npz"
 SUMMARY_FILE = "summary.json"
@@ -260,6 +260,3 @@ def main(argv: Optional[list[str]] = None) -> None:
 
   app.run(run, argv=argv)
 
-
-if __name__ == "__main__":
-  main()

@@ -31,9 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax.config import ModelConfig
-from hydra_jax.interventions import Intervention
-from hydra_jax.layers import MLP, Attention, Norm
+from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.interventions import Intervention
+from hydra_jax.model.blocks import MLP, Attention, Norm
 
 
 @jax.tree_util.register_dataclass

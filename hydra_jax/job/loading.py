@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hydra_jax import model as model_lib
-from hydra_jax import run_config
-from hydra_jax.config import ModelConfig
+from hydra_jax.model import transformer as model_lib
+from hydra_jax.job import config as run_config
+from hydra_jax.model.config import ModelConfig
 
 FILTER_BATCH = 64        # prompts per forward pass when checking answers
 LENGTH_MULTIPLE = 8      # pad lengths to multiples of this while checking answers: few shapes
@@ -71,7 +71,7 @@ def random_params(model_config: ModelConfig, seed: int, mesh=None):
   init = lambda: model_lib.init_params(model_config, seed)
   if mesh is None or mesh.shape.get("model", 1) == 1:
     return jax.jit(init)()
-  from hydra_jax import sharding  # the sweep's weight layout on a mesh
+  from hydra_jax.sweep import sharding  # the sweep's weight layout on a mesh
   shapes = jax.eval_shape(init)
   return jax.jit(init, out_shardings=sharding.param_shardings(shapes, mesh))()
 
@@ -79,10 +79,10 @@ def random_params(model_config: ModelConfig, seed: int, mesh=None):
 def _tokenizer_for(config: ml_collections.ConfigDict):
   """config.tokenizer, else the checkpoint's, else the embedded model's for its facts."""
   if config.tokenizer:
-    from hydra_jax import tokenizers
+    from hydra_jax.data import tokenizers
     return tokenizers.load(config.tokenizer)
   if config.model_source in ("hf", "checkpoint"):
-    from hydra_jax import tokenizers
+    from hydra_jax.data import tokenizers
     try:
       return tokenizers.load(config.checkpoint)
     except (ValueError, FileNotFoundError, OSError):
@@ -91,7 +91,7 @@ def _tokenizer_for(config: ml_collections.ConfigDict):
                          "--config.tokenizer=PATH (or use data.name='random')") from None
       return None
   if config.data.name == "embedded":
-    from hydra_jax import embedded
+    from hydra_jax.train import embedded
     return embedded.load().tokenizer
   return None
 
@@ -122,7 +122,7 @@ def load_model(config: ml_collections.ConfigDict, mesh=None) -> Model:
   source = config.model_source
   tokenizer = None
   if source == "embedded":
-    from hydra_jax import embedded
+    from hydra_jax.train import embedded
     bundle = embedded.load()
     model_config, params, tokenizer = bundle.config, bundle.params, bundle.tokenizer
     what = "the embedded model"
@@ -171,7 +171,7 @@ def make_predict_fn(model: Model) -> Callable[[np.ndarray, np.ndarray], np.ndarr
 def _records(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
   name = config.data.name
   if name == "embedded":
-    from hydra_jax import embedded
+    from hydra_jax.train import embedded
     return list(embedded.load().records)
   from hydra_jax.data import loading
   return loading.load_records(name, config.data.data_dir or None, config.data.manual_dir or None)
