@@ -36,7 +36,7 @@ def test_incremental_equals_full(variant):
   full, incremental = run(variant, "full"), run(variant, "incremental")
   scale = float(np.abs(np.asarray(full.direct_effect)).max())
   assert scale > 0.1
-  for field in vars(full):
+  for field in full.arrays():
     np.testing.assert_allclose(getattr(incremental, field), getattr(full, field),
                                atol=2e-6 * scale, rtol=0, err_msg=field)
   assert np.abs(np.asarray(full.total_effect)).max() > 1e-2 * scale    # the ablations do something

@@ -54,7 +54,7 @@ def sweeps(variant):
 def test_skipping_unchanged_layers_gives_the_full_results(variant):
   _, skipped, full = sweeps(variant)
   scale = float(np.abs(np.asarray(full.direct_effect)).max())
-  for field in vars(full):
+  for field in full.arrays():
     np.testing.assert_allclose(getattr(skipped, field), getattr(full, field),
                                atol=2e-6 * scale, rtol=0, err_msg=field)
 

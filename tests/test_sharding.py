@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent("""
       sharded = sweep.hydra_sweep(params, cfg, tokens, lengths, sources, mesh=mesh, check=True)
       report[name] = {field: float(np.abs(np.asarray(getattr(sharded, field), np.float64)
                                           - np.asarray(getattr(single, field))).max())
-                      for field in vars(single)}
+                      for field in single.arrays()}
       report[name + "_devices"] = len(sharded.response.sharding.device_set)
       report[name + "_spec"] = list(sharded.response.sharding.spec)
     batched = sweep.hydra_sweep(params, cfg, tokens[:7], lengths[:7], sources[:5] % 7, num_scored=5,

@@ -9,6 +9,7 @@ import pytest
 
 import hydra_jax as hj
 from hydra_jax.sweep import effects
+from hydra_jax.sweep import checks as checks_lib
 from hydra_jax.sweep import engine as sweep
 from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
 
@@ -130,12 +131,12 @@ def test_bad_input_raises_before_compiling(change, message, monkeypatch):
 
 def test_failed_checks_name_the_check_the_component_and_the_size():
   checks = dict(upstream=np.zeros((2, 4)), linear=np.zeros((2, 4)), scale=np.array([2.0, 4.0]))
-  sweep._raise_if_inconsistent(checks, rtol=1e-4, upstream=True)     # all clean: no error
+  checks_lib.raise_if_inconsistent(checks, rtol=1e-4, upstream=True)     # all clean: no error
   checks["upstream"][1, 2] = 0.04
   with pytest.raises(sweep.ConsistencyError, match=r"'upstream' failed .* off by 0.04 = 0.01 .* "
                      r"at prompt 1, ablated component 2 \(layer 1, attention\)"):
-    sweep._raise_if_inconsistent(checks, rtol=1e-4, upstream=True)
-  sweep._raise_if_inconsistent(checks, rtol=1e-4, upstream=False)    # skipped when not computed
+    checks_lib.raise_if_inconsistent(checks, rtol=1e-4, upstream=True)
+  checks_lib.raise_if_inconsistent(checks, rtol=1e-4, upstream=False)    # skipped when not computed
   checks["linear"][0, 3] = 1.0
   with pytest.raises(sweep.ConsistencyError, match=r"'linear' failed .* component 3 \(layer 1, MLP\)"):
-    sweep._raise_if_inconsistent(checks, rtol=1e-4, upstream=False)
+    checks_lib.raise_if_inconsistent(checks, rtol=1e-4, upstream=False)

@@ -56,7 +56,7 @@ def test_mean_ablation_uses_the_mean_over_prompts_or_a_given_mean():
   components = effects.interleave_components(clean.attn_out[rows, :, last], clean.mlp_out[rows, :, last])
   given = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, kind="mean",
                             mean_activations=np.asarray(components).mean(0))
-  for field in vars(given):
+  for field in given.arrays():
     np.testing.assert_allclose(getattr(batch_mean, field), getattr(given, field), atol=1e-5, err_msg=field)
   shifted = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, kind="mean",
                               mean_activations=np.asarray(components).mean(0) + 1.0)
@@ -70,7 +70,7 @@ def test_batches_and_source_only_prompts_give_the_single_program_results():
   batched = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, sources, batch_size=4, source_chunk=2,
                               lane_chunk=2)
   scored = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, sources[:4], num_scored=4)
-  for field in vars(whole):
+  for field in whole.arrays():
     np.testing.assert_allclose(getattr(batched, field), getattr(whole, field), atol=1e-5, err_msg=field)
     np.testing.assert_allclose(getattr(scored, field), getattr(whole, field)[:4], atol=1e-5, err_msg=field)
 

@@ -26,7 +26,7 @@ Shapes: N kept prompts, n prompts of a chunk, K sources, C = 2L components.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import ml_collections
@@ -107,21 +107,22 @@ def _finished(store, num_chunks) -> np.ndarray:
   return done
 
 
-def run_chunks(config, model, prompts, sources, store, mesh, mean=None) -> dict[str, Any]:
+def run_chunks(config, model, prompts, sources, store, mesh) -> dict[str, Any]:
   """Sweep every unfinished chunk, saving each; returns the timing of this invocation."""
-  layout = chunks.make_layout(prompts, sources, config.sweep.chunk_size, model.config.max_seq_len)
+  layout = chunks.make_layout(len(prompts), config.sweep.chunk_size)
   done = _finished(store, layout.num_chunks)
   per_prompt = ablations_per_prompt(config, model.config)
   todo = [i for i in range(layout.num_chunks) if not done[i]]
-  say(f"{layout.num_chunks} chunks of <= {layout.size} prompts ({layout.rows} rows of "
-      f"{layout.length} tokens per sweep batch); {layout.num_chunks - len(todo)} already finished")
+  say(f"{layout.num_chunks} chunks of <= {layout.size} prompts; "
+      f"{layout.num_chunks - len(todo)} already finished")
   prompts_done = sum(len(layout.chunk(i)) for i in range(layout.num_chunks) if done[i])
   remaining = len(prompts) - prompts_done
   start, computed, first = time.time(), 0, None   # first: (prompts, time) after the compile
+  prepared = None                                 # prepared at the first unfinished chunk
   for index in todo:
-    arrays = chunks.sweep_chunk(model, prompts, layout, index, sources, kind=config.sweep.kind,
-                                path=config.sweep.path, mesh=mesh, check=config.sweep.check,
-                                mean=mean)
+    prepared = prepared or chunks.prepare(model, prompts, sources, layout, kind=config.sweep.kind,
+                                          path=config.sweep.path, mesh=mesh)
+    arrays = chunks.sweep_chunk(prepared, prompts, layout, index, check=config.sweep.check)
     if jax.process_index() == 0:
       store.save_chunk(index, arrays)
     computed += len(layout.chunk(index))
@@ -177,18 +178,14 @@ def plan_first(config: ml_collections.ConfigDict) -> bool:
   return config.dry_run
 
 
-def replacements(config, model, prompts):
-  """(sources [N, K] for resample, mean components [C, D] for mean ablation), None otherwise."""
-  if config.sweep.kind == "resample":
-    if config.sweep.num_sources >= len(prompts):
-      raise ValueError(f"config.sweep.num_sources={config.sweep.num_sources}: only {len(prompts)} "
-                       "prompts were kept, and each draws that many other prompts as sources")
-    return np.asarray(sweep.draw_sources(len(prompts), config.sweep.num_sources,
-                                         config.sweep.seed)), None
-  if config.sweep.kind == "mean":
-    layout = chunks.make_layout(prompts, None, config.sweep.chunk_size, model.config.max_seq_len)
-    return None, chunks.mean_components(model, prompts, layout)
-  return None, None
+def draw_sources(config, prompts) -> Optional[np.ndarray]:
+  """Resample sources [N, K] drawn from the whole kept set (seeded); None for zero and mean."""
+  if config.sweep.kind != "resample":
+    return None
+  if config.sweep.num_sources >= len(prompts):
+    raise ValueError(f"config.sweep.num_sources={config.sweep.num_sources}: only {len(prompts)} "
+                     "prompts were kept, and each draws that many other prompts as sources")
+  return np.asarray(sweep.draw_sources(len(prompts), config.sweep.num_sources, config.sweep.seed))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -208,8 +205,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   counts = prompts.counts
   say(f"prompts: {counts['total']} in {counts['dataset']}, {counts['kept']} kept; dropped: "
       f"{counts['dropped'] or 'none'}")
-  sources, mean = replacements(config, model, prompts)
-  timing = run_chunks(config, model, prompts, sources, store, mesh, mean)
+  sources = draw_sources(config, prompts)
+  timing = run_chunks(config, model, prompts, sources, store, mesh)
   if jax.process_index() != 0:
     return None
   arrays = gather_results(store, model, prompts, timing["chunks_total"])

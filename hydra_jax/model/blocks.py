@@ -1,23 +1,28 @@
-"""Haiku modules of one transformer block: norm, attention, MLP.
+"""One transformer layer as plain functions of (parameters, config, inputs): no Haiku needed.
 
-Parameter names are the checkpoint format of hydra_jax (checkpoint mappings target
-them); inside `hk.layer_stack` every parameter gets a leading layer axis L.
+    a^l = attention(p["attention"], norm(p["attn_norm"], z^{l-1}))
+    m^l = mlp(p["mlp"], norm(p["mlp_norm"], mlp_input(z^{l-1}, a^l)))
+    z^l = z^{l-1} + a^l + m^l                                              (`block`)
 
-  norm       scale [D] (+ bias [D] for LayerNorm)
-  attention  q [D, H, K]  k [D, G, K]  v [D, G, K]  o [H, K, D]
-             (+ q_bias [H, K], k_bias [G, K], v_bias [G, K] with qkv_bias; o_bias [D])
-             (+ w_r [D, H, K], bias_u [H, K], bias_v [H, K] for relative positions)
-  mlp        w_in [D, F]  (+ w_gate [D, F] if gated)  w_out [F, D]  (+ b_in [F], b_gate [F], b_out [D])
+A layer's parameters `p` are a dict {module: {name: array}}; `layer_param_specs` lists
+them in creation order (the names are hydra_jax's checkpoint format). The Haiku model
+(`hydra_jax.model.transformer`) creates them inside `hk.layer_stack`, where every leaf
+gains a leading L axis under "layers/<module>"; `stacked_layers` and `layer_params` read
+them back from such a params dict, so a sweep can run any layer on its own.
 
-Shapes: B batch, Tq query positions, Tk key positions, D d_model, H heads, G key/value
-heads, R = H // G queries per key/value head, K head size, F MLP width.
+Each rule lives in one function here: the norm's centring and sigma (`norm_sigma`), its
+gain with Gemma's 1 + w offset (`norm_gain`), the MLP's input in a parallel block
+(`mlp_input`), the replacement rule of an intervention site (`replace`) and the centred
+logit direction of a token through the final norm (`logit_direction`).
+
+Shapes (glossary in hydra_jax/__init__.py): B batch, Tq query positions, Tk key positions,
+Tc cached positions, D d_model, H heads, G key/value heads, E head size, F MLP width.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,132 +36,232 @@ ACTIVATION_FNS = {
     "relu": jax.nn.relu,
     "silu": jax.nn.silu,
 }
+# Whether each norm removes the feature mean before scaling (architecture as data).
+CENTRES_FEATURES = {"rms": False, "layer": True}
+LAYER_PREFIX = "layers/"   # where hk.layer_stack puts the stacked layer modules
 
 
-def _param(name, shape, config: ModelConfig, init=None):
-  init = init or hk.initializers.TruncatedNormal(stddev=config.init_scale)
-  return hk.get_parameter(name, shape, jnp.dtype(config.dtype), init=init)
+# Parameters ----------------------------------------------------------------------------------
 
 
-def _zeros(name, shape, config):
-  return _param(name, shape, config, hk.initializers.Constant(0.0))
+def norm_specs(config: ModelConfig) -> dict:
+  """{name: (shape, init)} of a norm; init is "normal", "zeros" or "ones" (1 - offset)."""
+  specs = {"scale": ((config.d_model,), "ones")}
+  if config.norm == "layer":
+    specs["bias"] = ((config.d_model,), "zeros")
+  return specs
 
 
-class Norm(hk.Module):
-  """RMSNorm or LayerNorm computed in float32; returns (normed, sigma).
+def layer_param_specs(config: ModelConfig) -> dict:
+  """{module: {name: (shape, init)}} of one layer, in creation order (random draws follow it)."""
+  D, H, G, E, F = config.d_model, config.num_heads, config.kv_heads, config.head_size, config.mlp_width
+  attention = {"k": ((D, G, E), "normal"), "v": ((D, G, E), "normal"), "q": ((D, H, E), "normal")}
+  if config.qkv_bias:
+    attention.update(q_bias=((H, E), "zeros"), k_bias=((G, E), "zeros"), v_bias=((G, E), "zeros"))
+  if config.position == "relative":
+    attention.update(bias_u=((H, E), "zeros"), w_r=((D, H, E), "normal"), bias_v=((H, E), "zeros"))
+  attention["o"] = ((H, E, D), "normal")
+  if config.attn_out_bias:
+    attention["o_bias"] = ((D,), "zeros")
+  mlp = {"w_in": ((D, F), "normal")}
+  if config.gated_mlp:
+    mlp["w_gate"] = ((D, F), "normal")
+  if config.mlp_bias:
+    mlp.update({"b_gate": ((F,), "zeros")} if config.gated_mlp else {})
+    mlp["b_in"] = ((F,), "zeros")
+  mlp["w_out"] = ((F, D), "normal")
+  if config.mlp_bias:
+    mlp["b_out"] = ((D,), "zeros")
+  return {"attn_norm": norm_specs(config), "attention": attention,
+          "mlp_norm": norm_specs(config), "mlp": mlp}
 
-  sigma [B, T] is the scale the input is divided by: sqrt(mean(x^2) + eps) for RMSNorm,
-  sqrt(var(x) + eps) for LayerNorm. Passing `sigma` overrides it (a frozen scale).
+
+def stacked_layers(params) -> dict:
+  """{module: {name: [L, ...]}}: the layer stack of a Haiku params dict."""
+  return {name[len(LAYER_PREFIX):]: value for name, value in params.items()
+          if name.startswith(LAYER_PREFIX)}
+
+
+def layer_params(params, layer) -> dict:
+  """{module: {name: [...]}} of one layer (an int or a traced scalar) of a Haiku params dict."""
+  return jax.tree_util.tree_map(lambda x: x[layer], stacked_layers(params))
+
+
+# Norms and the final readout -----------------------------------------------------------------
+
+
+def _centred(config: ModelConfig, x: jax.Array) -> jax.Array:
+  """x [..., D] in float32, minus its feature mean for LayerNorm."""
+  x = x.astype(jnp.float32)
+  return x - x.mean(-1, keepdims=True) if CENTRES_FEATURES[config.norm] else x
+
+
+def _sigma(config: ModelConfig, centred: jax.Array) -> jax.Array:
+  return jnp.sqrt(jnp.mean(centred * centred, -1) + config.norm_eps)
+
+
+def norm_sigma(config: ModelConfig, x: jax.Array) -> jax.Array:
+  """sigma [...] float32 of residuals x [..., D]: sqrt(mean(x^2) + eps), x centred for LayerNorm."""
+  return _sigma(config, _centred(config, x))
+
+
+def norm_gain(config: ModelConfig, p) -> jax.Array:
+  """The norm's multiplier [D] float32: scale, or 1 + scale for Gemma (norm_scale_offset)."""
+  return config.norm_scale_offset + p["scale"].astype(jnp.float32)
+
+
+def norm(p, config: ModelConfig, x: jax.Array, sigma: Optional[jax.Array] = None):
+  """(normed x [..., D] in x's dtype, sigma [...]); `sigma` given overrides it (a frozen scale)."""
+  x32 = _centred(config, x)                                          # [..., D] float32
+  if sigma is None:
+    sigma = _sigma(config, x32)
+  y = x32 / sigma[..., None] * norm_gain(config, p)
+  if "bias" in p:
+    y = y + p["bias"].astype(jnp.float32)
+  return y.astype(x.dtype), sigma
+
+
+def logit_direction(final_norm, unembedding: jax.Array, config: ModelConfig, token: jax.Array):
+  """(w_i [..., D], bias term [...]) of the centred logit of `token` [...] through the final norm.
+
+  With the norm's sigma held fixed, centred logit_i = (z / sigma) . w_i + bias term, where
+  u_i = W_U[:, i] - mean_v W_U[:, v] (centred over the vocabulary), w_i = gain * u_i (and
+  centred over features for LayerNorm, a symmetric projection), bias term = b . u_i.
   """
-
-  def __init__(self, config: ModelConfig, name: str):
-    super().__init__(name=name)
-    self.config = config
-
-  def __call__(self, x: jax.Array, sigma: Optional[jax.Array] = None):
-    cfg = self.config
-    d = x.shape[-1]
-    scale = _param("scale", (d,), cfg, hk.initializers.Constant(1.0 - cfg.norm_scale_offset))
-    x32 = x.astype(jnp.float32)                                       # [B, T, D]
-    if cfg.norm == "layer":
-      x32 = x32 - x32.mean(-1, keepdims=True)
-    if sigma is None:
-      sigma = jnp.sqrt(jnp.mean(x32 * x32, -1) + cfg.norm_eps)       # [B, T]
-    y = x32 / sigma[..., None] * (cfg.norm_scale_offset + scale.astype(jnp.float32))
-    if cfg.norm == "layer":
-      y = y + _zeros("bias", (d,), cfg).astype(jnp.float32)
-    return y.astype(x.dtype), sigma
+  w_u = unembedding.astype(jnp.float32)                                # [D, V]
+  u = jnp.moveaxis(jnp.take(w_u, token, axis=1), 0, -1) - w_u.mean(1)  # [..., D]
+  direction = norm_gain(config, final_norm) * u                        # [..., D]
+  if CENTRES_FEATURES[config.norm]:
+    direction = direction - direction.mean(-1, keepdims=True)
+  bias = final_norm.get("bias")
+  bias_term = u @ bias.astype(jnp.float32) if bias is not None else jnp.zeros(u.shape[:-1])
+  return direction, bias_term
 
 
-class Attention(hk.Module):
-  """Causal multi-head (grouped-query) attention with rotary / relative / no positions."""
-
-  def __init__(self, config: ModelConfig, name: str = "attention"):
-    super().__init__(name=name)
-    self.config = config
-
-  def project(self, x: jax.Array, positions: jax.Array):
-    """Queries [B, T, H, K], keys and values [B, T, G, K] of inputs x [B, T, D] at positions
-    [B, T] (positions applied). One matmul against the three projections side by side."""
-    cfg = self.config
-    D, H, G, K = cfg.d_model, cfg.num_heads, cfg.kv_heads, cfg.head_size
-    w_k, w_v = (_param(name, (D, G, K), cfg).reshape(D, G * K) for name in ("k", "v"))
-    w_q = _param("q", (D, H, K), cfg).reshape(D, H * K)  # created after k and v: init order
-    w = jnp.concatenate([w_q, w_k, w_v], axis=1)
-    q, k, v = jnp.split(x @ w, [H * K, (H + G) * K], axis=-1)
-    q, k, v = (y.reshape(x.shape[:-1] + (n, K)) for y, n in ((q, H), (k, G), (v, G)))
-    if cfg.qkv_bias:
-      q = q + _zeros("q_bias", (H, K), cfg)
-      k = k + _zeros("k_bias", (G, K), cfg)
-      v = v + _zeros("v_bias", (G, K), cfg)
-    if cfg.position == "rotary":
-      q = pos_lib.apply_rotary(q, positions, cfg.rotary_dim, cfg.rope_base)
-      k = pos_lib.apply_rotary(k, positions, cfg.rotary_dim, cfg.rope_base)
-    return q, k, v
-
-  def __call__(self, x, q_pos, cache, k_pos, mask, head_site=None):
-    """x [B, Tq, D] at q_pos [B, Tq] attends to the cache's keys and its own, at k_pos [B, Tk].
-
-    cache is None (a full pass: the queries' own keys are all the keys) or (keys, values)
-    [B, Tc, G, K] of earlier positions (decoding: Tk = Tc + Tq). The cache and the new
-    keys are scored separately, so a cache shared by many queries is never copied next to
-    each of them. mask [B, Tq, Tk] says which keys each query sees. head_site (weight
-    [B?, Tq, H], value [B?, Tq', H, K]) replaces per-head outputs before W_O.
-    Returns (attention output [B, Tq, D], per-head outputs z [B, Tq, H, K], the new
-    keys and values [B, Tq, G, K]).
-    """
-    cfg = self.config
-    H, G, K = cfg.num_heads, cfg.kv_heads, cfg.head_size
-    q, k, v = self.project(x, q_pos)
-    key_values = [(k, v)] if cache is None else [cache, (k, v)]
-    content_q = q
-    if cfg.position == "relative":
-      content_q = q + _zeros("bias_u", (H, K), cfg)
-    B, Tq, Tk = x.shape[0], x.shape[1], k_pos.shape[1]
-    grouped = content_q.reshape(B, Tq, G, H // G, K)
-    scores = jnp.concatenate([jnp.einsum("bqgrk,bsgk->bgrqs", grouped, keys)
-                              for keys, _ in key_values], axis=-1).reshape(B, H, Tq, Tk)
-    if cfg.position == "relative":
-      w_r = _param("w_r", (cfg.d_model, H, K), cfg)
-      scores = scores + pos_lib.relative_logits(
-          q, q_pos, k_pos, w_r, _zeros("bias_v", (H, K), cfg), max_offset=Tk)
-    scores = scores.astype(jnp.float32) * cfg.attention_scale
-    scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(x.dtype)            # [B, H, Tq, Tk]
-    probs = probs.reshape(B, G, H // G, Tq, Tk)
-    ends = np.cumsum([values.shape[1] for _, values in key_values])
-    z = sum(jnp.einsum("bgrqs,bsgk->bqgrk", part, values)
-            for part, (_, values) in zip(jnp.split(probs, ends[:-1], axis=-1), key_values))
-    z = z.reshape(B, Tq, H, K)
-    if head_site is not None:
-      weight, value = head_site
-      z = z + weight[..., None].astype(z.dtype) * (value.astype(z.dtype) - z)
-    out = jnp.einsum("bthk,hkd->btd", z, _param("o", (H, K, cfg.d_model), cfg))
-    if cfg.attn_out_bias:
-      out = out + _zeros("o_bias", (cfg.d_model,), cfg)
-    return out, z, k, v
+# Attention -----------------------------------------------------------------------------------
 
 
-class MLP(hk.Module):
-  """Position-wise MLP, plain (act(x W_in) W_out) or gated (act(x W_gate) * x W_in) W_out."""
+def causal_context(positions: jax.Array, cache_length: Optional[int]):
+  """(key positions [B, Tk], mask [B, Tq, Tk]) for queries at positions [B, Tq].
 
-  def __init__(self, config: ModelConfig, name: str = "mlp"):
-    super().__init__(name=name)
-    self.config = config
+  cache_length None: a full pass (the queries are the keys, causal mask). Otherwise the
+  keys are the cache's positions 0..Tc-1, attended only before each query, then the
+  queries themselves (Tk = Tc + Tq).
+  """
+  if cache_length is None:
+    return positions, positions[:, :, None] >= positions[:, None, :]
+  B, Tq = positions.shape
+  cached = jnp.broadcast_to(jnp.arange(cache_length), (B, cache_length))
+  mask = jnp.concatenate([cached[:, None, :] < positions[:, :, None],
+                          jnp.ones((B, Tq, Tq), bool)], axis=2)
+  return jnp.concatenate([cached, positions], axis=1), mask
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    cfg = self.config
-    D, F = cfg.d_model, cfg.mlp_width
-    act = ACTIVATION_FNS[cfg.activation]
-    bias = lambda name: _zeros(name, (F,), cfg) if cfg.mlp_bias else 0.0
-    w_in = _param("w_in", (D, F), cfg)
-    if cfg.gated_mlp:   # one matmul against both input projections side by side
-      both = x @ jnp.concatenate([w_in, _param("w_gate", (D, F), cfg)], axis=1)  # [B, T, 2F]
-      hidden, gate = jnp.split(both, [F], axis=-1)
-      hidden = act(gate + bias("b_gate")) * (hidden + bias("b_in"))
-    else:
-      hidden = act(x @ w_in + bias("b_in"))                           # [B, T, F]
-    out = hidden @ _param("w_out", (F, D), cfg)                       # [B, T, D]
-    if cfg.mlp_bias:
-      out = out + _zeros("b_out", (D,), cfg)
-    return out
+
+def project_qkv(p, config: ModelConfig, x: jax.Array, positions: jax.Array):
+  """Queries [B, T, H, E], keys and values [B, T, G, E] of x [B, T, D] at positions [B, T]."""
+  D, H, G, E = config.d_model, config.num_heads, config.kv_heads, config.head_size
+  w = jnp.concatenate([p["q"].reshape(D, H * E), p["k"].reshape(D, G * E),
+                       p["v"].reshape(D, G * E)], axis=1)              # one matmul for all three
+  q, k, v = jnp.split(x @ w, [H * E, (H + G) * E], axis=-1)
+  q, k, v = (y.reshape(x.shape[:-1] + (n, E)) for y, n in ((q, H), (k, G), (v, G)))
+  if config.qkv_bias:
+    q, k, v = q + p["q_bias"], k + p["k_bias"], v + p["v_bias"]
+  if config.position == "rotary":
+    q = pos_lib.apply_rotary(q, positions, config.rotary_dim, config.rope_base)
+    k = pos_lib.apply_rotary(k, positions, config.rotary_dim, config.rope_base)
+  return q, k, v
+
+
+def _scores(p, config: ModelConfig, q, q_pos, key_parts, k_pos) -> jax.Array:
+  """Attention logits [B, H, Tq, Tk] float32 (scaled) of queries q [B, Tq, H, E]."""
+  B, Tq, H, E = q.shape
+  G = config.kv_heads
+  content_q = q + p["bias_u"] if config.position == "relative" else q
+  grouped = content_q.reshape(B, Tq, G, H // G, E)
+  scores = jnp.concatenate([jnp.einsum("bqgre,bsge->bgrqs", grouped, keys) for keys in key_parts],
+                           axis=-1).reshape(B, H, Tq, k_pos.shape[1])
+  if config.position == "relative":
+    scores = scores + pos_lib.relative_logits(q, q_pos, k_pos, p["w_r"], p["bias_v"],
+                                              max_offset=k_pos.shape[1])
+  return scores.astype(jnp.float32) * config.attention_scale
+
+
+def attention(p, config: ModelConfig, x, q_pos, cache, k_pos, mask, head_site=None):
+  """Causal (grouped-query) attention of x [B, Tq, D] at q_pos [B, Tq].
+
+  cache is None (a full pass) or (keys, values) [B, Tc, G, E] of earlier positions (one
+  position decoded against a clean cache: Tk = Tc + Tq). The cache and the new keys are
+  scored as separate parts, so a cache shared by many queries is never copied. mask
+  [B, Tq, Tk] from `causal_context`. head_site (weight [B?, Tq, H], value [B?, Tq', H, E])
+  replaces per-head outputs before W_O. Returns (output [B, Tq, D], per-head outputs z
+  [B, Tq, H, E], new keys and values [B, Tq, G, E]).
+  """
+  B, Tq, _ = x.shape
+  H, G, E = config.num_heads, config.kv_heads, config.head_size
+  q, k, v = project_qkv(p, config, x, q_pos)
+  parts = [(k, v)] if cache is None else [cache, (k, v)]
+  scores = _scores(p, config, q, q_pos, [keys for keys, _ in parts], k_pos)
+  scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1).astype(x.dtype)             # [B, H, Tq, Tk]
+  probs = probs.reshape(B, G, H // G, Tq, -1)
+  ends = np.cumsum([values.shape[1] for _, values in parts])
+  z = sum(jnp.einsum("bgrqs,bsge->bqgre", part, values)
+          for part, (_, values) in zip(jnp.split(probs, ends[:-1], axis=-1), parts))
+  z = replace(z.reshape(B, Tq, H, E), head_site)
+  out = jnp.einsum("bthe,hed->btd", z, p["o"])
+  if config.attn_out_bias:
+    out = out + p["o_bias"]
+  return out, z, k, v
+
+
+# MLP and the block ---------------------------------------------------------------------------
+
+
+def mlp(p, config: ModelConfig, x: jax.Array) -> jax.Array:
+  """Position-wise MLP of x [..., D]: act(x W_in) W_out, or gated act(x W_gate) * x W_in."""
+  F = config.mlp_width
+  act = ACTIVATION_FNS[config.activation]
+  bias = lambda name: p[name] if config.mlp_bias else 0.0
+  if config.gated_mlp:   # one matmul against both input projections side by side
+    both = x @ jnp.concatenate([p["w_in"], p["w_gate"]], axis=1)      # [..., 2F]
+    hidden, gate = jnp.split(both, [F], axis=-1)
+    hidden = act(gate + bias("b_gate")) * (hidden + bias("b_in"))
+  else:
+    hidden = act(x @ p["w_in"] + bias("b_in"))                        # [..., F]
+  out = hidden @ p["w_out"]                                           # [..., D]
+  return out + p["b_out"] if config.mlp_bias else out
+
+
+def mlp_input(config: ModelConfig, resid_pre: jax.Array, attn_out: jax.Array) -> jax.Array:
+  """What layer l's MLP reads: z^{l-1} + a^l in a sequential block, z^{l-1} in a parallel one."""
+  return resid_pre if config.parallel_block else resid_pre + attn_out
+
+
+def mlp_sublayer(p, config: ModelConfig, resid_pre: jax.Array, attn_out: jax.Array) -> jax.Array:
+  """m^l [..., D] from z^{l-1} and a^l [..., D]: the MLP half of a layer."""
+  return mlp(p["mlp"], config, norm(p["mlp_norm"], config, mlp_input(config, resid_pre, attn_out))[0])
+
+
+def replace(x: jax.Array, site) -> jax.Array:
+  """An intervention site's rule: x + w (value - x); w = 0 leaves x bit-for-bit unchanged."""
+  if site is None:
+    return x
+  weight, value = site
+  return x + weight[..., None].astype(x.dtype) * (value.astype(x.dtype) - x)
+
+
+def block(p, config: ModelConfig, x, positions, cache, k_pos, mask, sites=None,
+          dropout: Callable = lambda y: y):
+  """One layer on the residual stream x [B, Tq, D]: (z^l, (a, m, z, k, v)).
+
+  sites: {site name: (weight, value)} of this layer ("resid_pre", "head_out", "attn_out",
+  "mlp_out"); dropout applies to a^l and m^l before their replacement (training only).
+  """
+  sites = sites or {}
+  x = replace(x, sites.get("resid_pre"))
+  h, _ = norm(p["attn_norm"], config, x)
+  a, z, k, v = attention(p["attention"], config, h, positions, cache, k_pos, mask,
+                         sites.get("head_out"))
+  a = replace(dropout(a), sites.get("attn_out"))
+  m = replace(dropout(mlp_sublayer(p, config, x, a)), sites.get("mlp_out"))
+  return x + a + m, (a, m, z, k, v)

@@ -6,9 +6,10 @@
     z^l = z^{l-1} + a^l + m^l
     logits = final_norm(z^L) @ W_U      (float32)
 
-Layers are one `hk.layer_stack` (a scan), so compile time does not grow with depth;
-each layer's slice of the intervention and of a key/value cache ride along as
-scanned inputs. Two entry points share every parameter:
+Each layer is `blocks.block` (plain functions; Haiku only creates and names the
+parameters). Layers are one `hk.layer_stack` (a scan), so compile time does not grow
+with depth; each layer's slice of the intervention and of a key/value cache ride along
+as scanned inputs. Two entry points share every parameter:
 
   forward(params, config, tokens [B, T], intervention)          the full pass
   decode(params, config, tokens [B, 1], positions [B], cache,   one position per prompt,
@@ -17,7 +18,7 @@ scanned inputs. Two entry points share every parameter:
 `decode` is the incremental path of the sweep: a prompt's last position re-run
 against the clean run's keys/values of every earlier position.
 
-Shapes: B batch, T positions, L layers, D d_model, H heads, G kv heads, K head size, V vocab.
+Shapes: B batch, T positions, L layers, D d_model, H heads, G kv heads, E head size, V vocab.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hydra_jax.model import blocks
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.model.interventions import Intervention
-from hydra_jax.model.blocks import MLP, Attention, Norm
 
 
 @jax.tree_util.register_dataclass
@@ -44,17 +45,17 @@ class Outputs:
   embed: jax.Array         # [B, T, D]       z^0
   attn_out: jax.Array      # [B, L, T, D]    a^l
   mlp_out: jax.Array       # [B, L, T, D]    m^l
-  head_out: jax.Array      # [B, L, T, H, K] per-head attention outputs before W_O
+  head_out: jax.Array      # [B, L, T, H, E] per-head attention outputs before W_O
   resid_final: jax.Array   # [B, T, D]       z^L
   final_scale: jax.Array   # [B, T] float32  sigma of the final norm (frozen one if given)
-  keys: jax.Array          # [B, L, T, G, K] the key/value cache of this run
+  keys: jax.Array          # [B, L, T, G, E] the key/value cache of this run
   values: jax.Array        # [B, L, T, G, K]
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class KVCache:
-  """Clean keys/values of a prompt's positions: keys, values [B, L, Tc, G, K]."""
+  """Clean keys/values of a prompt's positions: keys, values [B, L, Tc, G, E]."""
   keys: jax.Array
   values: jax.Array
 
@@ -85,16 +86,18 @@ def _scanned_sites(intervention: Optional[Intervention], config: ModelConfig, se
   return scanned
 
 
-def _replace(x, site):
-  if site is None:
-    return x
-  weight, value = site
-  return x + weight[..., None].astype(x.dtype) * (value.astype(x.dtype) - x)
-
-
-def mlp_input(config: ModelConfig, resid_pre: jax.Array, attn_out: jax.Array) -> jax.Array:
-  """What layer l's MLP reads: z^{l-1} + a^l in a sequential block, z^{l-1} in a parallel one."""
-  return resid_pre if config.parallel_block else resid_pre + attn_out
+def _get_params(config: ModelConfig, specs: dict) -> dict:
+  """Create (or read) the parameters of `specs` ({module: {name: (shape, init)}}) with Haiku."""
+  dtype = jnp.dtype(config.dtype)
+  inits = {"normal": hk.initializers.TruncatedNormal(stddev=config.init_scale),
+           "zeros": hk.initializers.Constant(0.0),
+           "ones": hk.initializers.Constant(1.0 - config.norm_scale_offset)}
+  params = {}
+  for module, names in specs.items():
+    with hk.name_scope(module):
+      params[module] = {name: hk.get_parameter(name, shape, dtype, init=inits[init])
+                        for name, (shape, init) in names.items()}
+  return params
 
 
 def _embed(cfg: ModelConfig, tokens, positions):
@@ -129,35 +132,23 @@ def _network(config: ModelConfig, tokens, positions, intervention, cache, is_tra
   embed = x
 
   B, Tq = tokens.shape
-  if cache is None:   # full pass: keys are the queries themselves, causal mask
-    k_pos = positions
-    mask = positions[:, :, None] >= positions[:, None, :]                  # [B, Tq, Tq]
-    layer_cache = None
-  else:               # decode: cached positions before the query, then the query itself
-    Tc = cache.keys.shape[2]
-    k_pos = jnp.concatenate([jnp.broadcast_to(jnp.arange(Tc), (B, Tc)), positions], axis=1)
-    mask = jnp.concatenate([jnp.arange(Tc)[None, None, :] < positions[:, :, None],
-                            jnp.ones((B, Tq, Tq), bool)], axis=2)          # [B, Tq, Tc + Tq]
-    layer_cache = (jnp.moveaxis(cache.keys, 1, 0), jnp.moveaxis(cache.values, 1, 0))
+  k_pos, mask = blocks.causal_context(positions, None if cache is None else cache.keys.shape[2])
+  layer_cache = None if cache is None else (jnp.moveaxis(cache.keys, 1, 0),
+                                            jnp.moveaxis(cache.values, 1, 0))  # [L, B, Tc, G, E]
   sites = _scanned_sites(intervention, cfg, Tq)
 
-  def block(x, sites, layer_cache):
-    x = _replace(x, sites.get("resid_pre"))
-    attention = Attention(cfg)
-    h, _ = Norm(cfg, "attn_norm")(x)
-    a, z, k, v = attention(h, positions, layer_cache, k_pos, mask, sites.get("head_out"))
-    a = _replace(dropout(a), sites.get("attn_out"))
-    m = MLP(cfg)(Norm(cfg, "mlp_norm")(mlp_input(cfg, x, a))[0])
-    m = _replace(dropout(m), sites.get("mlp_out"))
-    return x + a + m, (a, m, z, k, v)
+  def layer(x, sites, layer_cache):
+    p = _get_params(cfg, blocks.layer_param_specs(cfg))
+    return blocks.block(p, cfg, x, positions, layer_cache, k_pos, mask, sites, dropout)
 
   stack = hk.layer_stack(cfg.num_layers, with_per_layer_inputs=True, name="layers")
-  x, (a, m, z, k, v) = stack(block)(x, sites, layer_cache)                # per-layer: [L, B, ...]
+  x, (a, m, z, k, v) = stack(layer)(x, sites, layer_cache)                 # per-layer: [L, B, ...]
 
   final_scale = None if intervention is None else intervention.final_scale
   if final_scale is not None:
     final_scale = jnp.broadcast_to(jnp.asarray(final_scale, jnp.float32), (B, Tq))
-  normed, sigma = Norm(cfg, "final_norm")(x, final_scale)
+  final_norm = _get_params(cfg, {"final_norm": blocks.norm_specs(cfg)})["final_norm"]
+  normed, sigma = blocks.norm(final_norm, cfg, x, final_scale)
   unembed = embeddings.T if cfg.tie_embeddings else _unembedding(cfg)
   logits = jnp.einsum("btd,dv->btv", normed.astype(jnp.float32), unembed.astype(jnp.float32))
   layer_major = lambda y: jnp.moveaxis(y, 0, 1)
@@ -212,39 +203,41 @@ def _forward(params, config, tokens, intervention, rng):
 
 def forward(params: hk.Params, config: ModelConfig, tokens, intervention: Optional[Intervention] = None,
             *, rng: Optional[jax.Array] = None) -> Outputs:
-  """Run the model on tokens int32 [B, T]. With `rng`, dropout is on (training mode)."""
+  """Run the model on every position of a batch of prompts.
+
+  Args:
+    params: the model's parameters (`init_params`, or a loaded checkpoint).
+    config: the ModelConfig they belong to.
+    tokens: int32 [B, T], T <= config.max_seq_len (checked before tracing).
+    intervention: what to replace, and with what (`hydra_jax.model.interventions`); None
+      runs the plain model (bit-identical to an all-zero intervention).
+    rng: a PRNG key turns dropout on (training mode); None for evaluation.
+
+  Returns:
+    Outputs: logits [B, T, V] and every layer's activations (see `Outputs`).
+  """
   check_tokens(config, tokens)
   return _forward(params, config, jnp.asarray(tokens, jnp.int32), intervention, rng)
 
 
 def decode(params: hk.Params, config: ModelConfig, tokens, positions, cache: KVCache,
            intervention: Optional[Intervention] = None) -> Outputs:
-  """Run one position per prompt against a clean cache.
+  """Run one position per prompt against a clean key/value cache (traceable: call it under jit).
 
-  tokens int32 [B, 1] sit at positions int32 [B]; cache keys/values [B, L, Tc, G, K]
-  hold a run of the same prompts (only cached positions < positions[b] are attended,
-  so the cache may hold the prompt's own clean run including its last position).
-  The intervention's T axis is 1. Outputs carry T = 1. Traceable (call it under jit).
+  Args:
+    params, config: as for `forward`.
+    tokens: int32 [B, 1], the token at each prompt's decoded position.
+    positions: int32 [B], where each sits; only cached positions < positions[b] are
+      attended, so the cache may hold the prompt's own clean run including that position.
+    cache: KVCache, keys and values [B, L, Tc, G, E] of a run of the same prompts.
+    intervention: as for `forward`, with a T axis of 1.
+
+  Returns:
+    Outputs with T = 1 (keys and values: those of the decoded position).
   """
   positions = jnp.asarray(positions, jnp.int32)[:, None]                 # [B, 1]
   return _transformed(config).apply(params, None, jnp.asarray(tokens, jnp.int32), positions,
                                     intervention, cache, False)
-
-
-@functools.lru_cache(maxsize=None)
-def _transformed_mlp(config: ModelConfig):
-  return hk.without_apply_rng(hk.transform(lambda x: MLP(config)(Norm(config, "mlp_norm")(x)[0])))
-
-
-def mlp_sublayers(params: hk.Params, config: ModelConfig, resid_pre: jax.Array,
-                  attn_out: jax.Array) -> jax.Array:
-  """m^l for every layer l at once from z^{l-1} and a^l: [L, ..., D] each -> [L, ..., D].
-
-  The MLP half of each layer, as inside the layer stack, for callers that already know
-  the layer's residual input and attention output. Traceable.
-  """
-  stacked = {name: params[f"layers/{name}"] for name in ("mlp_norm", "mlp")}   # leaves [L, ...]
-  return jax.vmap(_transformed_mlp(config).apply)(stacked, mlp_input(config, resid_pre, attn_out))
 
 
 def count_params(params) -> int:
@@ -266,11 +259,14 @@ def unembed(params: hk.Params, config: ModelConfig, x: jax.Array, sigma: jax.Arr
   linear too), so the logits are the sum of u(c) over the components c of z^L, plus
   `final_bias_logits` for LayerNorm's bias. Float32; not centred over the vocabulary.
   """
-  x = x.astype(jnp.float32)
-  if config.norm == "layer":
-    x = x - x.mean(-1, keepdims=True)
-  gain = config.norm_scale_offset + params["final_norm"]["scale"].astype(jnp.float32)
-  return (x / sigma[..., None] * gain) @ unembedding(params, config).astype(jnp.float32)
+  gain_only = {"scale": params["final_norm"]["scale"]}   # the bias is final_bias_logits' term
+  normed, _ = blocks.norm(gain_only, config, x.astype(jnp.float32), sigma)   # [..., D]
+  return normed @ unembedding(params, config).astype(jnp.float32)
+
+
+def logit_direction(params: hk.Params, config: ModelConfig, token: jax.Array):
+  """(w_i [..., D], bias term [...]) of the centred logit of `token` [...]: see blocks.logit_direction."""
+  return blocks.logit_direction(params["final_norm"], unembedding(params, config), config, token)
 
 
 def final_bias_logits(params: hk.Params, config: ModelConfig) -> jax.Array:

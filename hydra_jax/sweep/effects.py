@@ -35,12 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax.model import transformer as model
+from hydra_jax.model import transformer
 from hydra_jax.model.config import ModelConfig
-
-# Whether each norm removes the feature mean before scaling (architecture as data).
-CENTRES_FEATURES = {"rms": False, "layer": True}
-
 
 # The scored token and its direction --------------------------------------------------------
 
@@ -53,18 +49,9 @@ def scored_token(final_logits: jax.Array) -> jax.Array:
 def logit_direction(params, config: ModelConfig, token: jax.Array) -> tuple[jax.Array, jax.Array]:
   """w_i [..., D] and the bias term b . u_i [...] of the centred logit of `token` [...].
 
-  DE(x) = (x / sigma) . w_i, and centred logit = DE(z^L) + bias term.
+  DE(x) = (x / sigma) . w_i, and centred logit = DE(z^L) + bias term (`blocks.logit_direction`).
   """
-  w_u = model.unembedding(params, config).astype(jnp.float32)         # [D, V]
-  u = jnp.moveaxis(jnp.take(w_u, token, axis=1), 0, -1) - w_u.mean(1)  # [..., D]
-  gain = config.norm_scale_offset + params["final_norm"]["scale"].astype(jnp.float32)  # [D]
-  direction = gain * u                                                 # [..., D]
-  if CENTRES_FEATURES[config.norm]:
-    direction = direction - direction.mean(-1, keepdims=True)
-  bias = params["final_norm"].get("bias")
-  bias_logit = (u @ bias.astype(jnp.float32) if bias is not None
-                else jnp.zeros(u.shape[:-1], jnp.float32))             # [...]
-  return direction, bias_logit
+  return transformer.logit_direction(params, config, token)
 
 
 def direct_effect(components: jax.Array, sigma: jax.Array, direction: jax.Array) -> jax.Array:

@@ -11,17 +11,16 @@ scan, so compile time does not grow with depth) the runs are packed into L *lane
 exactly L layer-steps: lane p runs the attention ablation of layer p (L - p steps), then
 the MLP ablation of layer L-1-p (p steps). Every step of the scan runs one layer per lane,
 each lane at its own depth: the layer's parameters and clean keys/values are gathered per
-lane, and `model.decode` runs a one-layer view of the model (`one_layer_view`) whose
-embedding is zero, so a resid_pre replacement with weight 1 sets the lane's residual
-stream exactly. Step 0 is the exception: every lane starts an attention ablation there,
-and the ablated attention's output is its replacement, so only the MLPs of that step
-run (`model.mlp_sublayers`, each lane on its own layer's weights, nothing gathered).
-The MLP ablation of the last layer runs no layer at all; its final norm scale is
-computed here (`final_norm_scale`). Responses upstream of an ablation are not
-computed: they are zero by construction.
+lane, and `blocks.block` runs that layer on the lane's residual stream at the final
+position against the clean cache. Step 0 is the exception: every lane starts an
+attention ablation there, and the ablated attention's output is its replacement, so only
+the MLPs of that step run (`blocks.mlp_sublayer`, each lane on its own layer's weights,
+nothing gathered). The MLP ablation of the last layer runs no layer at all; its final
+norm scale is `blocks.norm_sigma` of its residual. Responses upstream of an ablation are
+not computed: they are zero by construction.
 
 Shapes: S = L steps, P = L lanes, K sources, B prompts, C = 2L components, D d_model,
-T positions, G kv heads, Kh head size.
+T positions, G kv heads, E head size.
 """
 
 from __future__ import annotations
@@ -33,11 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax.sweep import paths as ablated_runs
-from hydra_jax.sweep import effects
-from hydra_jax.model import transformer as model
+from hydra_jax.model import blocks
 from hydra_jax.model.config import ModelConfig
-from hydra_jax.model.interventions import Intervention, Site
+from hydra_jax.sweep import effects, paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +47,6 @@ class LanePlan:
     """int32 [S, P]: the layer lane p runs at step s."""
     s, p = np.meshgrid(np.arange(self.num_layers), np.arange(self.num_layers), indexing="ij")
     return np.where(s < self.num_layers - p, p + s, s).astype(np.int32)
-
-  @property
-  def attention_start(self) -> np.ndarray:
-    """bool [S, P]: the lane sets z^{l-1} and replaces a^l (l = its layer) at step s."""
-    return np.arange(self.num_layers)[:, None] == np.zeros((1, self.num_layers), int)
 
   @property
   def mlp_start(self) -> np.ndarray:
@@ -74,61 +66,31 @@ def lane_plan(num_layers: int) -> LanePlan:
   return LanePlan(num_layers)
 
 
-def one_layer_view(params, config: ModelConfig):
-  """(config, params builder, layer params) of a one-layer model with a zero embedding.
-
-  Feeding it a layer's parameters [1, ...] and replacing resid_pre (weight 1) by a residual
-  x gives exactly that layer's block applied to x (0 + 1 * (x - 0) = x). Its vocabulary has
-  one token, so its logits cost nothing.
-  """
-  view = dataclasses.replace(config, num_layers=1, vocab_size=1, tie_embeddings=False)
-  dtype, D = jnp.dtype(config.dtype), config.d_model
-  embed = {"embeddings": jnp.zeros((1, D), dtype)}
-  if "positions" in params["embed"]:
-    embed["positions"] = jnp.zeros_like(params["embed"]["positions"])
-  fixed = {"embed": embed, "final_norm": params["final_norm"], "unembed": {"w": jnp.zeros((D, 1), dtype)}}
-  layers = {name: value for name, value in params.items() if name.startswith("layers/")}
-  return view, lambda layer_params: {**fixed, **layer_params}, layers
-
-
-def final_norm_scale(config: ModelConfig, z: jax.Array) -> jax.Array:
-  """sigma of the final norm for residuals z [..., D] (as hydra_jax.layers.Norm computes it)."""
-  z = z.astype(jnp.float32)
-  if effects.CENTRES_FEATURES[config.norm]:
-    z = z - z.mean(-1, keepdims=True)
-  return jnp.sqrt(jnp.mean(z * z, -1) + config.norm_eps)
-
-
-def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun, values, *,
-              freeze_final_scale: bool, source_chunk: Optional[int] = None,
-              lane_chunk: Optional[int] = None):
-  """Same contract as ablated_runs.incremental_runs; the baseline is the clean run itself.
+def skip_runs(setup: paths.Setup, values: jax.Array):
+  """The AblationPath that runs only changed layers; the baseline is the clean run itself.
 
   Each step copies the weights of the layer each lane runs (all L lanes: one copy of the
-  layer stack); lane_chunk lanes at a time bounds that copy, for models that fill the device.
+  layer stack); setup.lane_chunk lanes at a time bounds that copy, for models that fill
+  the device.
   """
-  del tokens  # the cache holds everything before the final position
+  config, clean, lane_chunk, de = setup.config, setup.clean, setup.lane_chunk, setup.de
   L, B = config.num_layers, clean.last.shape[0]
   plan = lane_plan(L)
-  view, with_layer, layers = one_layer_view(params, config)
-  frozen = clean.sigma[:, None] if freeze_final_scale else None        # [B, 1]
   clean_attn, clean_mlp = (clean.components.reshape(B, L, 2, -1)[:, :, j] for j in (0, 1))  # [B, L, D]
-  de = lambda x: effects.direct_effect(x, clean.sigma, clean.direction)  # [..., B, D] -> [..., B]
   def own_sigma(z):                      # final sigma of residuals z [..., B, D]: [..., B]
-    if freeze_final_scale:
+    if setup.freeze_final_scale:
       return jnp.broadcast_to(clean.sigma, z.shape[:-1])
-    return final_norm_scale(config, z)
+    return blocks.norm_sigma(config, z)
   by_lane = lambda x, layer: jnp.moveaxis(x[:, layer], 1, 0)           # [B, L, ...] -> [P, B, ...]
+  positions = clean.last[:, None]                                      # [B, 1]
+  k_pos, mask = blocks.causal_context(positions, clean.keys.shape[2])
 
   def run_lane(layer, resid):
     """Layer `layer` (a scalar) for one lane from its residual stream resid [B, D]."""
-    layer_params = jax.tree_util.tree_map(lambda x: x[layer][None], layers)  # [1, ...]: this layer
-    ones = jnp.ones((1, 1), jnp.float32)                               # [L=1, T=1]
-    intervention = Intervention(resid_pre=Site(ones, resid[:, None, None]), final_scale=frozen)
-    cache = model.KVCache(clean.keys[:, layer, None], clean.values[:, layer, None])  # [B, 1, T, G, Kh]
-    out = model.decode(with_layer(layer_params), view, jnp.zeros((B, 1), jnp.int32), clean.last,
-                       cache, intervention)
-    return out.attn_out[:, 0, 0], out.mlp_out[:, 0, 0], out.resid_final[:, 0], out.final_scale[:, 0]
+    cache = (clean.keys[:, layer], clean.values[:, layer])            # [B, T, G, E]
+    z, (a, m, *_) = blocks.block(blocks.layer_params(setup.params, layer), config, resid[:, None],
+                                 positions, cache, k_pos, mask)
+    return a[:, 0], m[:, 0], z[:, 0], own_sigma(z[:, 0])
 
   def over_lanes(*lanes):                # lane_chunk lanes at a time: their layers' weights are copied
     if lane_chunk is None or lane_chunk >= L:
@@ -144,7 +106,8 @@ def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun,
     # Step 0: lane p ablates the attention of layer p, whose own attention need not run:
     # its output is the replacement, so only the layer's MLP runs (every layer at once).
     x, a = jnp.moveaxis(clean.resid_pre, 1, 0), jnp.moveaxis(source_attn, 1, 0)  # [P, B, D]
-    m = model.mlp_sublayers(params, config, x, a)
+    m = jax.vmap(lambda p, x, a: blocks.mlp_sublayer(p, config, x, a))(
+        blocks.stacked_layers(setup.params), x, a)                       # [P, B, D]
     first = x + a + m                                                   # the model's order
     first_changes = jnp.stack([de(a - jnp.moveaxis(clean_attn, 1, 0)),
                                de(m - jnp.moveaxis(clean_mlp, 1, 0))], -1)  # [P, B, 2]
@@ -165,7 +128,7 @@ def skip_runs(params, config: ModelConfig, tokens, clean: ablated_runs.CleanRun,
     return (changes, resid_change, sigma, direct_mlp, de(last_mlp - clean.resid_final),
             own_sigma(last_mlp))
 
-  outputs = ablated_runs.map_sources(per_source, values, source_chunk)  # leaves [K, ...]
+  outputs = paths.map_sources(per_source, values, setup.source_chunk)  # leaves [K, ...]
   return _gather(plan, config, clean, *outputs)
 
 
@@ -184,9 +147,9 @@ def _gather(plan: LanePlan, config: ModelConfig, clean, changes, resid_change, s
   final_steps, final_lanes = map(np.array, zip(*[plan.where(c, L - 1) or (0, 0) for c in range(C)]))
   def at_end(x, last):                   # [K, S, P, B] -> [B, K, C]; the last MLP ran no layer
     return jnp.transpose(x[:, final_steps, final_lanes], (2, 0, 1)).at[:, :, C - 1].set(last.T)
-  ablated = ablated_runs.Changes(de_change=jnp.where(computed, grid, 0.0),
+  ablated = paths.Changes(de_change=jnp.where(computed, grid, 0.0),
                                  resid_change=at_end(resid_change, last_resid_change),
                                  sigma=at_end(sigma, last_sigma))                # [B, K, C, ...]
-  baseline = ablated_runs.Baseline(direct_effect=clean.direct_effect, resid_de=clean.resid_de,
+  baseline = paths.Baseline(direct_effect=clean.direct_effect, resid_de=clean.resid_de,
                                    sigma=clean.sigma)
   return ablated, baseline

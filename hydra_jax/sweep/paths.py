@@ -1,30 +1,37 @@
-"""Ablated runs of a sweep: the clean run, and two ways to re-run it with one component replaced.
+"""Ablation paths: the clean run, and the ways to compute every ablated run of a batch.
 
 A sweep ablates every component c (2l = attention of layer l, 2l+1 its MLP) at each
 prompt's final position, once per source k. Each ablated run is reduced on device to a
 `Changes` record - how the direct effect of every component and of the final residual
 moved, and the run's final-norm scale - so no per-ablation [B, V] logits ever exist.
 
-  full_runs         re-run the whole prompt with the intervention (`model.forward`);
-                    any position mask works here
-  incremental_runs  re-run only the final position with `model.decode` against the
-                    clean run's keys/values: T times fewer FLOPs, same numbers
+The protocol (`AblationPath`): a path takes the `Setup` of a batch (parameters, config,
+tokens, the clean run, the frozen final scale, memory chunks; built once by the engine)
+and the replacement values [B, K, C, D], and returns (Changes [B, K, C, ...], Baseline [B]).
+Three paths implement it, in `PATHS`:
 
-Both vmap over the ablations with the intervention's *weights* swept and its *values*
-(the source activations) shared (`Intervention.weight_axes()`), and over sources with
-the values swept. Both add a null ablation (all weights zero) to the same batch: the
-baseline, computed by the very same program. Changes are taken on the activations
-*before* projecting onto the token direction, so a component the ablation cannot reach
-(bit-equal activations) shows exactly zero change. (`layer_skip` is a third path.)
+  full         re-run the whole prompt with the intervention (`forward`); any position
+               mask works here
+  incremental  re-run only the final position with `decode` against the clean run's
+               keys/values: T times fewer FLOPs, same numbers
+  layer_skip   the incremental path running only the layers an ablation changes
+               (`hydra_jax.sweep.layer_skip`)
 
-Shapes: B prompts, T positions, K sources, A ablations, L layers, C = 2L components,
-D d_model, G kv heads, Kh head size.
+full and incremental vmap over the ablations with the intervention's *weights* swept and
+its *values* (the source activations) shared (`Intervention.weight_axes()`), and over
+sources with the values swept. Both add a null ablation (all weights zero) to the same
+batch: the baseline, computed by the very same program. Changes are taken on the
+activations *before* projecting onto the token direction, so a component the ablation
+cannot reach (bit-equal activations) shows exactly zero change.
+
+Shapes: B prompts, T positions, K sources, A = C + 1 ablations (the last is null), L layers,
+C = 2L components, D d_model, G kv heads, E head size.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +59,7 @@ class CleanRun:
   embed_de: jax.Array       # [B] DE of z^0
   final_token: jax.Array    # [B] int32 input token at the final position
   last: jax.Array           # [B] int32 final position (length - 1)
-  keys: jax.Array           # [B, L, T, G, Kh] the clean key/value cache
+  keys: jax.Array           # [B, L, T, G, E] the clean key/value cache
   values: jax.Array
 
 
@@ -98,11 +105,36 @@ def clean_run(params, config: ModelConfig, tokens: jax.Array, lengths: jax.Array
       final_token=tokens[rows, last], last=last, keys=out.keys, values=out.values)
 
 
-def changes(clean: CleanRun, components, resid, sigma, base_components, base_resid) -> Changes:
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What every path of one batch shares, built once (inside the compiled program)."""
+  params: dict
+  config: ModelConfig
+  tokens: jax.Array                 # [B, T]
+  clean: CleanRun
+  freeze_final_scale: bool
+  source_chunk: Optional[int] = None
+  lane_chunk: Optional[int] = None
+
+  def de(self, x: jax.Array) -> jax.Array:
+    """DE of residual-stream vectors x [..., B, D] read with the clean sigma: [..., B]."""
+    return effects.direct_effect(x, self.clean.sigma, self.clean.direction)
+
+  @property
+  def frozen(self) -> Optional[jax.Array]:
+    """The frozen final scale [B, 1] (broadcast over positions), or None."""
+    return self.clean.sigma[:, None] if self.freeze_final_scale else None
+
+
+class AblationPath(Protocol):
+  def __call__(self, setup: Setup, values: jax.Array) -> tuple[Changes, Baseline]:
+    """values [B, K, C, D] replace each component in turn -> (Changes [B, K, C, ...], Baseline)."""
+
+
+def changes(setup: Setup, components, resid, sigma, base_components, base_resid) -> Changes:
   """Project activation differences on the token direction: components [..., B, C, D]."""
-  de = lambda x: effects.direct_effect(x, clean.sigma, clean.direction)  # [..., B, D] -> [..., B]
-  return Changes(de_change=jnp.moveaxis(de(jnp.moveaxis(components - base_components, -2, 0)), 0, -1),
-                 resid_change=de(resid - base_resid), sigma=sigma)
+  return Changes(de_change=jnp.moveaxis(setup.de(jnp.moveaxis(components - base_components, -2, 0)), 0, -1),
+                 resid_change=setup.de(resid - base_resid), sigma=sigma)
 
 
 def ablation_weights(config: ModelConfig) -> np.ndarray:
@@ -113,7 +145,7 @@ def ablation_weights(config: ModelConfig) -> np.ndarray:
   return weights
 
 
-def map_sources(per_source, values: jax.Array, source_chunk: Optional[int]):
+def map_sources(per_source: Callable, values: jax.Array, source_chunk: Optional[int]):
   """Apply per_source to values [B, K, C, D] source by source (vmapped in chunks): leaves [K, ...]."""
   by_source = jnp.moveaxis(values, 1, 0)                               # [K, B, C, D]
   if source_chunk is None or source_chunk >= by_source.shape[0]:
@@ -122,70 +154,58 @@ def map_sources(per_source, values: jax.Array, source_chunk: Optional[int]):
 
 
 def _intervention(weights, values_k, config: ModelConfig, frozen) -> Intervention:
-  """Ablation weights [C+1, ..., L, T, 2] (swept) of source values values_k [B, C, D] (shared)."""
+  """Ablation weights [A, ..., L, T, 2] (swept) of source values values_k [B, C, D] (shared)."""
   B, _, D = values_k.shape
   per_layer = values_k.reshape(B, config.num_layers, 2, D)[:, :, None]  # [B, L, 1 (T), 2, D]
   return Intervention(attn_out=Site(weights[..., 0], per_layer[..., 0, :]),
                       mlp_out=Site(weights[..., 1], per_layer[..., 1, :]), final_scale=frozen)
 
 
-def _against_null(clean: CleanRun, attn, mlp, resid, sigma) -> tuple[Changes, Baseline]:
-  """Runs [C+1, B, ...] (the last is the null ablation) -> (Changes [C, B], Baseline [B])."""
-  components = effects.interleave_components(attn, mlp)                # [C+1, B, C, D]
-  ablated = changes(clean, components[:-1], resid[:-1], sigma[:-1], components[-1], resid[-1])
-  de = lambda x: effects.direct_effect(x, clean.sigma, clean.direction)
-  baseline = Baseline(direct_effect=de(jnp.moveaxis(components[-1], 1, 0)).T, resid_de=de(resid[-1]),
-                      sigma=sigma[-1])
+def _against_null(setup: Setup, attn, mlp, resid, sigma) -> tuple[Changes, Baseline]:
+  """Runs [A, B, ...] (the last is the null ablation) -> (Changes [C, B], Baseline [B])."""
+  components = effects.interleave_components(attn, mlp)                # [A, B, C, D]
+  ablated = changes(setup, components[:-1], resid[:-1], sigma[:-1], components[-1], resid[-1])
+  baseline = Baseline(direct_effect=setup.de(jnp.moveaxis(components[-1], 1, 0)).T,
+                      resid_de=setup.de(resid[-1]), sigma=sigma[-1])
   return ablated, baseline
 
 
-def _batch_major(per_source_results) -> tuple[Changes, Baseline]:
-  """(Changes [K, C, B, ...], Baseline [K, B, ...]) -> (Changes [B, K, C, ...], Baseline of source 0)."""
-  ablated, baseline = per_source_results
-  return (jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 2, 0), ablated),
+def _vmapped_runs(setup: Setup, weights, values, run_one) -> tuple[Changes, Baseline]:
+  """Every ablation (weights [A, ...]) of every source: run_one(intervention) -> final-position
+  (attn [B, L, D], mlp [B, L, D], resid [B, D], sigma [B]); (Changes [B, K, C, ...], Baseline)."""
+  def per_source(values_k):                                            # [B, C, D]
+    intervention = _intervention(weights, values_k, setup.config, setup.frozen)
+    runs = jax.vmap(run_one, in_axes=(intervention.weight_axes(),))(intervention)  # [A, B, ...]
+    return _against_null(setup, *runs)
+  ablated, baseline = map_sources(per_source, values, setup.source_chunk)  # leaves [K, ...]
+  return (jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 2, 0), ablated),  # [B, K, C, ...]
           jax.tree_util.tree_map(lambda x: x[0], baseline))
 
 
-def full_runs(params, config: ModelConfig, tokens, clean: CleanRun, values, *,
-              freeze_final_scale: bool, source_chunk: Optional[int] = None,
-              position_mask: Optional[jax.Array] = None) -> tuple[Changes, Baseline]:
+def full_runs(setup: Setup, values: jax.Array, position_mask: Optional[jax.Array] = None):
   """Re-run every prompt with each ablation: values [B, K, C, D] replace components at
   position_mask [B, T] (default: each prompt's final position)."""
-  B, T = tokens.shape
+  clean, (B, T) = setup.clean, setup.tokens.shape
   if position_mask is None:
     position_mask = (jnp.arange(T)[None, :] == clean.last[:, None]).astype(jnp.float32)  # [B, T]
-  onehot = jnp.asarray(ablation_weights(config))                      # [C+1, L, 2]
-  weights = onehot[:, None, :, None, :] * position_mask[None, :, None, :, None]  # [C+1, B, L, T, 2]
-  frozen = clean.sigma[:, None] if freeze_final_scale else None       # [B, 1], broadcast over T
+  onehot = jnp.asarray(ablation_weights(setup.config))                # [A, L, 2]
+  weights = onehot[:, None, :, None, :] * position_mask[None, :, None, :, None]  # [A, B, L, T, 2]
   rows = jnp.arange(B)
 
-  def per_source(values_k):                                            # [B, C, D]
-    intervention = _intervention(weights, values_k, config, frozen)
-
-    def run(iv):                                                       # one ablation, final position
-      out = model.forward(params, config, tokens, iv)
-      return (out.attn_out[rows, :, clean.last], out.mlp_out[rows, :, clean.last],
-              out.resid_final[rows, clean.last], out.final_scale[rows, clean.last])
-    runs = jax.vmap(run, in_axes=(intervention.weight_axes(),))(intervention)  # [C+1, B, ...]
-    return _against_null(clean, *runs)
-  return _batch_major(map_sources(per_source, values, source_chunk))
+  def run(iv):                                                         # one ablation, final position
+    out = model.forward(setup.params, setup.config, setup.tokens, iv)
+    return (out.attn_out[rows, :, clean.last], out.mlp_out[rows, :, clean.last],
+            out.resid_final[rows, clean.last], out.final_scale[rows, clean.last])
+  return _vmapped_runs(setup, weights, values, run)
 
 
-def incremental_runs(params, config: ModelConfig, tokens, clean: CleanRun, values, *,
-                     freeze_final_scale: bool,
-                     source_chunk: Optional[int] = None) -> tuple[Changes, Baseline]:
-  """Re-run only each prompt's final position against the clean cache; same contract as full_runs."""
-  del tokens  # the cache holds everything before the final position
-  weights = jnp.asarray(ablation_weights(config))[:, :, None, :]      # [C+1, L, 1 (T), 2]
-  frozen = clean.sigma[:, None] if freeze_final_scale else None       # [B, 1]
+def incremental_runs(setup: Setup, values: jax.Array):
+  """Re-run only each prompt's final position against the clean cache."""
+  clean = setup.clean
+  weights = jnp.asarray(ablation_weights(setup.config))[:, :, None, :]  # [A, L, 1 (T), 2]
   cache = model.KVCache(clean.keys, clean.values)
 
-  def per_source(values_k):                                            # [B, C, D]
-    intervention = _intervention(weights, values_k, config, frozen)
-
-    def run(iv):                                                       # one ablation, final position
-      out = model.decode(params, config, clean.final_token[:, None], clean.last, cache, iv)
-      return out.attn_out[:, :, 0], out.mlp_out[:, :, 0], out.resid_final[:, 0], out.final_scale[:, 0]
-    runs = jax.vmap(run, in_axes=(intervention.weight_axes(),))(intervention)  # [C+1, B, ...]
-    return _against_null(clean, *runs)
-  return _batch_major(map_sources(per_source, values, source_chunk))
+  def run(iv):                                                         # one ablation, final position
+    out = model.decode(setup.params, setup.config, clean.final_token[:, None], clean.last, cache, iv)
+    return out.attn_out[:, :, 0], out.mlp_out[:, :, 0], out.resid_final[:, 0], out.final_scale[:, 0]
+  return _vmapped_runs(setup, weights, values, run)
