@@ -43,7 +43,8 @@ def resample_counts(num_prompts: int, num_resamples: int, seed: int) -> np.ndarr
   rng = np.random.default_rng(seed)
   draws = rng.integers(0, num_prompts, (num_resamples, num_prompts))               # [R, N]
   flat = (draws + num_prompts * np.arange(num_resamples)[:, None]).ravel()           # [R * N]
-  return np.bincount(flat, minlength=num_resamples * num_prompts).reshape(num_resamples, num_prompts)
+  counts = np.bincount(flat, minlength=num_resamples * num_prompts)                  # [R * N]
+  return counts.reshape(num_resamples, num_prompts)
 
 
 def weighted_fits(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> Fit:

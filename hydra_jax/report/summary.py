@@ -136,9 +136,12 @@ def per_component(arrays: Mapping[str, np.ndarray], counts: Optional[np.ndarray]
       direct_exceeds_drop=statistics.direct_exceeds(lost, te).tolist(),
       localisation_80=_nanmean0(statistics.localisation(arrays["response"], reads)).tolist(),
       downstream_components=reads.sum(1).tolist())
-  for name, y in (("regression", compensation), ("regression_attn", attn),
-                  ("regression_mlp", mlp), ("regression_norm", norm)):
-    stats[name] = regressions_with_intervals(lost, y, counts, defined=reads.any(1))
+  attention = np.arange(num_components) % 2 == 0                                      # [C]
+  parts = (("regression", compensation, reads), ("regression_attn", attn, reads & attention),
+           ("regression_mlp", mlp, reads & ~attention), ("regression_norm", norm, None))
+  for name, y, columns in parts:
+    defined = None if columns is None else columns.any(1)      # something downstream to respond
+    stats[name] = regressions_with_intervals(lost, y, counts, defined=defined)
   stats.update(source_spread(arrays, reads))
   return stats
 
