@@ -108,8 +108,8 @@ def downstream(num_components: int, parallel_block: bool = False) -> np.ndarray:
 def source_spread(arrays, reads: np.ndarray) -> dict[str, list]:
   """Per component, the spread over sources of CE (empty without response_by_source)."""
   by_source = arrays.get("response_by_source")
-  if by_source is None or by_source.shape[0] == 0:
-    return {}
+  if by_source is None or by_source.shape[0] == 0 or by_source.shape[1] < 2:
+    return {}   # no spread to measure over fewer than two sources
   spread = statistics.source_spread(by_source, reads)
   return {f"compensation_{name}": values.tolist() for name, values in spread.items()}
 
