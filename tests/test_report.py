@@ -140,6 +140,23 @@ def test_headline_ranks_attention_ablations_only():
   assert ranked["strongest_attention_responder"]["attn 1"]["responder"] == "attn 2"
 
 
+def test_headline_verdict_reads_the_interval():
+  entry = dict(layer=1, attn_slope=0.1, attn_slope_ci=[0.05, 0.15])
+  head = dict(middle_attention_layers=[1], middle_attention_slopes=[entry],
+              fraction_restored_middle_attention=-0.4,
+              fraction_restored_middle_attention_ci=[-0.5, -0.3],
+              fraction_restored_with_norm_middle_attention=0.3,
+              fraction_restored_with_norm_middle_attention_ci=[0.2, 0.4])
+  text = report_captions.verdict(head)
+  assert "-0.4 [-0.5, -0.3]: negative: the later layers deepen the loss" in text
+  assert "remainder it is 0.3 [0.2, 0.4]" in text and "clearly above 0 at 1 of 1" in text
+  partial = dict(head, fraction_restored_middle_attention=0.65,
+                 fraction_restored_middle_attention_ci=[0.5, 0.8])
+  assert "partial repair, 65% of the lost DE restored" in report_captions.verdict(partial)
+  unclear = dict(head, fraction_restored_middle_attention_ci=[-0.5, 0.1])
+  assert "no clear repair" in report_captions.verdict(unclear)
+
+
 def per_source(arrays, num_kept=5, num_sources=4, step=0.1):
   """response_by_source [M, K, C, C] = response[:M] + (k - mean k) x step on every response
   below the diagonal's right (its mean over K is response[:M] up to float rounding)."""

@@ -173,6 +173,39 @@ def _late_mlp_erasure(summary) -> str:
   return f"Mean DE of the last MLPs: {late or 'n/a'} (erasure would show as negative DE)."
 
 
+def _reading(slope, band) -> str:
+  """What a slope and its interval say about repair."""
+  low, high = band if band and None not in band else (None, None)
+  if slope is None:
+    return "undefined"
+  if low is None:
+    return f"{number(slope, 2)} (no interval)"
+  if high < 0:
+    return "negative: the later layers deepen the loss instead of repairing it"
+  if low > 1:
+    return "above 1: the later layers over-compensate"
+  if low > 0:
+    return f"partial repair, {number(100 * slope, 2)}% of the lost DE restored"
+  return "no clear repair: the interval includes 0"
+
+
+def verdict(head: Mapping[str, Any]) -> str:
+  """The headline in words: repair at the middle attention layers, with and without the
+  final norm, and how many of them show an attention (Hydra) part clearly above 0."""
+  entries = head.get("middle_attention_slopes") or []
+  if not entries:
+    return "No middle attention layer to read the repair from."
+  key, norm = "fraction_restored_middle_attention", "fraction_restored_with_norm_middle_attention"
+  mean = lambda name: slope_text(dict(slope=head.get(name), slope_ci=head.get(name + "_ci")))
+  hydra = sum(1 for e in entries if (e.get("attn_slope_ci") or [None])[0] is not None
+              and e["attn_slope_ci"][0] > 0)
+  return (f"At the middle attention layers {head.get('middle_attention_layers')} the mean slope "
+          f"of CE on DE lost is {mean(key)}: {_reading(head.get(key), head.get(key + '_ci'))} "
+          f"(paper: about 0.7). Counting the final norm's remainder it is {mean(norm)}. The "
+          f"attention part alone (the Hydra effect proper) is clearly above 0 at {hydra} of "
+          f"{len(entries)} of these layers.")
+
+
 SENTENCES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "intact_vs_ablated": _intact_vs_ablated, "downstream_response": _downstream_response,
     "de_vs_te": _de_vs_te, "compensation_fits": _compensation_fits,

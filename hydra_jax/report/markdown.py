@@ -135,7 +135,8 @@ def render(summary: Mapping[str, Any], figure_paths: Mapping[str, str]) -> str:
            "Every attention and MLP output is ablated at the final position of every kept "
            "prompt; the scored token is the clean run's top prediction.", ""]
   lines += HOW_TO_READ + ["## What was run", ""] + _run_lines(summary)
-  lines += ["", "## Headline", ""] + _headline_lines(summary.get("headline") or {})
+  head = summary.get("headline") or {}
+  lines += ["", "## Headline", "", report_captions.verdict(head), ""] + _headline_lines(head)
   lines += ["", "## Results, figure by figure", ""]
   texts = report_captions.captions(summary)
   for name, path in figure_paths.items():
