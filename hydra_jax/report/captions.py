@@ -22,8 +22,9 @@ PAPER = {
     "de_vs_te": "its figure 2 finds the two impacts correlate poorly except in late layers",
     "compensation_fits": "its figure 7 finds about 70% of the lost logit restored at middle "
                          "layers (slope below 1 past layer 13)",
-    "slopes_by_layer": "its figure 7d has slopes near 0.7 at middle layers, below 1 past layer "
-                       "13, and R² up to 0.92 (attention layer 23)",
+    "slopes_by_layer": "its figure 7d has slopes near 0.7 at middle layers and below 1 past "
+                       "layer 13; at attention layer 23 compensation explains 92% of the "
+                       "variance of the downstream changes",
     "compensation_parts": "its figure 8 splits the compensation into attention (the Hydra "
                           "effect) and MLP (reduced erasure) parts",
     "localisation": "the paper finds layers loosely coupled: one ablation moves few "

@@ -8,7 +8,8 @@ NaN) and, where it scatters prompts, the arrays of `results.npz`; it writes one 
                       attention AND MLP layers                               (paper fig 7)
   slopes_by_layer     slope and R^2 of CE on lost DE against layer, 95% bands (paper fig 7d)
   compensation_parts  attention vs MLP parts of CE: one layer's scatter with both fits,
-                      and each part's slope against layer                   (paper fig 8)
+                      and each part's slope against layer (the y axis fits the layers
+                      whose lost DE is well away from 0; the others are named) (paper fig 8)
   localisation        how many downstream components carry 80% of each ablation's
                       response, against how many there are ("loosely coupled layers")
 
@@ -46,6 +47,26 @@ def _band(ax, entries, key: str, colour: str, label: str, marker: str = "o-"):
   band = _interval(entries, key + "_ci")                                             # [L, 2]
   ax.plot(layers, _field(entries, key), marker, color=colour, label=label)
   ax.fill_between(layers, band[:, 0], band[:, 1], color=colour, alpha=0.2, linewidth=0)
+
+
+def _focus(ax, stats_kind, parts):
+  """Fit the y axis to the layers whose lost DE is well away from zero (a finite ratio of
+  means), where a slope means something, and name the layers left off the axis."""
+  kept = np.array([v is not None for v in stats_kind["ratio_of_means_restored"]])     # [L]
+  if not kept.any() or kept.all():
+    return
+  bands = np.stack([_interval(stats_kind[part], "slope_ci") for part in parts])        # [P, L, 2]
+  slopes = np.stack([_field(stats_kind[part], "slope") for part in parts])             # [P, L]
+  shown = np.concatenate([bands[:, kept].ravel(), slopes[:, kept].ravel(), [0.0]])
+  low, high = np.nanmin(shown), np.nanmax(shown)
+  pad = 0.1 * (high - low or 1.0)
+  ax.set_ylim(low - pad, high + pad)
+  outside = [l for l in np.flatnonzero(~kept)
+             if ((slopes[:, l] < low - pad) | (slopes[:, l] > high + pad)).any()]
+  if outside:
+    ax.text(0.01, 0.01, "off the axis (lost DE not well away from 0): layer " + ", ".join(
+        f"{l} ({' / '.join(f'{v:.2g}' for v in slopes[:, l])})" for l in outside),
+        transform=ax.transAxes, fontsize=7, color="grey")
 
 
 def _scatter_fit(ax, lost, outcome, fit, colour, label):
@@ -117,8 +138,10 @@ def compensation_parts(arrays, stats, component: int, path: str) -> str:
   axes[0].set_ylabel("part of the compensation")
   axes[0].set_title(f"{component_name(component)} ablated, one point per prompt", fontsize=10)
   for ax, name in zip(axes[1:], KIND_NAMES):
-    for part in ("regression_attn", "regression_mlp", "regression_norm"):
+    parts = ("regression_attn", "regression_mlp", "regression_norm")
+    for part in parts:
       _band(ax, stats[name][part], "slope", PART_COLOURS[part], PART_LABELS[part])
+    _focus(ax, stats[name], parts)
     ax.axhline(0, color="black", linewidth=0.6)
     layer_axis(ax)
     ax.set_ylabel("slope on lost DE")
