@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hydra_jax.report import captions as report_captions
+from hydra_jax.report import drawing
 from hydra_jax.report import headline as report_headline
 from hydra_jax.report import statistics
 from hydra_jax.report import summary as report
@@ -124,8 +125,8 @@ def test_headline_and_choices():
   assert summary["per_source"] is None
   assert report_headline.choose_ablated(arrays, dict(report.DEFAULT_CHOICES, ablated_layer=1,
                                                      ablated_kind="mlp")) == 3
-  assert report.regression_layers(32, ()) == [0, 4, 9, 13, 18, 22, 27, 31]
-  assert report.regression_layers(4, (1, 3)) == [1, 3]
+  assert drawing.regression_layers(32, ()) == [0, 4, 9, 13, 18, 22, 27, 31]
+  assert drawing.regression_layers(4, (1, 3)) == [1, 3]
 
 
 def test_headline_ranks_attention_ablations_only():
@@ -186,7 +187,9 @@ def test_per_source_spread_and_mean():
 
 def test_write_produces_every_file(tmp_path):
   arrays = per_source(sweep_arrays())
+  arrays["relation"] = np.array(["P19", "P27", "P19"] * 8)
   summary = report.write(str(tmp_path), arrays, INFO)
+  assert summary["num_relations"] == 2
   saved = results_store.load_npz(str(tmp_path / "results.npz"))
   assert sorted(saved) == sorted(arrays)
   np.testing.assert_array_equal(saved["response"], arrays["response"])
@@ -202,6 +205,7 @@ def test_write_produces_every_file(tmp_path):
     assert f"](figures/{name}.png)" in markdown
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
   assert "| 2 |" in markdown and "about 0.7" in markdown and "hand-made" in markdown
+  assert "24 kept, 2 relations" in markdown and "drawn uniformly" in markdown
   assert "How to read this" in markdown and "the 4 sources of one prompt" in markdown
   slope = summary["headline"]["middle_attention_slopes"][0]
   assert f"attn 0: {report_captions.part_slope(slope, 'total')}" in markdown

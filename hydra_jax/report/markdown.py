@@ -86,8 +86,11 @@ def _run_lines(summary: Mapping[str, Any]) -> list[str]:
   if prompts:
     dropped = prompts.get("dropped") or {}
     why = ", ".join(f"{count} {reason}" for reason, count in dropped.items()) or "none"
+    relations = (f", {summary['num_relations']} relations" if summary.get("num_relations")
+                 else "")
     lines.append(f"- **Prompts**: {prompts.get('dataset', '?')}: {prompts.get('total', '?')} in "
-                 f"total, {prompts.get('kept', summary.get('num_prompts'))} kept; dropped: {why}")
+                 f"total, {prompts.get('kept', summary.get('num_prompts'))} kept{relations}; "
+                 f"dropped: {why}")
   lines += _options_line(summary)
   if timing:
     lines.append(f"- **Time**: {number(timing.get('wall_seconds'))} s wall on "

@@ -50,17 +50,17 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from hydra_jax.sweep import effects
+from hydra_jax.report import drawing
 from hydra_jax.report import figures
 from hydra_jax.report import headline as report_headline
 from hydra_jax.report import markdown as report_markdown
-from hydra_jax.report import regression_figures
 from hydra_jax.report import statistics
 from hydra_jax import store as results_store
 
 RESULTS_FILE = "results.npz"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
-FIGURE_DIR = "figures"
+FIGURE_DIR = drawing.FIGURE_DIR
 DEFAULT_CHOICES = dict(ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0,
                        bootstrap=1000, bootstrap_seed=0)
 SWEEP_DEFAULTS = dict(kind="resample", num_sources=15, response_scale="clean",
@@ -217,38 +217,8 @@ def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> dict
       info, num_prompts=int(num_prompts), sweep_options=sweep_options(info),
       bootstrap=dict(resamples=int(choices["bootstrap"]), seed=int(choices["bootstrap_seed"]),
                      level=statistics.LEVEL),
-      per_source=per_source_info(arrays), per_layer=per_layer(components), headline=headline))
-
-
-def regression_layers(num_layers: int, requested) -> list[int]:
-  """Layers of figure 7: the requested ones, else up to 8 spread evenly."""
-  return [int(l) for l in requested] or sorted(set(
-      np.linspace(0, num_layers - 1, min(8, num_layers)).round().astype(int).tolist()))
-
-
-def draw_figures(workdir: str, arrays, summary: Mapping[str, Any]) -> dict[str, str]:
-  """Write the PNG figures under workdir/figures; returns name -> relative path."""
-  choices = _choices(summary)
-  os.makedirs(os.path.join(workdir, FIGURE_DIR), exist_ok=True)
-  num_layers = arrays["direct_effect"].shape[1] // 2
-  ablated = report_headline.choose_ablated(arrays, choices)
-  num_late = choices["late_mlps"] or report_headline.late_mlp_count(num_layers)
-  layers = regression_layers(num_layers, choices["regression_layers"])
-  stats = summary["per_layer"]
-  path = lambda name: os.path.join(workdir, FIGURE_DIR, name + ".png")
-  drawings = dict(
-      intact_vs_ablated=lambda p: figures.intact_vs_ablated(arrays, ablated, p),
-      de_vs_te=lambda p: figures.de_vs_te(arrays, p),
-      downstream_response=lambda p: figures.downstream_response(arrays, ablated, p),
-      compensation_fits=lambda p: regression_figures.compensation_fits(arrays, layers, stats, p),
-      slopes_by_layer=lambda p: regression_figures.slopes_by_layer(stats, p),
-      compensation_parts=lambda p: regression_figures.compensation_parts(arrays, stats, ablated, p),
-      localisation=lambda p: regression_figures.localisation(stats, p),
-      response_heatmap=lambda p: figures.response_heatmap(arrays, p),
-      late_mlp_erasure=lambda p: figures.late_mlp_erasure(arrays, ablated, num_late, p))
-  for name, draw in drawings.items():
-    draw(path(name))
-  return {name: f"{FIGURE_DIR}/{name}.png" for name in drawings}
+      per_source=per_source_info(arrays), per_layer=per_layer(components), headline=headline,
+      num_relations=len(set(arrays["relation"].tolist())) if "relation" in arrays else None))
 
 
 def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any],
@@ -260,7 +230,7 @@ def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
   summary = summarize(arrays, info)
   results_store.atomic_write_text(os.path.join(workdir, SUMMARY_FILE),
                                   json.dumps(summary, indent=2, default=str))
-  paths = draw_figures(workdir, arrays, summary)
+  paths = drawing.draw_figures(workdir, arrays, summary, _choices(summary))
   results_store.atomic_write_text(os.path.join(workdir, REPORT_FILE),
                                   report_markdown.render(summary, paths))
   return summary
