@@ -98,9 +98,9 @@ def _downstream_response(summary) -> str:
   rise, fall = head.get("ablated_largest_rise"), head.get("ablated_largest_fall")
   if not rise:
     return f"{head.get('ablated_component')} has no downstream component here."
-  return (f"After ablating {head.get('ablated_component')} the largest mean rise of a later "
-          f"DE is {rise['component']} ({number(rise['dde'])}) and the largest fall "
-          f"{fall['component']} ({number(fall['dde'])}).")
+  return (f"After ablating {head.get('ablated_component')} the most positive mean change of a "
+          f"later component's DE is {rise['component']} ({number(rise['dde'])}) and the most "
+          f"negative {fall['component']} ({number(fall['dde'])}).")
 
 
 def _de_vs_te(summary) -> str:
