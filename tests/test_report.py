@@ -1,7 +1,8 @@
 """The report: statistics from hand-made sweep arrays, the files it writes, redrawing;
 and the resumable chunk storage under it (atomic writes, the config guard).
 
-Runtime: about 15 s (most of it drawing figures twice and one `python -m` subprocess).
+Runtime: about 30 s on 2 busy cores (most of it drawing the nine figures twice and one
+`python -m` subprocess).
 """
 
 import json
@@ -12,8 +13,11 @@ import sys
 import numpy as np
 import pytest
 
+from hydra_jax.report import captions as report_captions
+from hydra_jax.report import drawing
+from hydra_jax.report import headline as report_headline
+from hydra_jax.report import statistics
 from hydra_jax.report import summary as report
-from hydra_jax.report import markdown as report_markdown
 from hydra_jax import store as results_store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -69,22 +73,34 @@ def test_regressions_exact():
 
 
 def test_per_component_statistics_by_hand():
-  # Two prompts, one layer: components 0 (attention) and 1 (MLP).
-  arrays = dict(direct_effect=np.array([[1.0, -2.0], [3.0, -4.0]]),
-                total_effect_mean=np.array([[-0.5, 0.0], [-1.5, 0.0]]),
-                direct_change=np.array([[-1.0, -1.0], [-3.0, -1.0]]),
-                compensation_attn=np.zeros((2, 2)),
-                compensation_mlp=np.array([[0.5, 0.0], [1.5, 0.0]]),
-                norm_remainder=np.array([[0.0, 1.0], [0.0, 1.0]]))   # TE - change - CE
-  stats = report.per_component(arrays)
-  assert stats["direct_effect"] == [2.0, -3.0]
+  # Four prompts, one layer: components 0 (attention) and 1 (MLP, nothing downstream).
+  lost = np.array([1.0, 2.0, 3.0, 2.0])
+  arrays = dict(direct_effect=np.stack([lost + 1, -2 * np.ones(4)], 1),
+                total_effect_mean=np.stack([-0.5 * lost, np.zeros(4)], 1),
+                direct_change=np.stack([-lost, -np.ones(4)], 1),
+                compensation_attn=np.zeros((4, 2)),
+                compensation_mlp=np.stack([0.5 * lost, np.zeros(4)], 1),
+                norm_remainder=np.array([[0.0, 1.0]] * 4))   # TE - change - CE
+  arrays["response"] = np.zeros((4, 2, 2))
+  arrays["response"][:, 0, 1] = 0.5 * lost
+  stats = report.per_component(arrays, statistics.resample_counts(4, 200, 0))
+  assert stats["direct_effect"] == [3.0, -2.0]
   assert stats["lost_direct_effect"] == [2.0, 1.0]
   assert stats["compensation"] == [1.0, 0.0]
-  assert stats["fraction_restored"] == [0.5, 0.0]
-  assert stats["fraction_restored_with_norm"] == [0.5, 1.0]    # = 1 + mean TE / mean lost
-  assert stats["regression"][0] == pytest.approx(dict(slope=0.5, intercept=0.0, r2=1.0))
+  # mean lost 2 > 3 SE (0.41) and > |mean TE| / 4: kept; the MLP's too (lost 1, TE 0).
+  assert stats["ratio_of_means_restored"] == [0.5, 0.0]
+  assert stats["ratio_of_means_restored_with_norm"] == [0.5, 1.0]
+  fit = stats["regression"][0]
+  assert fit["slope"] == pytest.approx(0.5) and fit["r2"] == pytest.approx(1.0)
+  assert fit["slope_ci"] == pytest.approx([0.5, 0.5])    # every resample lies on the line
+  assert np.isnan(stats["regression"][1]["slope"])       # nothing downstream of the last MLP
+  assert np.isnan(stats["regression_attn"][0]["slope"])  # no attention after attn 0
+  assert stats["regression_mlp"][0]["slope"] == pytest.approx(0.5)
+  assert stats["direct_exceeds_drop"] == [1.0, 1.0]      # lost > -TE on every prompt
+  assert stats["localisation_80"][0] == 1.0 and np.isnan(stats["localisation_80"][1])
+  assert stats["downstream_components"] == [1, 0]
   layers = report.per_layer(stats)
-  assert layers["attn"]["direct_effect"] == [2.0] and layers["mlp"]["direct_effect"] == [-3.0]
+  assert layers["attn"]["direct_effect"] == [3.0] and layers["mlp"]["direct_effect"] == [-2.0]
 
 
 def test_headline_and_choices():
@@ -93,52 +109,123 @@ def test_headline_and_choices():
   headline = summary["headline"]
   # CE = 0.2 x (number of downstream components) x lost DE by construction.
   assert headline["middle_attention_layers"] == [0, 1, 2]
-  assert summary["per_layer"]["attn"]["regression"][0]["slope"] == pytest.approx(1.0, abs=0.05)
+  first = summary["per_layer"]["attn"]["regression"][0]
+  assert first["slope"] == pytest.approx(1.0, abs=0.05)
+  assert first["slope_ci"][0] < first["slope"] < first["slope_ci"][1]
   assert summary["per_layer"]["mlp"]["compensation"][2] == 0.0     # the last MLP has no downstream
   assert len(headline["late_mlp_erasure"]) == 2
-  # Counting the norm remainder, what is restored is 1 + TE / lost DE (TE = change + CE + rest).
-  middle = [0, 2, 4]
-  lost, te = -arrays["direct_change"][:, middle].mean(), arrays["total_effect_mean"][:, middle].mean()
-  assert headline["fraction_restored_with_norm_middle_attention"] == pytest.approx(1 + te / lost, rel=1e-4)
-  assert report.choose_ablated(arrays, dict(report.DEFAULT_CHOICES, ablated_layer=1,
-                                            ablated_kind="mlp")) == 3
-  assert report.regression_components(32, ()) == [0, 8, 18, 26, 36, 44, 54, 62]
-  assert report.regression_components(4, (1, 3)) == [2, 6]
+  # The fraction restored is the mean of the middle attention layers' slopes (1.0, 0.6, 0.2).
+  slopes = [e["total_slope"] for e in headline["middle_attention_slopes"]]
+  assert slopes == pytest.approx([1.0, 0.6, 0.2], abs=0.05)
+  assert headline["fraction_restored_middle_attention"] == pytest.approx(np.mean(slopes))
+  low, high = headline["fraction_restored_middle_attention_ci"]
+  assert low < np.mean(slopes) < high and high - low < 0.2
+  assert summary["bootstrap"] == dict(resamples=1000, seed=0, level=0.95)
+  assert summary["sweep_options"]["response_scale"] == "clean"   # a default for older runs
+  assert summary["per_source"] is None
+  assert report_headline.choose_ablated(arrays, dict(report.DEFAULT_CHOICES, ablated_layer=1,
+                                                     ablated_kind="mlp")) == 3
+  assert drawing.regression_layers(32, ()) == [0, 4, 9, 13, 18, 22, 27, 31]
+  assert drawing.regression_layers(4, (1, 3)) == [1, 3]
+
+
+def test_headline_ranks_attention_ablations_only():
+  arrays = sweep_arrays()
+  arrays["compensation_attn"][:, 1] += 100.0    # an MLP ablation with huge attention repair
+  arrays["compensation_attn"][:, 4] += 50.0     # the last attention layer (no later attention)
+  arrays["compensation_attn"][:, 2] += 10.0
+  components = report.per_component(arrays)
+  ranked = report_headline.responders(arrays, components, num_layers=3)
+  assert [h["ablated"] for h in ranked["largest_attention_compensation"]] == ["attn 1", "attn 0"]
+  assert set(ranked["strongest_attention_responder"]) == {"attn 1", "attn 0"}
+  assert ranked["strongest_attention_responder"]["attn 1"]["responder"] == "attn 2"
+
+
+def test_headline_verdict_reads_the_interval():
+  entry = dict(layer=1, attn_slope=0.1, attn_slope_ci=[0.05, 0.15])
+  head = dict(middle_attention_layers=[1], middle_attention_slopes=[entry],
+              fraction_restored_middle_attention=-0.4,
+              fraction_restored_middle_attention_ci=[-0.5, -0.3],
+              fraction_restored_with_norm_middle_attention=0.3,
+              fraction_restored_with_norm_middle_attention_ci=[0.2, 0.4])
+  text = report_captions.verdict(head)
+  assert "-0.4 [-0.5, -0.3]: negative: the later layers deepen the loss" in text
+  assert "remainder it is 0.3 [0.2, 0.4]" in text and "clearly above 0 at 1 of 1" in text
+  partial = dict(head, fraction_restored_middle_attention=0.65,
+                 fraction_restored_middle_attention_ci=[0.5, 0.8])
+  assert "partial repair, 65% of the lost DE restored" in report_captions.verdict(partial)
+  unclear = dict(head, fraction_restored_middle_attention_ci=[-0.5, 0.1])
+  assert "no clear repair" in report_captions.verdict(unclear)
+
+
+def per_source(arrays, num_kept=5, num_sources=4, step=0.1):
+  """response_by_source [M, K, C, C] = response[:M] + (k - mean k) x step on every response
+  below the diagonal's right (its mean over K is response[:M] up to float rounding)."""
+  C = arrays["response"].shape[1]
+  offsets = (np.arange(num_sources) - (num_sources - 1) / 2) * step                 # [K]
+  downstream = np.triu(np.ones((C, C)), 1)
+  by_source = arrays["response"][:num_kept, None] + offsets[:, None, None] * downstream
+  return dict(arrays, response_by_source=by_source.astype(np.float32))
+
+
+def test_per_source_spread_and_mean():
+  arrays = per_source(sweep_arrays())
+  summary = report.summarize(arrays, INFO)
+  assert summary["per_source"]["prompts"] == 5 and summary["per_source"]["sources"] == 4
+  assert summary["per_source"]["max_difference_from_response"] < 1e-6
+  # CE of source k moves by offset_k x (components downstream): std over sources known.
+  C = 6
+  expected = np.std((np.arange(4) - 1.5) * 0.1, ddof=1) * (C - 1 - np.arange(C))     # [C]
+  spread = summary["per_layer"]["attn"]["compensation_total_std_over_sources"]
+  assert spread == pytest.approx(expected[0::2], rel=1e-4)
+  attn_part = summary["per_layer"]["mlp"]["compensation_attn_std_over_sources"]
+  expected_attn = np.std(np.arange(4) * 0.1, ddof=1) * np.array([2, 1, 0])   # attention after
+  assert attn_part == pytest.approx(expected_attn, abs=1e-6)
+  mismatched = dict(arrays, response_by_source=arrays["response_by_source"] + 0.5)
+  assert report.per_source_info(mismatched)["max_difference_from_response"] == pytest.approx(0.5)
 
 
 def test_write_produces_every_file(tmp_path):
-  arrays = sweep_arrays()
+  arrays = per_source(sweep_arrays())
+  arrays["relation"] = np.array(["P19", "P27", "P19"] * 8)
   summary = report.write(str(tmp_path), arrays, INFO)
+  assert summary["num_relations"] == 2
   saved = results_store.load_npz(str(tmp_path / "results.npz"))
   assert sorted(saved) == sorted(arrays)
   np.testing.assert_array_equal(saved["response"], arrays["response"])
   assert saved["prompt"][3] == "prompt 3"
   loaded = json.loads((tmp_path / "summary.json").read_text())
   assert loaded["prompts"]["dropped"] == {"answered wrongly": 6}
-  assert loaded["per_layer"]["attn"]["total_effect"] == pytest.approx(summary["per_layer"]["attn"]["total_effect"])
+  assert loaded["per_layer"]["attn"]["total_effect"] == pytest.approx(
+      summary["per_layer"]["attn"]["total_effect"])
   assert loaded["per_layer"]["mlp"]["regression"][2]["r2"] is None   # NaN written as null
   markdown = (tmp_path / "report.md").read_text()
-  for name in report_markdown.FIGURE_CAPTIONS:
+  for name in report_captions.SENTENCES:
     png = tmp_path / "figures" / f"{name}.png"
     assert f"](figures/{name}.png)" in markdown
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
   assert "| 2 |" in markdown and "about 0.7" in markdown and "hand-made" in markdown
+  assert "24 kept, 2 relations" in markdown and "drawn uniformly" in markdown
+  assert "How to read this" in markdown and "the 4 sources of one prompt" in markdown
+  slope = summary["headline"]["middle_attention_slopes"][0]
+  assert f"attn 0: {report_captions.part_slope(slope, 'total')}" in markdown
 
 
 def test_redraw_from_saved_results(tmp_path):
   arrays = sweep_arrays()
-  first = report.write(str(tmp_path), arrays, INFO)
-  os.remove(tmp_path / "figures" / "de_vs_te.png")
-  os.remove(tmp_path / "report.md")
+  results_store.atomic_save_npz(str(tmp_path / "results.npz"), arrays)
+  (tmp_path / "summary.json").write_text(json.dumps(dict(INFO, headline={})))
+  first = report.summarize(arrays, INFO)
   command = [sys.executable, "-m", "hydra_jax.report", f"--workdir={tmp_path}"]
   done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr
   assert (tmp_path / "figures" / "de_vs_te.png").read_bytes()[:8] == PNG_MAGIC
-  assert (tmp_path / "report.md").exists()
+  markdown = (tmp_path / "report.md").read_text()
+  assert "no per-source arrays were kept" in markdown
   again = json.loads((tmp_path / "summary.json").read_text())
   assert again["timing"] == INFO["timing"]
-  assert again["headline"]["fraction_restored_middle_attention"] == pytest.approx(
-      first["headline"]["fraction_restored_middle_attention"])
+  assert again["headline"]["fraction_restored_middle_attention_ci"] == pytest.approx(
+      first["headline"]["fraction_restored_middle_attention_ci"])   # the bootstrap is seeded
 
 
 def test_redraw_without_results_is_a_clear_error(tmp_path):

@@ -1,17 +1,23 @@
-"""The Hydra paper's figures, drawn from a sweep's per-prompt arrays (matplotlib, Agg).
+"""The Hydra paper's figures of direct effects and responses, drawn from a sweep's arrays
+(matplotlib, Agg).
 
 Every function takes the arrays of `results.npz` (see `hydra_jax.report`) and a PNG
 path, and writes one figure. Components are numbered c = 2l (attention of layer l)
 and c = 2l + 1 (MLP of layer l); "lost DE" is the direct effect a component loses
-when it is resampled (minus the sweep's `direct_change`).
+when it is ablated (minus the sweep's `direct_change`). Where `response_by_source`
+[M, K, C, C] is present, figures 1 and 3 draw one faint line per source for an example
+prompt (the one of the first M that loses most DE), as the paper draws one per patch.
 
-  intact_vs_ablated   per-layer DE, intact and with one component ablated   (paper figs 1, 3)
-  de_vs_te            unembedding-based vs ablation-based impact per layer  (paper fig 2)
-  compensation_fits   CE against lost DE with the fitted line, some layers  (paper fig 7)
-  response_heatmap    the mean dDE matrix, ablated rows x responding columns
-  late_mlp_erasure    DE of the last MLPs, intact and after the ablation
+  intact_vs_ablated    per-layer DE, intact and with one component ablated    (paper fig 1)
+  downstream_response  the change of every later layer's DE after it           (paper fig 3)
+  de_vs_te             per-prompt unembedding- vs ablation-based impact curves, and the
+                       share of prompts where the first exceeds the second    (paper fig 2)
+  response_heatmap     the mean dDE matrix, ablated rows x responding columns
+  late_mlp_erasure     DE of the last MLPs, intact and after the ablation
 
-Shapes: N prompts, L layers, C = 2L components.
+(regression_figures draws the paper's figures 7 and 8 and the localisation.)
+
+Shapes: N prompts, M prompts with per-source arrays, K sources, L layers, C = 2L components.
 """
 
 from __future__ import annotations
@@ -38,11 +44,17 @@ def ablated_direct_effects(arrays, component: int) -> np.ndarray:
   return ablated
 
 
-def _save(fig, path: str) -> str:
+def save(fig, path: str) -> str:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def layer_axis(ax):
+  """Integer ticks on a layer axis, labelled."""
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+  ax.set_xlabel("layer")
 
 
 def _per_kind_bars(ax, values: dict[str, np.ndarray], kind: int, title: str):
@@ -57,71 +69,128 @@ def _per_kind_bars(ax, values: dict[str, np.ndarray], kind: int, title: str):
   ax.set_xticks(layers if len(layers) <= 16 else layers[::4])
 
 
+def example_prompt(arrays, component: int) -> int:
+  """The prompt of the per-source lines: of those with per-source arrays (else of all),
+  the one whose `component` loses most DE."""
+  by_source = arrays.get("response_by_source")
+  count = by_source.shape[0] if by_source is not None and by_source.shape[0] else None
+  return int(np.argmax(-arrays["direct_change"][:count, component]))
+
+
+def source_rows(arrays, prompt: int, component: int) -> np.ndarray:
+  """[K, C] dDE of every component with `component` ablated, one row per source of
+  `prompt` ([1, C], the mean over sources, without per-source arrays)."""
+  by_source = arrays.get("response_by_source")
+  if by_source is not None and prompt < by_source.shape[0]:
+    return by_source[prompt, :, component, :]
+  return arrays["response"][prompt, component][None]
+
+
+def _example_lines(ax, base: np.ndarray, rows: np.ndarray, kind: int, colour: str, label: str):
+  """One faint line per source row (base + row) [K, C] and their mean, for one kind."""
+  layers = np.arange(len(base) // 2)
+  for row in rows:
+    ax.plot(layers, (base + row)[kind::2], color=colour, alpha=0.25, linewidth=0.8)
+  ax.plot(layers, (base + rows.mean(0))[kind::2], "o-", color=colour, linewidth=1.8,
+          label=f"{label} (mean of {len(rows)} source{'s' if len(rows) > 1 else ''}; faint: each)")
+
+
+def _prompt_title(arrays, prompt: int) -> str:
+  text = str(arrays["prompt"][prompt]) if "prompt" in arrays else f"prompt {prompt}"
+  token = str(arrays["token_text"][prompt]) if "token_text" in arrays else "?"
+  return f"prompt {prompt}: {text[-60:]!r} -> {token!r}"
+
+
 def intact_vs_ablated(arrays, component: int, path: str) -> str:
   intact = arrays["direct_effect"].mean(0)                                          # [C]
   ablated = ablated_direct_effects(arrays, component).mean(0)                       # [C]
-  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+  prompt = example_prompt(arrays, component)
+  rows = source_rows(arrays, prompt, component)                                     # [K, C]
+  fig, axes = plt.subplots(2, 2, figsize=(11, 7.2))
   series = {"intact": intact, f"{component_name(component)} ablated": ablated}
+  for kind in range(2):
+    top, bottom = axes[0, kind], axes[1, kind]
+    _per_kind_bars(top, series, kind, f"{KIND_NAMES[kind]} outputs, mean over prompts")
+    clean = arrays["direct_effect"][prompt]                                         # [C]
+    bottom.plot(np.arange(len(clean) // 2), clean[kind::2], "s--", color="black", label="intact")
+    _example_lines(bottom, clean, rows, kind, KIND_COLOURS[KIND_NAMES[kind]], "ablated")
+    bottom.axhline(0, color="black", linewidth=0.6)
+    bottom.set_title(f"{KIND_NAMES[kind]} outputs, one prompt", fontsize=10)
+    layer_axis(bottom)
+    for ax in (top, bottom):
+      ax.axvline(component // 2, color="grey", linestyle=":", linewidth=1)
+  axes[0, 0].set_ylabel("direct effect on the scored logit")
+  axes[1, 0].set_ylabel("direct effect on the scored logit")
+  axes[0, 0].legend(frameon=False, fontsize=8)
+  axes[1, 0].legend(frameon=False, fontsize=8)
+  fig.suptitle(f"Direct effects with {component_name(component)} ablated (dotted: its layer)\n"
+               f"bottom: {_prompt_title(arrays, prompt)}", fontsize=10)
+  return save(fig, path)
+
+
+def downstream_response(arrays, component: int, path: str) -> str:
+  """dDE of every component after ablating `component`: mean over prompts (bars) and one
+  example prompt, one faint line per source (upstream components are zero)."""
+  mean = arrays["response"][:, component, :].mean(0)                                # [C]
+  mean[:component + 1] = np.nan   # upstream: zero; its own change: the lost DE
+  prompt = example_prompt(arrays, component)
+  rows = source_rows(arrays, prompt, component).astype(np.float64)                  # [K, C]
+  rows[:, :component + 1] = np.nan
+  layers = np.arange(len(mean) // 2)
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
   for kind, ax in enumerate(axes):
-    _per_kind_bars(ax, series, kind, f"{KIND_NAMES[kind]} outputs")
+    ax.bar(layers, mean[kind::2], 0.6, color="#cccccc", label="mean over prompts")
+    _example_lines(ax, np.zeros_like(mean), rows, kind, KIND_COLOURS[KIND_NAMES[kind]],
+                   "one prompt")
+    ax.axhline(0, color="black", linewidth=0.6)
     ax.axvline(component // 2, color="grey", linestyle=":", linewidth=1)
-  axes[0].set_ylabel("direct effect on the scored logit\n(mean over prompts)")
-  axes[0].legend(frameon=False)
-  fig.suptitle(f"Direct effects with {component_name(component)} resample-ablated "
-               "(dotted line: the ablated layer)")
-  return _save(fig, path)
+    ax.set_title(f"response of {KIND_NAMES[kind]} outputs", fontsize=10)
+    ax.set_xlabel("layer")
+    ax.set_xticks(layers if len(layers) <= 16 else layers[::4])
+  axes[0].set_ylabel("change of direct effect (dDE)")
+  axes[0].legend(frameon=False, fontsize=8)
+  fig.suptitle(f"Downstream response to ablating {component_name(component)} (dotted: its "
+               f"layer; positive: compensation)\none prompt: {_prompt_title(arrays, prompt)}",
+               fontsize=10)
+  return save(fig, path)
+
+
+def _impact_curves(ax, lost: np.ndarray, drop: np.ndarray, kind: int, most: int = 40):
+  """Per-prompt curves over layers of lost DE and -TE [N, C] for one kind (up to `most`
+  prompts, faint) and their medians."""
+  layers = np.arange(lost.shape[1] // 2)
+  shown = np.linspace(0, lost.shape[0] - 1, min(most, lost.shape[0])).astype(int)
+  for values, colour, label in ((lost, "#1f77b4", "DE lost (unembedding-based)"),
+                                (drop, "#ff7f0e", "-TE (ablation-based)")):
+    ax.plot(layers, values[shown][:, kind::2].T, color=colour, alpha=0.15, linewidth=0.7)
+    ax.plot(layers, np.median(values[:, kind::2], 0), "o-", color=colour, linewidth=2,
+            label=f"{label}, median")
+  ax.axhline(0, color="black", linewidth=0.6)
+  layer_axis(ax)
+  ax.set_title(f"{KIND_NAMES[kind]} ablations, {len(shown)} prompts", fontsize=10)
 
 
 def de_vs_te(arrays, path: str) -> str:
   lost = -arrays["direct_change"]                                                   # [N, C]
   drop = -arrays["total_effect_mean"]                                               # [N, C]
-  num_components = lost.shape[1]
-  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+  fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+  for kind in range(2):
+    _impact_curves(axes[kind], lost, drop, kind)
+  axes[0].set_ylabel("impact on the scored logit")
+  axes[0].legend(frameon=False, fontsize=8)
+  share = (lost > drop).mean(0)                                                     # [C]
   for kind, name in enumerate(KIND_NAMES):
-    layers = np.arange(kind, num_components, 2) // 2
-    colour = KIND_COLOURS[name]
-    left.plot(layers, lost.mean(0)[kind::2], "o-", color=colour, label=f"{name}: direct effect lost")
-    left.plot(layers, drop.mean(0)[kind::2], "s--", color=colour, label=f"{name}: logit drop (-TE)")
-  left.axhline(0, color="black", linewidth=0.6)
-  left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-  left.set_xlabel("layer")
-  left.set_ylabel("mean over prompts")
-  left.set_title("Unembedding- vs ablation-based impact per layer")
-  left.legend(frameon=False, fontsize=8)
-  points = right.scatter(lost.ravel(), drop.ravel(), s=6, alpha=0.5,
-                         c=np.tile(np.arange(num_components) // 2, lost.shape[0]), cmap="viridis")
-  lo, hi = np.nanmin([lost.min(), drop.min()]), np.nanmax([lost.max(), drop.max()])
-  right.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, linestyle=":", label="y = x")
-  right.set_xlabel("direct effect lost (unembedding-based impact)")
-  right.set_ylabel("logit drop when ablated (ablation-based impact)")
-  right.set_title("Each prompt x component")
-  right.legend(frameon=False, loc="upper left")
-  fig.colorbar(points, ax=right, label="layer")
-  return _save(fig, path)
-
-
-def compensation_fits(arrays, components, fits, path: str) -> str:
-  """fits: component -> dict(slope, intercept, r2)."""
-  columns = min(4, len(components))
-  rows = -(-len(components) // columns)
-  fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.2 * rows), squeeze=False)
-  for ax in axes.ravel()[len(components):]:
-    ax.axis("off")
-  for ax, component in zip(axes.ravel(), components):
-    lost = -arrays["direct_change"][:, component]                                   # [N]
-    compensation = (arrays["compensation_attn"] + arrays["compensation_mlp"])[:, component]
-    fit = fits[component]
-    ax.scatter(lost, compensation, s=8, alpha=0.6, color=KIND_COLOURS[KIND_NAMES[component % 2]])
-    span = np.array([lost.min(), lost.max()])
-    ax.plot(span, fit["slope"] * span + fit["intercept"], color="black", linewidth=1.2, label="fit")
-    ax.plot(span, span, color="grey", linestyle=":", linewidth=1, label="full repair")
-    ax.set_title(f"{component_name(component)}: slope {fit['slope']:.2f}, R² {fit['r2']:.2f}",
-                 fontsize=9)
-    ax.set_xlabel("direct effect lost")
-    ax.set_ylabel("compensation (CE)")
-  axes[0, 0].legend(frameon=False, fontsize=8)
-  fig.suptitle("Compensatory effect against lost direct effect, one point per prompt")
-  return _save(fig, path)
+    axes[2].plot(np.arange(len(share) // 2), share[kind::2], "o-", color=KIND_COLOURS[name],
+                 label=name)
+  axes[2].axhline(0.5, color="grey", linestyle=":", linewidth=1)
+  axes[2].set_ylim(-0.02, 1.02)
+  layer_axis(axes[2])
+  axes[2].set_ylabel("share of prompts")
+  axes[2].set_title("share of prompts where DE lost > -TE", fontsize=10)
+  axes[2].legend(frameon=False, fontsize=8)
+  fig.suptitle("Unembedding-based (DE lost) vs ablation-based (-TE) impact per layer "
+               "(faint: single prompts)", fontsize=11)
+  return save(fig, path)
 
 
 def response_heatmap(arrays, path: str) -> str:
@@ -143,7 +212,7 @@ def response_heatmap(arrays, path: str) -> str:
   ax.set_title("Mean change of direct effect (dDE) after an ablation\n"
                "(grey diagonal: the ablated component itself)", fontsize=10)
   fig.colorbar(image, ax=ax, label="dDE (red: raises the scored logit)", shrink=0.8)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def late_mlp_erasure(arrays, component: int, num_late: int, path: str) -> str:
@@ -166,4 +235,4 @@ def late_mlp_erasure(arrays, component: int, num_late: int, path: str) -> str:
   ax.set_ylabel("direct effect on the scored logit\n(mean over prompts)")
   ax.set_title("Late-MLP erasure (negative DE: the MLP lowers the logit)", fontsize=10)
   ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-  return _save(fig, path)
+  return save(fig, path)

@@ -4,23 +4,38 @@
 
 `results.npz` holds, for every kept prompt (N of them, in prompt order), every array
 of the sweep plus the prompt's id, text, label, scored token and its text, and the
-indices of its resample sources. `summary.json` holds the run's description (config,
-model, prompt counts, timing: the `info` passed to `write`) and the statistics
-computed here from the arrays. Components: c = 2l is layer l's attention, 2l + 1 its
-MLP (METHOD.md); the per-layer statistics are means over prompts:
+indices of its resample sources; optionally `response_by_source` [M, K, C, C], the
+per-source dDE of the first M prompts (its mean over K is `response[:M]`), and
+`relation` [N]. `summary.json` holds the run's description (config, model, prompt
+counts, timing: the `info` passed to `write`) and the statistics computed here from the
+arrays. Components: c = 2l is layer l's attention, 2l + 1 its MLP (METHOD.md); the
+per-layer statistics are over prompts:
 
-  direct_effect        DE of the component in the clean run
-  total_effect         TE: change of the scored logit when the component is ablated
-  lost_direct_effect   DE the component itself loses under the ablation (-direct_change)
-  compensation_attn    CE, the Hydra part: downstream attention's change of DE
-  compensation_mlp     CE, the erasure part: downstream MLPs' change of DE
-  norm_remainder       TE - direct change - CE (the final norm's share)
-  fraction_restored    mean CE / mean lost DE
-  fraction_restored_with_norm  (mean CE + mean norm remainder) / mean lost DE = 1 + TE / lost DE
-  regression           CE on lost DE across prompts: slope, intercept, R^2
+  direct_effect        mean DE of the component in the clean run
+  total_effect         mean TE: change of the scored logit when the component is ablated
+  lost_direct_effect   mean DE the component itself loses under the ablation (-direct_change)
+  compensation_attn    mean CE, the Hydra part: downstream attention's change of DE
+  compensation_mlp     mean CE, the erasure part: downstream MLPs' change of DE
+  norm_remainder       mean TE - direct change - CE (the final norm's share)
+  regression           CE on lost DE across prompts: slope, intercept, R^2, and the
+                       bootstrap 95% intervals slope_ci, r2_ci; regression_attn,
+                       regression_mlp, regression_norm: the same for each part of CE and
+                       for the norm remainder. The slope is the fraction restored as the
+                       paper reads it
+  ratio_of_means_restored (_with_norm)  mean CE (+ norm remainder) / mean lost DE, null
+                       unless the lost DE is well away from zero (statistics.ratio_of_means)
   de_te_correlation    Pearson r of lost DE and -TE across prompts
+  direct_exceeds_drop  share of prompts with lost DE > -TE
+  localisation_80      mean over prompts of how many downstream components carry 80% of
+                       the |dDE| (downstream_components: how many there are)
+  *_std_over_sources   with response_by_source: std over the K sources of CE (total, attn,
+                       mlp), averaged over the M prompts
 
-Shapes: N prompts, K sources, L layers, C = 2L components.
+Config (`config.report`, missing keys take DEFAULT_CHOICES): ablated_layer, ablated_kind,
+regression_layers, late_mlps (figures), bootstrap (resamples, 0: no intervals),
+bootstrap_seed.
+
+Shapes: N prompts, M prompts with per-source arrays, K sources, L layers, C = 2L components.
 """
 
 from __future__ import annotations
@@ -29,20 +44,28 @@ import json
 import math
 import os
 import sys
+import types
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from hydra_jax.sweep import effects
+from hydra_jax.report import drawing
 from hydra_jax.report import figures
+from hydra_jax.report import headline as report_headline
 from hydra_jax.report import markdown as report_markdown
+from hydra_jax.report import statistics
 from hydra_jax import store as results_store
 
 RESULTS_FILE = "results.npz"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
-FIGURE_DIR = "figures"
-DEFAULT_CHOICES = dict(ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0)
+FIGURE_DIR = drawing.FIGURE_DIR
+DEFAULT_CHOICES = dict(ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0,
+                       bootstrap=1000, bootstrap_seed=0)
+SWEEP_DEFAULTS = dict(kind="resample", num_sources=15, response_scale="clean",
+                      freeze_final_scale=False, sources="uniform", check=False, keep_sources=0,
+                      noise_scale=3.0)
 
 
 # Statistics ---------------------------------------------------------------------------------
@@ -50,10 +73,24 @@ DEFAULT_CHOICES = dict(ablated_layer=-1, ablated_kind="attn", regression_layers=
 
 def regressions(x: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
   """Per column of x, y [N, C]: the least-squares fit y = slope x + intercept and its R^2
-  (`hydra_jax.effects.regress`; NaN where x or y does not vary)."""
-  fit = effects.regress(x, y)
+  (NaN where x or y does not vary)."""
+  fit = statistics.fits(x, y)
   return [dict(slope=float(s), intercept=float(i), r2=float(r))
-          for s, i, r in zip(np.asarray(fit.slope), np.asarray(fit.intercept), np.asarray(fit.r2))]
+          for s, i, r in zip(fit.slope, fit.intercept, fit.r2)]
+
+
+def regressions_with_intervals(x, y, counts, defined=None) -> list[dict[str, Any]]:
+  """`regressions` plus the bootstrap intervals slope_ci, r2_ci over the resamples counts
+  [R, N]; columns where `defined` [C] is False (nothing downstream to compensate) are NaN."""
+  if defined is not None:
+    y = np.where(defined, y, np.nan)
+  fits = regressions(x, y)
+  if counts.shape[0] == 0:
+    return [dict(fit, slope_ci=[math.nan] * 2, r2_ci=[math.nan] * 2) for fit in fits]
+  samples = statistics.weighted_fits(counts, x, y)                                   # [R, C]
+  slope_ci, r2_ci = statistics.interval(samples.slope), statistics.interval(samples.r2)  # [2, C]
+  return [dict(fit, slope_ci=slope_ci[:, c].tolist(), r2_ci=r2_ci[:, c].tolist())
+          for c, fit in enumerate(fits)]
 
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -62,94 +99,64 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
   return float(np.corrcoef(x, y)[0, 1])
 
 
-def late_mlp_count(num_layers: int) -> int:
-  """How many of the last MLP layers the erasure figure shows by default."""
-  return max(min(2, num_layers), num_layers // 4)
+def downstream(num_components: int, parallel_block: bool = False) -> np.ndarray:
+  """bool [C, C]: [c, c2] when c2 reads the output of c (`effects.downstream_mask`)."""
+  shape = types.SimpleNamespace(num_components=num_components, parallel_block=parallel_block)
+  return effects.downstream_mask(shape)
 
 
-def middle_layers(num_layers: int) -> list[int]:
-  """The middle half of the layers (all of them below 4 layers)."""
-  return list(range(num_layers // 4, num_layers - num_layers // 4))
+def source_spread(arrays, reads: np.ndarray) -> dict[str, list]:
+  """Per component, the spread over sources of CE (empty without response_by_source)."""
+  by_source = arrays.get("response_by_source")
+  if by_source is None or by_source.shape[0] == 0 or by_source.shape[1] < 2:
+    return {}   # no spread to measure over fewer than two sources
+  spread = statistics.source_spread(by_source, reads)
+  return {f"compensation_{name}": values.tolist() for name, values in spread.items()}
 
 
-def _ratio(numerator, denominator) -> float:
-  return float(numerator / denominator) if denominator != 0 else math.nan
-
-
-def per_component(arrays: Mapping[str, np.ndarray]) -> dict[str, list]:
-  """Per-component statistics, each a list over the C components."""
+def per_component(arrays: Mapping[str, np.ndarray], counts: Optional[np.ndarray] = None,
+                  reads: Optional[np.ndarray] = None) -> dict[str, list]:
+  """Per-component statistics, each a list over the C components; counts [R, N] are the
+  bootstrap resamples (None: no intervals), reads the downstream mask [C, C]."""
   lost = -arrays["direct_change"]                                                   # [N, C]
-  compensation = arrays["compensation_attn"] + arrays["compensation_mlp"]           # [N, C]
-  num_components = lost.shape[1]
-  fits = regressions(lost, compensation)
-  mean_lost, mean_compensation = lost.mean(0), compensation.mean(0)
-  return dict(
-      direct_effect=arrays["direct_effect"].mean(0).tolist(),
-      total_effect=arrays["total_effect_mean"].mean(0).tolist(),
-      lost_direct_effect=mean_lost.tolist(),
-      compensation_attn=arrays["compensation_attn"].mean(0).tolist(),
-      compensation_mlp=arrays["compensation_mlp"].mean(0).tolist(),
-      compensation=mean_compensation.tolist(),
-      norm_remainder=arrays["norm_remainder"].mean(0).tolist(),
-      fraction_restored=[_ratio(c, l) for c, l in zip(mean_compensation, mean_lost)],
-      fraction_restored_with_norm=[_ratio(c + r, l) for c, r, l in zip(
-          mean_compensation, arrays["norm_remainder"].mean(0), mean_lost)],
-      regression=fits,
-      de_te_correlation=[_correlation(lost[:, c], -arrays["total_effect_mean"][:, c])
-                         for c in range(num_components)],
-  )
+  num_prompts, num_components = lost.shape
+  counts = np.zeros((0, num_prompts)) if counts is None else counts
+  reads = downstream(num_components) if reads is None else reads
+  attn, mlp = arrays["compensation_attn"], arrays["compensation_mlp"]                # [N, C]
+  compensation, norm, te = attn + mlp, arrays["norm_remainder"], arrays["total_effect_mean"]
+  stats = dict(
+      direct_effect=arrays["direct_effect"].mean(0).tolist(), total_effect=te.mean(0).tolist(),
+      lost_direct_effect=lost.mean(0).tolist(), compensation_attn=attn.mean(0).tolist(),
+      compensation_mlp=mlp.mean(0).tolist(), compensation=compensation.mean(0).tolist(),
+      norm_remainder=norm.mean(0).tolist(),
+      ratio_of_means_restored=statistics.ratio_of_means(compensation, lost, te).tolist(),
+      ratio_of_means_restored_with_norm=statistics.ratio_of_means(compensation + norm, lost,
+                                                                  te).tolist(),
+      de_te_correlation=[_correlation(lost[:, c], -te[:, c]) for c in range(num_components)],
+      direct_exceeds_drop=statistics.direct_exceeds(lost, te).tolist(),
+      localisation_80=_nanmean0(statistics.localisation(arrays["response"], reads)).tolist(),
+      downstream_components=reads.sum(1).tolist())
+  attention = np.arange(num_components) % 2 == 0                                      # [C]
+  parts = (("regression", compensation, reads), ("regression_attn", attn, reads & attention),
+           ("regression_mlp", mlp, reads & ~attention), ("regression_norm", norm, None))
+  for name, y, columns in parts:
+    defined = None if columns is None else columns.any(1)      # something downstream to respond
+    stats[name] = regressions_with_intervals(lost, y, counts, defined=defined)
+  stats.update(source_spread(arrays, reads))
+  return stats
+
+
+def _nanmean0(values: np.ndarray) -> np.ndarray:
+  """Mean over the first axis, NaN where every value is NaN (no warning)."""
+  finite = np.isfinite(values)
+  total = np.where(finite, values, 0.0).sum(0)
+  return np.where(finite.any(0), total / np.maximum(finite.sum(0), 1), np.nan)
 
 
 def per_layer(components: Mapping[str, list]) -> dict[str, dict[str, list]]:
   """Split the per-component lists into {"attn": {stat: [L]}, "mlp": {stat: [L]}}."""
   return {kind: {name: values[offset::2] for name, values in components.items()}
           for offset, kind in enumerate(figures.KIND_NAMES)}
-
-
-def choose_ablated(arrays, choices) -> int:
-  """The component of figures 1/3: the configured one, else the one losing most DE among
-  those of its kind with a later layer to respond (all of them in a one-layer model)."""
-  offset = figures.KIND_NAMES.index(choices["ablated_kind"])
-  if choices["ablated_layer"] >= 0:
-    return 2 * choices["ablated_layer"] + offset
-  lost = -arrays["direct_change"].mean(0)[offset::2]                                  # [L]
-  candidates = lost[:-1] if len(lost) > 1 else lost
-  return 2 * int(np.argmax(candidates)) + offset
-
-
-def headline(arrays, components, num_layers: int, ablated: int, num_late: int) -> dict[str, Any]:
-  """The numbers to set beside the paper's: repair in middle layers, who compensates, erasure."""
-  middle = [2 * l for l in middle_layers(num_layers)]                                 # attention
-  lost = -arrays["direct_change"][:, middle].mean()
-  compensation = (arrays["compensation_attn"] + arrays["compensation_mlp"])[:, middle].mean()
-  norm_share = arrays["norm_remainder"][:, middle].mean()
-  attention_repair = np.asarray(components["compensation_attn"])
-  has_later_attention = np.arange(2 * num_layers) < 2 * num_layers - 2                # [C]
-  ranked = [int(c) for c in np.argsort(-attention_repair) if has_later_attention[c]][:3]
-  response = arrays["response"].mean(0)                                             # [C, C]
-  responders = {}
-  for c in ranked:   # the later attention layer whose DE rises most (or falls least)
-    later = np.where(np.arange(num_layers) * 2 > c, response[c, 0::2], -np.inf)        # [L]
-    best = int(np.argmax(later))
-    responders[figures.component_name(c)] = dict(responder=figures.component_name(2 * best),
-                                                 dde=float(later[best]))
-  late = list(range(2 * num_layers - 2 * num_late + 1, 2 * num_layers, 2))
-  ablated_de = figures.ablated_direct_effects(arrays, ablated)
-  slopes = [components["regression"][c]["slope"] for c in middle]
-  return dict(
-      middle_attention_layers=middle_layers(num_layers),
-      fraction_restored_middle_attention=_ratio(compensation, lost),
-      fraction_restored_with_norm_middle_attention=_ratio(compensation + norm_share, lost),
-      mean_slope_middle_attention=float(np.nanmean(slopes)) if slopes else math.nan,
-      largest_attention_compensation=[
-          dict(ablated=figures.component_name(c), compensation_attn=float(attention_repair[c]))
-          for c in ranked],
-      strongest_attention_responder=responders,
-      ablated_component=figures.component_name(ablated),
-      late_mlp_erasure=[dict(component=figures.component_name(c),
-                             intact=float(arrays["direct_effect"][:, c].mean()),
-                             ablated=float(ablated_de[:, c].mean())) for c in late],
-  )
 
 
 def _finite(value):
@@ -174,45 +181,44 @@ def _choices(info: Mapping[str, Any]) -> dict[str, Any]:
   return choices
 
 
+def sweep_options(info: Mapping[str, Any]) -> dict[str, Any]:
+  """The sweep's options as run: config.sweep over SWEEP_DEFAULTS (older runs lack some)."""
+  options = dict(SWEEP_DEFAULTS)
+  options.update((info.get("config") or {}).get("sweep") or {})
+  return options
+
+
+def per_source_info(arrays) -> Optional[dict[str, Any]]:
+  """How many prompts and sources response_by_source holds, and how far its mean over
+  sources is from the stored response (0 up to float rounding); None without it."""
+  by_source = arrays.get("response_by_source")
+  if by_source is None or by_source.shape[0] == 0:
+    return None
+  mean = np.asarray(by_source, np.float64).mean(1)                                   # [M, C, C]
+  stored = np.asarray(arrays["response"][:by_source.shape[0]], np.float64)          # [M, C, C]
+  return dict(prompts=int(by_source.shape[0]), sources=int(by_source.shape[1]),
+              max_difference_from_response=float(np.abs(mean - stored).max()))
+
+
 def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> dict[str, Any]:
   """summary.json's content: `info` plus the statistics of the arrays."""
   choices = _choices(info)
-  num_layers = arrays["direct_effect"].shape[1] // 2
-  components = per_component(arrays)
-  num_late = choices["late_mlps"] or late_mlp_count(num_layers)
-  ablated = choose_ablated(arrays, choices)
-  return _finite(dict(info, num_prompts=int(arrays["direct_effect"].shape[0]),
-                      per_layer=per_layer(components),
-                      headline=headline(arrays, components, num_layers, ablated, num_late)))
-
-
-def regression_components(num_layers: int, requested) -> list[int]:
-  """Attention components of figure 7: the requested layers, else up to 8 spread evenly."""
-  layers = list(requested) or sorted(set(np.linspace(0, num_layers - 1, min(8, num_layers)).round()
-                                         .astype(int).tolist()))
-  return [2 * int(l) for l in layers]
-
-
-def draw_figures(workdir: str, arrays, info) -> dict[str, str]:
-  """Write the PNG figures under workdir/figures; returns name -> relative path."""
-  choices = _choices(info)
-  os.makedirs(os.path.join(workdir, FIGURE_DIR), exist_ok=True)
-  num_layers = arrays["direct_effect"].shape[1] // 2
-  ablated = choose_ablated(arrays, choices)
-  fit_components = regression_components(num_layers, choices["regression_layers"])
-  lost = -arrays["direct_change"]
-  compensation = arrays["compensation_attn"] + arrays["compensation_mlp"]
-  fits = dict(zip(fit_components, regressions(lost[:, fit_components], compensation[:, fit_components])))
-  num_late = choices["late_mlps"] or late_mlp_count(num_layers)
-  path = lambda name: os.path.join(workdir, FIGURE_DIR, name + ".png")
-  figures.intact_vs_ablated(arrays, ablated, path("intact_vs_ablated"))
-  figures.de_vs_te(arrays, path("de_vs_te"))
-  figures.compensation_fits(arrays, fit_components, fits, path("compensation_fits"))
-  figures.response_heatmap(arrays, path("response_heatmap"))
-  figures.late_mlp_erasure(arrays, ablated, num_late, path("late_mlp_erasure"))
-  names = ("intact_vs_ablated", "de_vs_te", "compensation_fits", "response_heatmap",
-           "late_mlp_erasure")
-  return {name: f"{FIGURE_DIR}/{name}.png" for name in names}
+  num_prompts, num_components = arrays["direct_effect"].shape
+  num_layers = num_components // 2
+  parallel = bool((info.get("model") or {}).get("parallel_block", False))
+  reads = downstream(num_components, parallel)
+  counts = statistics.resample_counts(num_prompts, int(choices["bootstrap"]),
+                                      int(choices["bootstrap_seed"]))               # [R, N]
+  components = per_component(arrays, counts, reads)
+  num_late = choices["late_mlps"] or report_headline.late_mlp_count(num_layers)
+  ablated = report_headline.choose_ablated(arrays, choices)
+  headline = report_headline.headline(arrays, components, num_layers, ablated, num_late, counts)
+  return _finite(dict(
+      info, num_prompts=int(num_prompts), sweep_options=sweep_options(info),
+      bootstrap=dict(resamples=int(choices["bootstrap"]), seed=int(choices["bootstrap_seed"]),
+                     level=statistics.LEVEL),
+      per_source=per_source_info(arrays), per_layer=per_layer(components), headline=headline,
+      num_relations=len(set(arrays["relation"].tolist())) if "relation" in arrays else None))
 
 
 def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any],
@@ -224,7 +230,7 @@ def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
   summary = summarize(arrays, info)
   results_store.atomic_write_text(os.path.join(workdir, SUMMARY_FILE),
                                   json.dumps(summary, indent=2, default=str))
-  paths = draw_figures(workdir, arrays, info)
+  paths = drawing.draw_figures(workdir, arrays, summary, _choices(summary))
   results_store.atomic_write_text(os.path.join(workdir, REPORT_FILE),
                                   report_markdown.render(summary, paths))
   return summary

@@ -1,0 +1,133 @@
+"""Statistics of a sweep's per-prompt arrays, with their uncertainty (numpy only).
+
+The paper reads "the fraction of the lost logit restored" as the slope of the least-squares
+line of compensation (CE) on the lost direct effect (-direct_change) across prompts (its
+figure 7d), not as a ratio of means. Here every slope comes with a percentile bootstrap
+95% interval over prompts: R resamples of the N prompts, drawn with replacement and held
+as counts [R, N], so that all R fits of all C columns are five matrix products.
+
+  resample_counts    the seeded bootstrap draws: how often each prompt is in each resample
+  weighted_fits      slope, intercept, R^2 of y on x column by column, one fit per weight row
+  fits               the plain fit (every prompt once)
+  interval           the percentile interval of bootstrap samples
+  ratio_of_means     mean CE / mean lost DE, only where that denominator is well away from 0
+  source_spread      spread over the K sources of each prompt's compensation
+  localisation       how many downstream components carry 80% of an ablation's response
+  direct_exceeds     share of prompts whose lost DE exceeds the logit drop (-TE)
+
+Shapes: N prompts, M prompts with per-source arrays, K sources, C = 2L components,
+R bootstrap resamples.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+LEVEL = 0.95            # confidence level of every interval
+MIN_STANDARD_ERRORS = 3.0   # ratio_of_means: the mean lost DE must exceed this many SEs ...
+MIN_SHARE_OF_TOTAL = 0.25   # ... and this share of the logit's mean total change |TE|
+LOCALISED_SHARE = 0.8   # localisation: the share of the |response| to account for
+
+
+class Fit(NamedTuple):
+  slope: np.ndarray       # [R, C] (or [C] for `fits`)
+  intercept: np.ndarray
+  r2: np.ndarray
+
+
+def resample_counts(num_prompts: int, num_resamples: int, seed: int) -> np.ndarray:
+  """int [R, N]: how many times each prompt is drawn in each bootstrap resample."""
+  rng = np.random.default_rng(seed)
+  draws = rng.integers(0, num_prompts, (num_resamples, num_prompts))               # [R, N]
+  flat = (draws + num_prompts * np.arange(num_resamples)[:, None]).ravel()           # [R * N]
+  counts = np.bincount(flat, minlength=num_resamples * num_prompts)                  # [R * N]
+  return counts.reshape(num_resamples, num_prompts)
+
+
+def weighted_fits(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> Fit:
+  """Least squares y = slope x + intercept per column of x, y [N, C], for each row of
+  weights [R, N] (prompt multiplicities); NaN slope where x does not vary, NaN R^2 where
+  x or y does not."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  centre_x, centre_y = x.mean(0), y.mean(0)                                          # [C]
+  dx, dy = x - centre_x, y - centre_y                                                # [N, C]
+  weights = np.asarray(weights, np.float64)
+  total = weights.sum(1, keepdims=True)                                              # [R, 1]
+  mean_x, mean_y = weights @ dx / total, weights @ dy / total                         # [R, C]
+  var_x = weights @ (dx * dx) / total - mean_x ** 2                                  # [R, C]
+  var_y = weights @ (dy * dy) / total - mean_y ** 2
+  cov = weights @ (dx * dy) / total - mean_x * mean_y
+  varies_x = var_x > 1e-12 * (dx * dx).mean(0)
+  varies_y = var_y > 1e-12 * (dy * dy).mean(0)
+  slope = np.where(varies_x, cov / np.where(varies_x, var_x, 1.0), np.nan)
+  intercept = centre_y + mean_y - slope * (centre_x + mean_x)
+  both = varies_x & varies_y
+  r2 = np.where(both, cov * cov / np.where(both, var_x * var_y, 1.0), np.nan)
+  return Fit(slope, intercept, r2)
+
+
+def fits(x: np.ndarray, y: np.ndarray) -> Fit:
+  """The plain least-squares fit of each column of y [N, C] on x [N, C]: arrays [C]."""
+  fit = weighted_fits(np.ones((1, np.shape(x)[0])), x, y)
+  return Fit(*(value[0] for value in fit))
+
+
+def interval(samples: np.ndarray, level: float = LEVEL) -> np.ndarray:
+  """[2, ...] the percentile interval over the first axis (NaN samples ignored; NaN where
+  a column has no finite sample)."""
+  tail = 100 * (1 - level) / 2
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns
+    return np.nanpercentile(np.asarray(samples, np.float64), [tail, 100 - tail], axis=0)
+
+
+def ratio_of_means(numerator: np.ndarray, lost: np.ndarray, total_effect: np.ndarray) -> np.ndarray:
+  """[C] mean numerator / mean lost DE over prompts, NaN unless the lost DE is well away from
+  zero: positive, at least MIN_STANDARD_ERRORS standard errors of its mean, and at least
+  MIN_SHARE_OF_TOTAL of the mean |total effect| (a component that acts mostly through later
+  ones, like an early attention layer, loses little DE and its ratio would only restate TE)."""
+  mean_lost = lost.mean(0)                                                          # [C]
+  standard_error = lost.std(0, ddof=1) / np.sqrt(lost.shape[0]) if lost.shape[0] > 1 else np.inf
+  well_away = ((mean_lost > MIN_STANDARD_ERRORS * standard_error)
+               & (mean_lost >= MIN_SHARE_OF_TOTAL * np.abs(total_effect.mean(0))))
+  return np.where(well_away, numerator.mean(0) / np.where(well_away, mean_lost, 1.0), np.nan)
+
+
+def compensation_parts(response: np.ndarray, downstream: np.ndarray) -> dict[str, np.ndarray]:
+  """The CE of dDE [..., C, C] (ablated, responding): {"attn", "mlp", "total"} each [..., C]."""
+  attention = np.arange(downstream.shape[0]) % 2 == 0                                 # [C]
+  attn = (response * (downstream & attention)).sum(-1)                               # [..., C]
+  mlp = (response * (downstream & ~attention)).sum(-1)
+  return dict(total=attn + mlp, attn=attn, mlp=mlp)
+
+
+def source_spread(response_by_source: np.ndarray, downstream: np.ndarray) -> dict[str, np.ndarray]:
+  """Spread over the K sources of each prompt's compensation, from dDE [M, K, C, C]:
+  per part, the standard deviation over sources (ddof 1) averaged over the M prompts [C],
+  beside the mean over prompts of the compensation itself [C]."""
+  parts = compensation_parts(np.asarray(response_by_source, np.float64), downstream)  # [M, K, C]
+  spread = {f"{name}_std_over_sources": values.std(1, ddof=1).mean(0)
+            for name, values in parts.items()}
+  spread.update({f"{name}_mean": values.mean((0, 1)) for name, values in parts.items()})
+  return spread
+
+
+def localisation(response: np.ndarray, downstream: np.ndarray,
+                 share: float = LOCALISED_SHARE) -> np.ndarray:
+  """[N, C] per prompt and ablated component, how many downstream components carry `share`
+  of the summed |dDE| over downstream components (NaN where nothing responds)."""
+  magnitude = np.abs(np.asarray(response, np.float64)) * downstream                   # [N, C, C]
+  ordered = -np.sort(-magnitude, axis=-1)                                            # [N, C, C]
+  carried = np.cumsum(ordered, axis=-1)                                              # [N, C, C]
+  total = carried[..., -1:]                                                          # [N, C, 1]
+  count = (carried < share * total * (1 - 1e-9)).sum(-1) + 1.0                       # [N, C]
+  return np.where(total[..., 0] > 0, count, np.nan)
+
+
+def direct_exceeds(lost: np.ndarray, total_effect: np.ndarray) -> np.ndarray:
+  """[C] share of prompts whose lost DE (unembedding-based impact) exceeds the logit drop
+  -TE (ablation-based impact): the downstream components make up part of the loss."""
+  return (lost > -total_effect).mean(0)
