@@ -1,5 +1,5 @@
 """hydra_sweep's options: zero and mean ablation, batching with source-only prompts, the
-ablated run's own sigma for responses (~40 s: about six sweep programs)."""
+ablated run's own sigma for responses, per-source responses, noise ablation (~60 s)."""
 
 import functools
 
@@ -92,3 +92,39 @@ def test_responses_with_the_ablated_runs_own_sigma():
   np.testing.assert_allclose(result.response[prompt, component], expected, atol=1e-5)
   upstream = np.asarray(result.response[prompt, component, :component])
   assert np.all(upstream != 0.0)           # with the run's own sigma, upstream DEs rescale too
+
+
+def test_per_source_responses_average_to_the_response():
+  cfg, params, tokens = setup()
+  sources = sweep.draw_sources(6, 3, seed=4)
+  result = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, sources, keep_sources=True)
+  by_source = np.asarray(result.response_by_source)                    # [B, K, C, C]
+  assert by_source.shape == (6, 3, cfg.num_components, cfg.num_components)
+  np.testing.assert_allclose(by_source.mean(1), result.response, rtol=0, atol=1e-6)  # float32 sums
+  assert np.abs(by_source - by_source.mean(1, keepdims=True)).max() > 1e-4   # sources differ
+
+
+def test_noise_ablation_replaces_components_by_their_values_under_noisy_embeddings():
+  cfg, params, tokens = setup()
+  silent = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, kind="noise", noise_scale=0.0, noise_draws=2)
+  np.testing.assert_allclose(silent.total_effect, 0.0, atol=1e-6)     # no noise: the clean values
+  noisy = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, kind="noise", noise_draws=2, check=True)
+  assert noisy.total_effect.shape == (6, 2, cfg.num_components)
+  assert np.abs(np.asarray(noisy.total_effect)).max() > 1e-2
+  batched = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, kind="noise", noise_draws=2, batch_size=4)
+  np.testing.assert_allclose(batched.total_effect, noisy.total_effect, atol=1e-5)  # per-prompt noise
+  # The replacement for prompt 1, draw 0, is its own final-position output under noisy embeddings:
+  from hydra_jax.sweep import noise
+  std = 3.0 * noise.embedding_std(params, cfg)
+  real = (np.arange(6)[None] < LENGTHS[:, None]).astype(np.float32)
+  values = noise.noised_components(params, cfg, tokens, LENGTHS, np.arange(6), real, std=std,
+                                   draws=1, seed=0)                    # [B, 1, C, D]
+  prompt, layer = 1, 1
+  value = np.broadcast_to(np.asarray(values[prompt, 0, 2 * layer]), (cfg.num_layers, 1, cfg.d_model))
+  patched = iv.patch("attn_out", value, num_layers=cfg.num_layers,
+                     seq_len=6, layers=layer, positions=final_position(prompt))
+  _, logits, _, _ = forward_cell(patched, prompt)
+  _, clean_logits, _, _ = forward_cell(None, prompt)
+  token = int(noisy.token[prompt])
+  np.testing.assert_allclose(noisy.total_effect[prompt, 0, 2 * layer],
+                             logits[token] - clean_logits[token], atol=1e-5)

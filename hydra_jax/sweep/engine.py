@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hydra_jax.model.config import ModelConfig
-from hydra_jax.sweep import batching, checks as checks_lib, effects, measures, paths, sharding
+from hydra_jax.sweep import batching, checks as checks_lib, effects, measures, noise, paths, sharding
 from hydra_jax.sweep import validation
 from hydra_jax.sweep.checks import ConsistencyError  # noqa: F401  (re-exported)
 from hydra_jax.sweep.layer_skip import skip_runs
@@ -57,13 +57,15 @@ PATHS: dict[str, paths.AblationPath] = {
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Static (compile-time) choices of one batch program."""
-  resample: bool                  # values gathered from the clean table by sources, else one [C, D]
+  kind: str                       # "resample" (table [N, C, D] + sources), "noise", else one [C, D]
   path: str                       # a key of PATHS
   response_scale: str
   freeze_final_scale: bool
   source_chunk: Optional[int]
   lane_chunk: Optional[int]
   keep_sources: bool = False      # also return the per-source response [B, K, C, C]
+  noise_draws: int = 0            # kind "noise": K draws per prompt, from noise_seed
+  noise_seed: int = 0
 
 
 def draw_sources(num_prompts: int, num_sources: int, seed: int = 0,
@@ -101,10 +103,15 @@ def regression(result: HydraResult, part: str = "total") -> effects.Regression:
 
 
 def _sweep_batch(params, tokens, lengths, table, sources, *, config, settings):
-  """tokens [B, T], lengths [B]; table [N, C, D] with sources [B, K], or one value [C, D]."""
+  """tokens [B, T], lengths [B]; table [N, C, D] with sources [B, K] (resample), the noise
+  std with sources = the rows' prompt indices [B] (noise), or one value [C, D]."""
   clean = paths.clean_run(params, config, tokens, lengths)
-  if settings.resample:
+  if settings.kind == "resample":
     values = table[sources]                                            # [B, K, C, D]
+  elif settings.kind == "noise":
+    real = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]).astype(jnp.float32)  # [B, T]
+    values = noise.noised_components(params, config, tokens, lengths, sources, real, std=table,
+                                     draws=settings.noise_draws, seed=settings.noise_seed)
   else:
     values = jnp.broadcast_to(table, (tokens.shape[0], 1) + table.shape)  # [B, 1, C, D]
   setup = paths.Setup(params, config, tokens, clean, settings.freeze_final_scale,
@@ -162,7 +169,8 @@ def prepare(params, config: ModelConfig, tokens, lengths, sources=None, *, kind:
             mean_activations=None, response_scale: str = "clean", freeze_final_scale: bool = False,
             skip_unchanged_layers: bool = True, batch_size: Optional[int] = None,
             source_chunk: Optional[int] = None, lane_chunk: Optional[int] = None,
-            keep_sources: bool = False, table=None) -> Prepared:
+            keep_sources: bool = False, noise_scale: float = 3.0, noise_draws: int = 15,
+            noise_seed: int = 0, table=None) -> Prepared:
   """Validate, compile and compute the replacement table once; see `hydra_sweep` for arguments.
 
   `table` (internal) passes a precomputed table (e.g. ShapeDtypeStructs for lowering).
@@ -173,12 +181,16 @@ def prepare(params, config: ModelConfig, tokens, lengths, sources=None, *, kind:
       source_chunk=source_chunk, lane_chunk=lane_chunk, mesh=mesh)
   batch = batching.round_up(min(batch_size or n, n), sharding.data_size(mesh))
   params = sharding.place_params(params, mesh)
-  if table is None:
+  if table is None and kind == "noise":
+    table = jnp.float32(noise_scale * noise.embedding_std(params, config))
+  elif table is None:
     table = _table(params, config, tokens, lengths, kind, mean_activations, batch, mesh)
   skip = path == "incremental" and skip_unchanged_layers
-  settings = Settings(resample=kind == "resample", path="layer_skip" if skip else path,
+  settings = Settings(kind=kind if kind in ("resample", "noise") else "fixed",
+                      path="layer_skip" if skip else path,
                       response_scale=response_scale, freeze_final_scale=freeze_final_scale,
-                      source_chunk=source_chunk, lane_chunk=lane_chunk, keep_sources=keep_sources)
+                      source_chunk=source_chunk, lane_chunk=lane_chunk, keep_sources=keep_sources,
+                      noise_draws=noise_draws if kind == "noise" else 0, noise_seed=noise_seed)
   return Prepared(compiled_batch(config, settings, mesh), params, tokens, lengths, table, sources,
                   n, batch, mesh, upstream_checked=not skip)
 
@@ -196,12 +208,17 @@ def _table(params, config, tokens, lengths, kind, mean_activations, batch, mesh)
 def run_rows(prepared: Prepared, rows: np.ndarray):
   """(measures, checks) of the scored prompts `rows` [n <= batch] (indices into the N prompts),
   as dicts of arrays with a leading axis of n."""
-  padded, _ = batching.pad_rows(np.asarray(rows), prepared.batch, sharding.data_size(prepared.mesh))
-  sources = None if prepared.sources is None else prepared.sources[padded]
-  arrays = sharding.place_batch((prepared.tokens[padded], prepared.lengths[padded], sources),
-                                prepared.mesh)
-  measured, checks = prepared.program(prepared.params, arrays[0], arrays[1], prepared.table, arrays[2])
+  arrays = _batch_arrays(prepared, np.asarray(rows))
+  measured, checks = prepared.program(prepared.params, *arrays[:2], prepared.table, arrays[2])
   return jax.tree_util.tree_map(lambda x: x[:len(rows)], (measured, checks))
+
+
+def _batch_arrays(prepared: Prepared, rows: np.ndarray):
+  """(tokens [B, T], lengths [B], sources [B, K] or the rows' prompt indices [B]) placed on the mesh."""
+  padded, _ = batching.pad_rows(rows, prepared.batch, sharding.data_size(prepared.mesh))
+  sources = padded.astype(np.int32) if prepared.sources is None else prepared.sources[padded]
+  return sharding.place_batch((prepared.tokens[padded], prepared.lengths[padded], sources),
+                              prepared.mesh)
 
 
 def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, kind: str = "resample",
@@ -214,7 +231,9 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
     tokens: int32 [N, T], right-padded; lengths: int32 [N], real tokens per prompt.
     sources: int32 [n, K], for kind "resample": prompt b's replacements come from prompts
       sources[b] (indices into all N; see `draw_sources`). None for "zero" and "mean".
-    kind: "resample", "zero" or "mean" (the mean over all N prompts, or mean_activations).
+    kind: "resample", "zero", "mean" (the mean over all N prompts, or mean_activations) or
+      "noise" (`hydra_jax.sweep.noise`: the component in runs of the same prompt with noisy
+      input embeddings, noise_draws draws of std noise_scale x the embeddings' std).
     path: "incremental" (default) or "full"; both give the same numbers.
     mesh: a jax.sharding.Mesh with a "data" (and optionally "model") axis, or None.
     check: raise ConsistencyError when a check of METHOD.md fails (tolerance check_rtol,
@@ -223,7 +242,8 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
       sources and in the mean), mean_activations [C, D], response_scale ("clean" sigma or
       the run's own: "ablated"), freeze_final_scale (hold the ablated runs' final sigma at
       the clean value: norm_remainder is then zero), skip_unchanged_layers, keep_sources
-      (also return the per-source response), and memory bounds: batch_size scored prompts
+      (also return the per-source response), noise_scale / noise_draws / noise_seed, and
+      memory bounds: batch_size scored prompts
       per program, source_chunk sources vmapped at once, lane_chunk lanes at a time.
 
   Returns:
@@ -248,9 +268,5 @@ def lower_sweep(params, config: ModelConfig, tokens, lengths, sources=None, **op
   table = jax.ShapeDtypeStruct(shape + (config.num_components, config.d_model), jnp.dtype(config.dtype)
                                if kind == "resample" else jnp.float32)
   prepared = prepare(params, config, tokens, lengths, sources, table=table, **options)
-  rows = np.arange(min(prepared.batch, len(prepared.tokens)))
-  padded, _ = batching.pad_rows(rows, prepared.batch, sharding.data_size(prepared.mesh))
-  sources = None if prepared.sources is None else prepared.sources[padded]
-  arrays = sharding.place_batch((prepared.tokens[padded], prepared.lengths[padded], sources),
-                                prepared.mesh)
-  return prepared.program.lower(prepared.params, arrays[0], arrays[1], table, arrays[2])
+  arrays = _batch_arrays(prepared, np.arange(min(prepared.batch, len(prepared.tokens))))
+  return prepared.program.lower(prepared.params, *arrays[:2], table, arrays[2])

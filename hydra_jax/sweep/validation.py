@@ -14,7 +14,7 @@ import numpy as np
 from hydra_jax.model import transformer as model
 from hydra_jax.sweep import sharding
 
-KINDS = ("resample", "zero", "mean")
+KINDS = ("resample", "zero", "mean", "noise")
 PATHS = ("incremental", "full")
 RESPONSE_SCALES = ("clean", "ablated")
 
