@@ -33,6 +33,19 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def dtype_name(dtype) -> str:
+  """The DTYPES name of `dtype`, given as a name or as a numpy/JAX dtype or scalar type
+  ("bfloat16", jnp.bfloat16, np.float32, jnp.float32); a ValueError for any other."""
+  import jax.numpy as jnp   # here, so that ModelConfig itself stays a plain dataclass
+  try:
+    name = jnp.dtype(dtype).name
+  except TypeError:
+    name = None
+  if name not in DTYPES:
+    raise ValueError(f"dtype={dtype!r} must be one of {DTYPES} (or their numpy/JAX types)")
+  return name
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Hyper-parameters of a transformer; hashable, so it can be a static jit argument."""
