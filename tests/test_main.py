@@ -3,7 +3,7 @@
   * the embedded default (with few prompts and sources) writes the whole report;
   * a run killed after its first chunk resumes to exactly the arrays of an uninterrupted run;
   * a workdir of another config is refused, naming the differing keys;
-  * bad configs stop with one message and no traceback;
+  * bad configs and bad config files stop with one message and no traceback;
   * configs/chinchilla7b.py plans 7B parameters in seconds, and refuses to run on a
     machine too small for it.
 
@@ -164,6 +164,22 @@ def test_bad_configs_stop_with_one_message(tmp_path):
     lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith("hydra_jax.main: error: "), (name, err)
     assert message in lines[0], (name, lines[0])
+
+
+def test_bad_config_files_stop_with_one_line_naming_the_file(tmp_path):
+  (tmp_path / "broken.py").write_text("def get_config(:\n")
+  (tmp_path / "empty.py").write_text("x = 1\n")
+  cases = {"configs/nope.py": "--config=configs/nope.py: no such file",
+           str(tmp_path): f"--config={tmp_path}: is a directory",
+           str(tmp_path / "broken.py"): f"--config={tmp_path / 'broken.py'} cannot be loaded: "
+                                        "SyntaxError",
+           str(tmp_path / "empty.py"): f"--config={tmp_path / 'empty.py'} defines no get_config()"}
+  for path, message in cases.items():
+    code, _, err = run_main(f"--config={path}", f"--workdir={tmp_path / 'run'}", timeout=60)
+    assert code == 1 and "Traceback" not in err, (path, err)
+    (line,) = error_lines(err)
+    assert line.startswith(f"hydra_jax.main: error: {message}"), (path, line)
+  assert not (tmp_path / "run").exists()
 
 
 def test_sharded_run_matches_one_device(finished_run, tmp_path):

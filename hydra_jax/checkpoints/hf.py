@@ -94,6 +94,20 @@ def model_config(hf: Mapping[str, Any], arch: Architecture, dtype: Optional[str]
                      name=str(hf.get("model_type") or arch.name))
 
 
+def _read_config(directory: Path, dtype) -> tuple[Architecture, ModelConfig]:
+  """The architecture and ModelConfig of directory's config.json (no tensor is read)."""
+  if not (directory / CONFIG_FILE).is_file():
+    raise layout.CheckpointError(f"{directory}: no {CONFIG_FILE} (not a Hugging Face checkpoint)")
+  hf = layout.read_json(directory / CONFIG_FILE)
+  arch = _architecture(hf, directory)
+  return arch, model_config(hf, arch, dtype, directory)
+
+
+def load_hf_config(path: str | os.PathLike, *, dtype: Any = None) -> ModelConfig:
+  """The ModelConfig `load_hf(path, dtype=dtype)` returns, from config.json alone."""
+  return _read_config(Path(path), dtype)[1]
+
+
 def _resolve(rule: Rule, prefix: str, layer: Optional[int], available) -> Optional[str]:
   """The first of the rule's Hugging Face names present in the checkpoint (None if none)."""
   names = [template.format(p=prefix, layer=layer) for template in rule.hf_names]
@@ -164,14 +178,10 @@ def load_hf(path: str | os.PathLike, *, dtype: Any = None, mesh=None):
     feature, a missing, unexpected or misshapen tensor. ValueError for a bad dtype or mesh.
   """
   directory = Path(path)
-  if not (directory / CONFIG_FILE).is_file():
-    raise layout.CheckpointError(f"{directory}: no {CONFIG_FILE} (not a Hugging Face checkpoint)")
   if mesh is not None and not (isinstance(mesh, Mesh) and placement.MODEL_AXIS in mesh.axis_names):
     raise ValueError(f"mesh must be a jax.sharding.Mesh with a {placement.MODEL_AXIS!r} axis, "
                      f"got {mesh!r}")
-  hf = layout.read_json(directory / CONFIG_FILE)
-  arch = _architecture(hf, directory)
-  config = model_config(hf, arch, dtype, directory)
+  arch, config = _read_config(directory, dtype)
   target = layout.as_numpy_dtype(config.dtype)
   expected = layout.expected_layout(config)
   shardings = placement.flat_shardings(config, mesh) if mesh is not None else {}

@@ -44,6 +44,14 @@ def save(path: str | os.PathLike, config: ModelConfig, params) -> None:
   (directory / CONFIG_FILE).write_text(config.to_json())
 
 
+def load_config(path: str | os.PathLike) -> ModelConfig:
+  """The ModelConfig of the checkpoint directory `path`, from its config.json alone."""
+  file = Path(path) / CONFIG_FILE
+  if not file.is_file():
+    raise layout.CheckpointError(f"{Path(path)}: no {CONFIG_FILE} (not a hydra_jax checkpoint)")
+  return ModelConfig.from_dict(layout.read_json(file))
+
+
 def load(path: str | os.PathLike):
   """Read a directory written by `save`: (ModelConfig, params) on the default device.
 
@@ -51,10 +59,9 @@ def load(path: str | os.PathLike):
   tensor, or a tensor whose shape or dtype disagrees with the stored config.
   """
   directory = Path(path)
-  for file in (CONFIG_FILE, PARAMS_FILE):
-    if not (directory / file).is_file():
-      raise layout.CheckpointError(f"{directory}: no {file} (not a hydra_jax checkpoint)")
-  config = ModelConfig.from_dict(layout.read_json(directory / CONFIG_FILE))
+  config = load_config(directory)
+  if not (directory / PARAMS_FILE).is_file():
+    raise layout.CheckpointError(f"{directory}: no {PARAMS_FILE} (not a hydra_jax checkpoint)")
   expected = layout.expected_layout(config)
   where = str(directory / PARAMS_FILE)
   flat = {}

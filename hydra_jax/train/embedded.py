@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from hydra_jax.data.batching import right_pad
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.predict import predictor
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny"
 TOKENIZER_FILE, FACTS_FILE, METADATA_FILE = "tokenizer.model", "facts.json", "metadata.json"
@@ -102,22 +103,15 @@ def load(directory: str | None = None) -> EmbeddedModel:
 
 def predict_last(params, config: ModelConfig, rows: list[list[int]],
                  batch_size: int = 128) -> np.ndarray:
-  """The argmax token [N] at the last position of each token row (rows padded per batch)."""
-  @jax.jit
-  def argmax_at(params, tokens, lengths):
-    logits = model_lib.forward(params, config, tokens).logits                   # [B, T, V]
-    final = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)   # [B, 1, V]
-    return jnp.argmax(final[:, 0], axis=-1)                                     # [B]
-
+  """The argmax token [N] at the last position of each token row (`model.predict`), in
+  batches of `batch_size` rows padded to the longest row (one compile for all)."""
+  predict = predictor(params, config)
   longest = max(len(row) for row in rows)
   predictions = []
   for start in range(0, len(rows), batch_size):
     chunk = rows[start:start + batch_size]
-    tokens = np.zeros((batch_size, longest), np.int32)                          # [B, T]
-    lengths = np.ones((batch_size,), np.int32)                                  # [B]
-    for b, row in enumerate(chunk):
-      tokens[b, :len(row)], lengths[b] = row, len(row)
-    predictions.append(np.asarray(argmax_at(params, tokens, lengths))[:len(chunk)])
+    filler = [[0]] * (batch_size - len(chunk))                  # rows of one pad token
+    predictions.append(predict(*right_pad(chunk + filler, longest))[:len(chunk)])
   return np.concatenate(predictions)
 
 
