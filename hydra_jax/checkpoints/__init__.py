@@ -14,7 +14,8 @@
   layout         the flat "module/param" naming, expected shapes, and the shape checks
 
 Every loader raises CheckpointError (a ValueError) naming the tensor and both shapes for a
-checkpoint that does not fit its config, before reading any tensor data.
+checkpoint that does not fit its config, before reading any tensor data, and naming the
+file for one that is missing, truncated or corrupt.
 """
 
 from hydra_jax.checkpoints.hf import load_hf, load_hf_config

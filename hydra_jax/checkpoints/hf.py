@@ -12,6 +12,8 @@ safetensors headers alone (a truncated or mismatched checkpoint fails before any
 is read, naming the tensor and both shapes); the second reads one Hugging Face tensor
 at a time, converts it and puts it on device (onto `mesh` shards when given), stacking
 per-layer tensors into hydra_jax's leading layer axis L.
+
+Shapes: the package glossary (hydra_jax/__init__.py); L layers.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def load_hf(path: str | os.PathLike, *, dtype: Any = None, mesh=None):
       numpy/JAX type (jnp.bfloat16, np.float32, ...). None: config.json's dtype
       (torch_dtype in older files), else float32.
     mesh: a jax.sharding.Mesh with a "model" axis, or None (the default device). Every
-      tensor is placed on its sharding (`placement.MODEL_AXIS`) as it is read, so the
+      tensor is placed on its sharding (`sweep.sharding.MODEL_AXIS`) as it is read, so the
       params are ready for `hydra_sweep(..., mesh=mesh)`.
 
   Returns:

@@ -15,9 +15,9 @@ never `if arch == ...` branches in the model:
                   MLP reading z^{l-1} + a^l
   num_kv_heads    grouped-query attention when smaller than num_heads
 
-Glossary of shapes used throughout the package:
-  B batch (prompts), T positions, D d_model, H query heads, G key/value heads,
-  K head size, F MLP width, V vocabulary, L layers.
+Shapes: the package glossary (hydra_jax/__init__.py): D d_model, H query heads,
+G key/value heads, E head size (head_size), F MLP width (mlp_width), V vocabulary,
+L layers, C = 2L components (num_components).
 """
 
 from __future__ import annotations
