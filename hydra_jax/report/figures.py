@@ -1,6 +1,6 @@
 """The Hydra paper's figures, drawn from a sweep's per-prompt arrays (matplotlib, Agg).
 
-Every function takes the arrays of `results.npz` (see `hydra_jax.report`) and a PNG
+Every function takes the arrays of `results.npz` (see `report.summary`) and a PNG
 path, and writes one figure. Components are numbered c = 2l (attention of layer l)
 and c = 2l + 1 (MLP of layer l); "lost DE" is the direct effect a component loses
 when it is resampled (minus the sweep's `direct_change`).

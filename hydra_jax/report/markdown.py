@@ -1,6 +1,6 @@
 """report.md: the summary of a sweep as a Markdown page that reads on its own.
 
-`render(summary, figure_paths)` lays out summary.json (see `hydra_jax.report`): what
+`render(summary, figure_paths)` lays out summary.json (see `report.summary`): what
 was run, the headline numbers beside the paper's, the per-layer table of each
 ablated component kind, and the figures (paths relative to the workdir).
 """

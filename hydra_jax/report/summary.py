@@ -49,7 +49,7 @@ DEFAULT_CHOICES = dict(ablated_layer=-1, ablated_kind="attn", regression_layers=
 
 def regressions(x: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
   """Per column of x, y [N, C]: the least-squares fit y = slope x + intercept and its R^2
-  (`hydra_jax.effects.regress`; NaN where x or y does not vary)."""
+  (`sweep.effects.regress`; NaN where x or y does not vary)."""
   fit = effects.regress(x, y)
   return [dict(slope=float(s), intercept=float(i), r2=float(r))
           for s, i, r in zip(np.asarray(fit.slope), np.asarray(fit.intercept), np.asarray(fit.r2))]

@@ -1,7 +1,7 @@
 """The embedded default model: a tiny Chinchilla-style transformer shipped in the package.
 
 It is trained by the project itself on the synthetic fact world of
-`hydra_jax.data.synthetic` (people with invented names and five relations), with a
+`hydra_jax.train.synthetic` (people with invented names and five relations), with a
 SentencePiece BPE tokenizer trained on the same corpus. Every step is seeded by
 `RECIPE`, and
 

@@ -18,7 +18,7 @@ the paper's Chinchilla.
     python -m hydra_jax.train --build_embedded [--out hydra_jax/assets/tiny]
 
 rebuilds the embedded default model (world, corpus, tokenizer, model, evaluation,
-assets) from `hydra_jax.embedded.RECIPE`; see that module.
+assets) from `train.embedded.RECIPE`; see that module.
 
 Shapes: B rows per batch, T positions, V vocabulary.
 """
