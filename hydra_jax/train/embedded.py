@@ -161,16 +161,13 @@ def build(out_dir: str | Path = ASSET_DIR, recipe: Recipe = RECIPE, *, steps: in
       clip_norm=recipe.clip_norm, seed=recipe.train_seed, log_every=50, log=log)
   params = jax.device_get(params)
   accuracy, correct = fact_accuracy(params, recipe.model, tokenizer, records)
-  by_relation = {name: float(np.mean([ok for r, ok in zip(records, correct)
-                                      if r["relation"] == name]))
-                 for name in dict.fromkeys(r["relation"] for r in records)}
   checkpoints.save(out, recipe.model, params)
   (out / FACTS_FILE).write_text(json.dumps(records, indent=0))
   metadata = dict(
       reproduce_command=REPRODUCE_COMMAND,
       recipe={**dataclasses.asdict(recipe), "model": recipe.model.to_dict()},
       fact_accuracy=accuracy, num_prompts=len(records), num_correct=int(correct.sum()),
-      accuracy_by_relation=by_relation, num_params=model_lib.count_params(params),
+      accuracy_by_relation=_by_relation(records, correct), num_params=model_lib.count_params(params),
       first_loss=history.losses[0], final_loss=float(np.mean(history.losses[-50:])),
       train_seconds=round(history.seconds, 1),
       total_seconds=round(time.perf_counter() - start, 1), versions=_versions())
@@ -178,6 +175,12 @@ def build(out_dir: str | Path = ASSET_DIR, recipe: Recipe = RECIPE, *, steps: in
   log(f"fact accuracy {accuracy:.3f} ({int(correct.sum())}/{len(records)}), "
       f"wall time {metadata['total_seconds']:.0f}s, assets in {out}")
   return metadata
+
+
+def _by_relation(records, correct: np.ndarray) -> dict[str, float]:
+  """{relation: fraction of its prompts answered correctly}, relations in record order."""
+  return {name: float(np.mean([ok for r, ok in zip(records, correct) if r["relation"] == name]))
+          for name in dict.fromkeys(r["relation"] for r in records)}
 
 
 def _versions() -> dict[str, str]:
