@@ -136,6 +136,10 @@ def test_workdir_of_another_config_is_refused(finished_run):
 def test_bad_configs_stop_with_one_message(tmp_path):
   other = ModelConfig(vocab_size=512, d_model=64, num_layers=2, num_heads=4, max_seq_len=64)
   checkpoints.save(tmp_path / "other", other, model_lib.init_params(other, 0))
+  corrupt = tmp_path / "corrupt"          # the embedded model's config, its weights truncated
+  corrupt.mkdir()
+  (corrupt / "config.json").write_bytes((EMBEDDED_DIR / "config.json").read_bytes())
+  (corrupt / "params.safetensors").write_bytes((EMBEDDED_DIR / "params.safetensors").read_bytes()[:20])
   cases = {
       "unknown key": (["--config.sweep.num_source=3"], "unknown config key --config.sweep.num_source"),
       "wrong type": (["--config.sweep.num_sources=many"], "--config.sweep.num_sources=many"),
@@ -146,6 +150,9 @@ def test_bad_configs_stop_with_one_message(tmp_path):
                                f"--config.checkpoint={tmp_path / 'other'}"],
                               "does not match config.model: d_model=128 (the model has 64), "
                               "mlp_dim=512 (the model has 256), num_layers=4 (the model has 2)"),
+      "truncated weights": (["--config.model_source=checkpoint", f"--config.checkpoint={corrupt}"],
+                            f"{corrupt / 'params.safetensors'}: not a readable safetensors file "
+                            "(truncated or corrupt?)"),
       "no prompts left": (["--config.model_source=random", "--config.model.num_layers=1",
                            "--config.data.max_prompts=8"],
                           "no prompts left after filtering: 8 prompts: 0 kept"),

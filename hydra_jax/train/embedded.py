@@ -33,12 +33,12 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
 
-from hydra_jax.data.batching import right_pad
+from hydra_jax.data.batching import right_pad, tokenize_records
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.model.predict import predictor
@@ -101,7 +101,7 @@ def load(directory: str | None = None) -> EmbeddedModel:
   return EmbeddedModel(config, params, _tokenizer(path / TOKENIZER_FILE), records, metadata)
 
 
-def predict_last(params, config: ModelConfig, rows: list[list[int]],
+def predict_last(params, config: ModelConfig, rows: Sequence[Sequence[int]],
                  batch_size: int = 128) -> np.ndarray:
   """The argmax token [N] at the last position of each token row (`model.predict`), in
   batches of `batch_size` rows padded to the longest row (one compile for all)."""
@@ -109,7 +109,7 @@ def predict_last(params, config: ModelConfig, rows: list[list[int]],
   longest = max(len(row) for row in rows)
   predictions = []
   for start in range(0, len(rows), batch_size):
-    chunk = rows[start:start + batch_size]
+    chunk = list(rows[start:start + batch_size])
     filler = [[0]] * (batch_size - len(chunk))                  # rows of one pad token
     predictions.append(predict(*right_pad(chunk + filler, longest))[:len(chunk)])
   return np.concatenate(predictions)
@@ -117,10 +117,9 @@ def predict_last(params, config: ModelConfig, rows: list[list[int]],
 
 def fact_accuracy(params, config: ModelConfig, tokenizer, records) -> tuple[float, np.ndarray]:
   """(fraction answered correctly, correct [N] bool) for prompt records (id, prompt, label)."""
-  rows = [list(tokenizer.encode(record["prompt"])) for record in records]
-  added = len(tokenizer.encode(""))
-  labels = np.array([tokenizer.encode(record["label"])[added] for record in records])
-  correct = predict_last(params, config, rows) == labels
+  prompts = tokenize_records(records, tokenizer, label_prefix="")   # "▁Lisbon": one token
+  labels = np.array([prompt.label_token for prompt in prompts])                      # [N]
+  correct = predict_last(params, config, [prompt.tokens for prompt in prompts]) == labels
   return float(correct.mean()), correct
 
 
