@@ -35,6 +35,15 @@ def job_config(name: str):
   return module.get_config()
 
 
+def numpy_params(config, seed=0):
+  """Random parameters of config's layout, made with numpy (Haiku's eager initialisers are
+  slow): for tests of checkpoints and loading, not of the model's numbers."""
+  from hydra_jax.checkpoints import layout
+  rng = np.random.default_rng(seed)
+  return layout.unflatten({name: rng.normal(size=spec.shape).astype(layout.as_numpy_dtype(spec.dtype))
+                           for name, spec in layout.expected_layout(config).items()})
+
+
 def tiny_config(**overrides) -> hj.ModelConfig:
   base = dict(vocab_size=61, d_model=32, num_layers=3, num_heads=4, max_seq_len=16,
               init_scale=0.2)

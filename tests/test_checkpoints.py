@@ -13,14 +13,7 @@ from safetensors.numpy import load_file, save_file
 from hydra_jax import checkpoints
 from hydra_jax.checkpoints import native
 from hydra_jax.model.config import ModelConfig
-
-
-def init_params(config, seed=0):
-  """Random parameters of the right layout without Haiku's (slow, eager) initialisers."""
-  rng = np.random.default_rng(seed)
-  flat = {name: rng.normal(size=spec.shape).astype(checkpoints.layout.as_numpy_dtype(spec.dtype))
-          for name, spec in checkpoints.layout.expected_layout(config).items()}
-  return checkpoints.layout.unflatten(flat)
+from tests.conftest import numpy_params as init_params
 
 CONFIGS = {
     "float32": ModelConfig(vocab_size=11, d_model=8, num_layers=2, num_heads=2, mlp_dim=12,

@@ -4,24 +4,15 @@ is written. (End-to-end runs are in test_main.py.) Runtime: about 10 s on 2 CPU 
 """
 
 import jax
-import numpy as np
 import pytest
 
 from hydra_jax import checkpoints
 from hydra_jax.job import loading
 from hydra_jax.job import run as job
 from hydra_jax.model.config import ModelConfig
-from tests.conftest import job_config
+from tests.conftest import job_config, numpy_params
 
 SMALL = ModelConfig(vocab_size=512, d_model=16, num_layers=2, num_heads=2, max_seq_len=16)
-
-
-def _small_params():
-  """Random weights of SMALL's layout, made with numpy (Haiku's initialisers are slow)."""
-  rng = np.random.default_rng(0)
-  return checkpoints.layout.unflatten({
-      name: rng.normal(size=spec.shape).astype(np.float32)
-      for name, spec in checkpoints.layout.expected_layout(SMALL).items()})
 
 
 @pytest.mark.parametrize("source", ["embedded", "checkpoint"])
@@ -31,7 +22,7 @@ def test_the_planned_model_is_the_loaded_model(tmp_path, source, dtype):
   (A random model is both times `job.config.model_config_from`.)"""
   config = job_config("tiny")
   if source == "checkpoint":
-    checkpoints.save(tmp_path, SMALL, _small_params())
+    checkpoints.save(tmp_path, SMALL, numpy_params(SMALL))
     config.model_source, config.checkpoint, config.data.name = "checkpoint", str(tmp_path), "random"
     config.data.filter_correct = False
   config.model.dtype = dtype
