@@ -1,14 +1,16 @@
 """The main job's flow in-process: the model planned from its config files is the model
-loaded, the mesh's shape is computed in one place, and bad input stops before anything
-is written. (End-to-end runs are in test_main.py.) Runtime: about 10 s on 2 CPU cores.
+loaded, the mesh's shape is computed in one place, bad input stops before anything is
+written, and the kept prompts are those the model answers. (End-to-end runs are in test_main.py.) Runtime: about 10 s on 2 CPU cores.
 """
 
 import jax
+import numpy as np
 import pytest
 
-from hydra_jax import checkpoints
+from hydra_jax import checkpoints, data
 from hydra_jax.job import loading
 from hydra_jax.job import run as job
+from hydra_jax.model import predict
 from hydra_jax.model.config import ModelConfig
 from tests.conftest import job_config, numpy_params
 
@@ -57,3 +59,19 @@ def test_bad_input_stops_before_anything_is_written(tmp_path):
                                        r"num_layers=3 \(the model has 4\)"):
     job.run(config, str(tmp_path / "b"))
   assert not list(tmp_path.iterdir())
+
+
+def test_kept_prompts_are_answered_correctly_in_order_of_length():
+  config = job_config("tiny")
+  config.data.max_prompts = 24
+  model = loading.load_model(config)
+  prompts = loading.load_prompts(config, model)
+  assert prompts.counts["total"] == 24 == len(prompts) + sum(prompts.counts["dropped"].values())
+  lengths = [len(tokens) for tokens in prompts.tokens]
+  assert lengths == sorted(lengths)
+  assert [tuple(model.tokenizer.encode(text)) for text in prompts.texts] == list(prompts.tokens)
+  answers = predict.final_argmax(model.params, model.config,
+                                 *data.right_pad(prompts.tokens, max(lengths)))
+  labels = [data.first_label_token(model.tokenizer, label, label_prefix="")
+            for label in prompts.labels]
+  np.testing.assert_array_equal(answers, labels)

@@ -2,7 +2,7 @@
 
     model_config_of(config)                   -> the model's ModelConfig, from config files alone
     load_model(config, mesh)                  -> Model: ModelConfig, params, tokenizer, description
-    load_prompts(config, model, predict_fn)   -> Prompts: the kept prompts, in sweep order, and
+    load_prompts(config, model)               -> Prompts: the kept prompts, in sweep order, and
                                                  the counts of those dropped and why
 
 Model sources (config.model_source): the embedded tiny model, a Hugging Face directory,
@@ -18,7 +18,7 @@ Shapes: N kept prompts, T padded length, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -181,8 +181,7 @@ def _random_prompts(config: ml_collections.ConfigDict, model: Model) -> Prompts:
                              kept=data.num_prompts, dropped={}))
 
 
-def load_prompts(config: ml_collections.ConfigDict, model: Model,
-                 predict_fn: Optional[Callable] = None) -> Prompts:
+def load_prompts(config: ml_collections.ConfigDict, model: Model) -> Prompts:
   """The prompts the sweep runs on, in order of length (ties in dataset order)."""
   from hydra_jax.data import batching, filtering
   data = config.data
@@ -196,8 +195,7 @@ def load_prompts(config: ml_collections.ConfigDict, model: Model,
   made = batching.make_batches(records, model.tokenizer, batch_size=FILTER_BATCH,
                                max_len=model.config.max_seq_len, label_prefix=data.label_prefix,
                                length_multiple=LENGTH_MULTIPLE)
-  if data.filter_correct:
-    predict_fn = predict_fn or predict.predictor(model.params, model.config)
+  predict_fn = predict.predictor(model.params, model.config) if data.filter_correct else None
   kept, report = filtering.filter_correct(made, predict_fn, keep_all=not data.filter_correct)
   rows = [row for batch in kept for row in batch.rows()]
   dropped = {"longer than the context": report.too_long, "answered wrongly": report.wrong_answer}
