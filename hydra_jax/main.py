@@ -5,9 +5,9 @@
     python -m hydra_jax.main --config=configs/chinchilla7b.py --config.dry_run=True
 
 Every config field can be overridden, e.g. `--config.sweep.num_sources=5`
-(`hydra_jax.run_config` lists them). Running the same command again after an
-interruption resumes from the chunks already saved in --workdir. A bad config stops
-with one message naming the field, no traceback.
+(`hydra_jax/job/config.py` lists them). Running the same command again after an
+interruption resumes from the chunks already saved in --workdir. A bad config file,
+field or input file stops with one line naming it, no traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import sys
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -32,41 +33,51 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "folder for the chunks and the report")
 
 
-def _multi_host() -> bool:
-  """Whether this process is one of several hosts of a TPU slice (or told a coordinator)."""
-  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  return "," in hosts or bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
-
-
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("--config=FILE is required")
-  from hydra_jax.job import config as run_config  # after flag parsing, so --help stays fast
   # JAX reports at INFO that it found no TPU on machines without one: not news for a user.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  from hydra_jax.job import run as job  # after flag parsing, so --help stays fast
   try:
-    run_config.check(config)
-    if not config.dry_run and not _WORKDIR.value:
-      raise ValueError("--workdir=DIR is required: the folder that receives the results")
-    if config.distributed == "on" or (config.distributed == "auto" and _multi_host()):
-      import jax
-      jax.distributed.initialize()
-    from hydra_jax.job import run as job
-    job.run(config, _WORKDIR.value)
+    job.run(config, _WORKDIR.value)      # checks the config first, before any device use
   except (ValueError, FileNotFoundError) as error:  # the project's "bad input" errors
     sys.exit(f"hydra_jax.main: error: {error}")
 
 
+def _config_path(argv: list[str]) -> Optional[str]:
+  """The file of --config=FILE or --config FILE (the last one given; absl's ":args" cut)."""
+  path = _REPO_CONFIG if os.path.exists(_REPO_CONFIG) else None
+  for index, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      path = arg[len("--config="):]
+    elif arg == "--config" and index + 1 < len(argv):
+      path = argv[index + 1]
+  return path and path.split(":")[0]
+
+
+def _config_module(path: str):
+  """The config file's module; a ValueError naming the file when it cannot be one."""
+  if not os.path.isfile(path):
+    why = "is a directory" if os.path.isdir(path) else "no such file"
+    raise ValueError(f"--config={path}: {why} (e.g. --config=configs/tiny.py)")
+  spec = importlib.util.spec_from_file_location("job_config", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as error:  # whatever the file raises, reported as one line
+    raise ValueError(f"--config={path} cannot be loaded: {type(error).__name__}: {error}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise ValueError(f"--config={path} defines no get_config() returning the job config")
+  return module
+
+
 def _unknown_overrides(argv: list[str]) -> list[str]:
   """The --config.a.b=... overrides naming no field of the config file, with a suggestion."""
-  files = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")] or [_REPO_CONFIG]
-  spec = importlib.util.spec_from_file_location("job_config", files[-1].split(":")[0])
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config, unknown = module.get_config(), []
+  config, unknown = _config_module(_config_path(argv)).get_config(), []
   for arg in argv:
     if not arg.startswith("--config."):
       continue
@@ -84,7 +95,13 @@ def _unknown_overrides(argv: list[str]) -> list[str]:
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with every bad flag or override reported as one line."""
+  """absl's flag parsing, with every bad flag, config file or override reported as one line."""
+  path = _config_path(argv)
+  if path and not any(arg in ("--help", "--helpfull", "-h") for arg in argv):
+    try:
+      _config_module(path)   # absl would raise its failure later, as a traceback
+    except ValueError as error:
+      sys.exit(f"hydra_jax.main: error: {error}")
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:                      # wrong type, malformed value, unknown flag
@@ -95,7 +112,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     except Exception:  # the config file itself cannot be read again: report what absl said
       culprits = str(error).splitlines()[0]
     sys.exit(f"hydra_jax.main: error: unknown config key {culprits}: the config has no such "
-             "field (hydra_jax/run_config.py lists them)")
+             "field (hydra_jax/job/config.py lists them)")
 
 
 def run() -> None:

@@ -130,9 +130,6 @@ class ResultStore:
   def chunk_path(self, index: int) -> str:
     return os.path.join(self.chunk_dir, f"chunk_{index:05d}.npz")
 
-  def has_chunk(self, index: int) -> bool:
-    return os.path.exists(self.chunk_path(index))
-
   def finished_chunks(self) -> list[int]:
     if not os.path.isdir(self.chunk_dir):
       return []

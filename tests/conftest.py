@@ -26,6 +26,24 @@ TINY_VARIANTS = {
 }
 
 
+def job_config(name: str):
+  """The job config of configs/<name>.py (its get_config())."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def numpy_params(config, seed=0):
+  """Random parameters of config's layout, made with numpy (Haiku's eager initialisers are
+  slow): for tests of checkpoints and loading, not of the model's numbers."""
+  from hydra_jax.checkpoints import layout
+  rng = np.random.default_rng(seed)
+  return layout.unflatten({name: rng.normal(size=spec.shape).astype(layout.as_numpy_dtype(spec.dtype))
+                           for name, spec in layout.expected_layout(config).items()})
+
+
 def tiny_config(**overrides) -> hj.ModelConfig:
   base = dict(vocab_size=61, d_model=32, num_layers=3, num_heads=4, max_seq_len=16,
               init_scale=0.2)

@@ -13,14 +13,7 @@ from safetensors.numpy import load_file, save_file
 from hydra_jax import checkpoints
 from hydra_jax.checkpoints import native
 from hydra_jax.model.config import ModelConfig
-
-
-def init_params(config, seed=0):
-  """Random parameters of the right layout without Haiku's (slow, eager) initialisers."""
-  rng = np.random.default_rng(seed)
-  flat = {name: rng.normal(size=spec.shape).astype(checkpoints.layout.as_numpy_dtype(spec.dtype))
-          for name, spec in checkpoints.layout.expected_layout(config).items()}
-  return checkpoints.layout.unflatten(flat)
+from tests.conftest import numpy_params as init_params
 
 CONFIGS = {
     "float32": ModelConfig(vocab_size=11, d_model=8, num_layers=2, num_heads=2, mlp_dim=12,
@@ -77,11 +70,29 @@ def test_missing_files_are_named(tmp_path):
     checkpoints.load(tmp_path / "nowhere")
 
 
-def test_wrong_shape_names_tensor_and_both_shapes(tmp_path):
+def test_wrong_shape_names_tensor_and_both_shapes_native(tmp_path):
   tensors = _saved(tmp_path)
   tensors["layers/mlp/w_in"] = np.zeros((2, 8, 13), np.float32)
   save_file(tensors, tmp_path / native.PARAMS_FILE)
   with pytest.raises(ValueError, match=r"'layers/mlp/w_in'.*\(2, 8, 13\).*\(2, 8, 12\)"):
+    checkpoints.load(tmp_path)
+
+
+def _truncate(path, keep):
+  path.write_bytes(path.read_bytes()[:keep])
+
+
+def test_truncated_or_corrupt_files_are_named_native(tmp_path):
+  _saved(tmp_path)
+  params_file = tmp_path / native.PARAMS_FILE
+  for keep in (20, 3, params_file.stat().st_size - 10):   # in the header length, header, data
+    _saved(tmp_path)
+    _truncate(params_file, keep)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=rf"^{params_file}: not a readable safetensors file \(truncated"):
+      checkpoints.load(tmp_path)
+  (tmp_path / native.CONFIG_FILE).write_text('{"d_model": 8,')
+  with pytest.raises(checkpoints.CheckpointError, match=rf"^{tmp_path / 'config.json'}: not valid"):
     checkpoints.load(tmp_path)
 
 
@@ -203,7 +214,7 @@ def test_unexpected_tensor_is_named_but_known_buffers_are_not(gpt2_dir):
     checkpoints.load_hf(gpt2_dir)
 
 
-def test_wrong_shape_names_tensor_and_both_shapes(gpt2_dir):
+def test_wrong_shape_names_tensor_and_both_shapes_hf(gpt2_dir):
   _rewrite(gpt2_dir, lambda t: t.update({"transformer.h.0.attn.c_attn.weight":
                                          np.zeros((64, 190), np.float32)}))
   with pytest.raises(checkpoints.CheckpointError,
@@ -237,6 +248,26 @@ def test_missing_files_are_named_hf(gpt2_dir):
     checkpoints.load_hf(gpt2_dir)
 
 
+def test_truncated_or_corrupt_files_are_named_hf(gpt2_dir):
+  weights = gpt2_dir / hf.SINGLE_FILE
+  _truncate(weights, 20)                                      # "invalid header length"
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=rf"^{weights}: not a readable safetensors file .*invalid header length"):
+    checkpoints.load_hf(gpt2_dir)
+  (gpt2_dir / hf.INDEX_FILE).write_text("[1, 2]")
+  with pytest.raises(checkpoints.CheckpointError, match=rf"^{gpt2_dir / hf.INDEX_FILE}: holds a "):
+    checkpoints.load_hf(gpt2_dir)
+
+
+@pytest.mark.parametrize("dtype", [jax.numpy.bfloat16, np.float32, jax.numpy.float32, "bfloat16",
+                                   np.dtype("float16")])
+def test_load_hf_takes_dtypes_as_jax_users_pass_them(gpt2_dir, dtype):
+  config, params = checkpoints.load_hf(gpt2_dir, dtype=dtype)
+  name = jax.numpy.dtype(dtype).name
+  assert config.dtype == name
+  assert {leaf.dtype.name for leaf in jax.tree_util.tree_leaves(params)} == {name}
+
+
 def test_unsupported_rope_scaling_and_bad_arguments(llama_dir, tmp_path):
   config = json.loads((llama_dir / "config.json").read_text())
   (tmp_path / "config.json").write_text(json.dumps(config | {"rope_parameters": {
@@ -244,8 +275,9 @@ def test_unsupported_rope_scaling_and_bad_arguments(llama_dir, tmp_path):
   (tmp_path / hf.SINGLE_FILE).symlink_to(llama_dir / hf.SINGLE_FILE)
   with pytest.raises(checkpoints.CheckpointError, match="llama3"):
     checkpoints.load_hf(tmp_path)
-  with pytest.raises(ValueError, match="dtype"):
-    checkpoints.load_hf(llama_dir, dtype="int8")
+  for dtype in ("int8", np.int32, "nope"):
+    with pytest.raises(ValueError, match=r"dtype=.* must be one of \('float32', 'bfloat16'"):
+      checkpoints.load_hf(llama_dir, dtype=dtype)
   with pytest.raises(ValueError, match="mesh"):
     checkpoints.load_hf(llama_dir, mesh="model")
 

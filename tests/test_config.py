@@ -1,5 +1,7 @@
 """ModelConfig validation: invalid combinations name the field."""
 
+import json
+
 import pytest
 
 import hydra_jax as hj
@@ -28,6 +30,6 @@ def test_derived_sizes_and_json_round_trip():
   cfg = tiny_config(num_kv_heads=2, head_dim=16, position="rotary", rotary_fraction=0.25)
   assert (cfg.kv_heads, cfg.head_size, cfg.mlp_width, cfg.rotary_dim) == (2, 16, 128, 4)
   assert cfg.attention_scale == 0.25 and cfg.num_components == 6
-  assert hj.ModelConfig.from_json(cfg.to_json()) == cfg
+  assert hj.ModelConfig.from_dict(json.loads(cfg.to_json())) == cfg
   with pytest.raises(ValueError, match=r"unknown ModelConfig field\(s\) \['layers'\]"):
     hj.ModelConfig.from_dict({**cfg.to_dict(), "layers": 3})

@@ -354,7 +354,7 @@ def test_filter_correct_keeps_right_answers_and_reports_why_others_went():
   assert report.summary() == "5 prompts: 3 kept, 1 too long (> max_len=5 tokens), 1 answered wrongly"
 
 
-def test_filter_correct_can_keep_all_and_rebatch():
+def test_filter_correct_can_keep_all():
   batching = data.make_batches(RECORDS, FakeTokenizer(), batch_size=2, max_len=8)
   kept, report = data.filter_correct(batching, last_token_predictor({2: 8}), keep_all=True)
   assert sum(b.batch_size for b in kept) == 5
@@ -362,13 +362,15 @@ def test_filter_correct_can_keep_all_and_rebatch():
   kept, report = data.filter_correct(batching, None, keep_all=True)
   assert report.correct is None and report.kept == 5
 
-  kept, _ = data.filter_correct(batching, last_token_predictor({2: 8, 4: 8, 6: 8}),
-                                rebatch_size=4, length_multiple=4)
-  assert len(kept) == 1
-  np.testing.assert_array_equal(kept[0].ids, [11, 12, 14])
-  np.testing.assert_array_equal(kept[0].tokens, [[1, 2, 0, 0, 0, 0, 0, 0],
-                                                 [1, 2, 3, 4, 0, 0, 0, 0],
-                                                 [1, 2, 3, 4, 5, 6, 0, 0]])
+
+def test_right_pad_pads_each_row_after_its_tokens():
+  tokens, lengths = data.right_pad([(5, 6, 7), [8], (), [9, 10]], 4, pad_id=1)
+  assert tokens.dtype == lengths.dtype == np.int32
+  np.testing.assert_array_equal(tokens, [[5, 6, 7, 1], [8, 1, 1, 1], [1, 1, 1, 1], [9, 10, 1, 1]])
+  np.testing.assert_array_equal(lengths, [3, 1, 0, 2])
+  assert data.right_pad([], 3)[0].shape == (0, 3)
+  with pytest.raises(ValueError, match="a token row of 3 tokens does not fit length=2"):
+    data.right_pad([[1], [1, 2, 3]], 2)
 
 
 def test_empty_result_after_filtering_says_why():

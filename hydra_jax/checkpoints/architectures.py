@@ -27,7 +27,7 @@ Checked against transformers 5.24 (models/<arch>/modeling_<arch>.py):
                              embed_scale is cast the same way); RMSNorm gain (1 + w); GeGLU with
                              tanh-gelu (config "gelu" is a legacy name for it); tied unembedding
   GPT-2                      Conv1D [in, out]; fused c_attn; learned positions; LayerNorm;
-                             gelu_new = tanh-gelu; scale_attn_weights=False -> no 1/sqrt(K)
+                             gelu_new = tanh-gelu; scale_attn_weights=False -> no 1/sqrt(E)
   GPT-NeoX (Pythia)          parallel residual; rotary on the first rotary_pct of each head;
                              fused per-head q|k|v; LayerNorm; exact gelu; separate embed_out
 """

@@ -12,12 +12,13 @@ safetensors headers alone (a truncated or mismatched checkpoint fails before any
 is read, naming the tensor and both shapes); the second reads one Hugging Face tensor
 at a time, converts it and puts it on device (onto `mesh` shards when given), stacking
 per-layer tensors into hydra_jax's leading layer axis L.
+
+Shapes: the package glossary (hydra_jax/__init__.py); L layers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from pathlib import Path
@@ -25,11 +26,10 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 from jax.sharding import Mesh
-from safetensors import safe_open
 
 from hydra_jax.checkpoints import layout, placement
 from hydra_jax.checkpoints.architectures import ARCHITECTURES, Architecture, Rule
-from hydra_jax.model.config import DTYPES, ModelConfig
+from hydra_jax.model.config import ModelConfig, dtype_name
 
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
@@ -42,7 +42,9 @@ class TensorFiles(contextlib.ExitStack):
   def __init__(self, directory: Path):
     super().__init__()
     if (directory / INDEX_FILE).is_file():
-      weight_map = json.loads((directory / INDEX_FILE).read_text())["weight_map"]
+      weight_map = layout.read_json(directory / INDEX_FILE).get("weight_map")
+      if not isinstance(weight_map, dict):
+        raise layout.CheckpointError(f"{directory / INDEX_FILE}: no \"weight_map\" object")
     elif (directory / SINGLE_FILE).is_file():
       weight_map = None
     else:
@@ -59,8 +61,7 @@ class TensorFiles(contextlib.ExitStack):
       if not (self.directory / file).is_file():
         raise layout.CheckpointError(f"{self.directory}: shard {file} listed in {INDEX_FILE} "
                                      "is missing")
-      self._readers[file] = self.enter_context(
-          safe_open(str(self.directory / file), framework="np"))
+      self._readers[file] = self.enter_context(layout.open_tensors(self.directory / file))
     return self._readers[file]
 
   def shape(self, name: str) -> tuple[int, ...]:
@@ -86,15 +87,27 @@ def model_config(hf: Mapping[str, Any], arch: Architecture, dtype: Optional[str]
     reason = check(hf)
     if reason:
       raise layout.CheckpointError(f"{where}: {arch.name} with {reason} is not supported")
-  dtype = dtype or hf.get("dtype") or hf.get("torch_dtype") or "float32"
-  if dtype not in DTYPES:
-    raise ValueError(f"dtype={dtype!r} must be one of {DTYPES}")
+  dtype = dtype_name(dtype or hf.get("dtype") or hf.get("torch_dtype") or "float32")
   try:
     fields = {field: value(hf) if callable(value) else value for field, value in arch.fields.items()}
   except ValueError as error:
     raise layout.CheckpointError(f"{where}: {error}") from None
   return ModelConfig(**fields, dtype=dtype, dropout_rate=0.0,
                      name=str(hf.get("model_type") or arch.name))
+
+
+def _read_config(directory: Path, dtype) -> tuple[Architecture, ModelConfig]:
+  """The architecture and ModelConfig of directory's config.json (no tensor is read)."""
+  if not (directory / CONFIG_FILE).is_file():
+    raise layout.CheckpointError(f"{directory}: no {CONFIG_FILE} (not a Hugging Face checkpoint)")
+  hf = layout.read_json(directory / CONFIG_FILE)
+  arch = _architecture(hf, directory)
+  return arch, model_config(hf, arch, dtype, directory)
+
+
+def load_hf_config(path: str | os.PathLike, *, dtype: Any = None) -> ModelConfig:
+  """The ModelConfig `load_hf(path, dtype=dtype)` returns, from config.json alone."""
+  return _read_config(Path(path), dtype)[1]
 
 
 def _resolve(rule: Rule, prefix: str, layer: Optional[int], available) -> Optional[str]:
@@ -145,25 +158,32 @@ def plan(arch: Architecture, config: ModelConfig, files: TensorFiles, where: str
   return steps
 
 
-def load_hf(path: str | os.PathLike, *, dtype: Optional[str] = None, mesh=None):
+def load_hf(path: str | os.PathLike, *, dtype: Any = None, mesh=None):
   """(ModelConfig, params) of the Hugging Face checkpoint directory `path`.
 
-  dtype: parameter dtype ("float32", "bfloat16", "float16"); default: config.json's dtype
-  (torch_dtype in older files), else float32. mesh: a jax.sharding.Mesh with a "model"
-  axis; every tensor is placed on its sharding (`hydra_jax.sharding.MODEL_AXIS`) as it is
-  read, so the params are ready for `sweep.hydra_sweep(..., mesh=mesh)`.
-  Raises CheckpointError (a ValueError) for a missing config.json or safetensors file, an
-  unsupported architecture or feature, and a missing, unexpected or misshapen tensor.
+  Args:
+    path: the directory holding config.json and model.safetensors (or the shards listed
+      by model.safetensors.index.json).
+    dtype: the parameters' dtype: "float32", "bfloat16" or "float16", or the matching
+      numpy/JAX type (jnp.bfloat16, np.float32, ...). None: config.json's dtype
+      (torch_dtype in older files), else float32.
+    mesh: a jax.sharding.Mesh with a "model" axis, or None (the default device). Every
+      tensor is placed on its sharding (`sweep.sharding.MODEL_AXIS`) as it is read, so the
+      params are ready for `hydra_sweep(..., mesh=mesh)`.
+
+  Returns:
+    (ModelConfig, params): the Haiku parameter tree, per-layer tensors stacked on L.
+
+  Raises:
+    CheckpointError (a ValueError) naming the file or tensor: a missing config.json or
+    safetensors file, a truncated or corrupt one, an unsupported architecture or
+    feature, a missing, unexpected or misshapen tensor. ValueError for a bad dtype or mesh.
   """
   directory = Path(path)
-  if not (directory / CONFIG_FILE).is_file():
-    raise layout.CheckpointError(f"{directory}: no {CONFIG_FILE} (not a Hugging Face checkpoint)")
   if mesh is not None and not (isinstance(mesh, Mesh) and placement.MODEL_AXIS in mesh.axis_names):
     raise ValueError(f"mesh must be a jax.sharding.Mesh with a {placement.MODEL_AXIS!r} axis, "
                      f"got {mesh!r}")
-  hf = json.loads((directory / CONFIG_FILE).read_text())
-  arch = _architecture(hf, directory)
-  config = model_config(hf, arch, dtype, directory)
+  arch, config = _read_config(directory, dtype)
   target = layout.as_numpy_dtype(config.dtype)
   expected = layout.expected_layout(config)
   shardings = placement.flat_shardings(config, mesh) if mesh is not None else {}

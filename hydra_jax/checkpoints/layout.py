@@ -1,21 +1,27 @@
 """hydra_jax's parameter layout as a flat table of named tensors.
 
-A Haiku parameter tree {"layers/attention": {"q": [L, D, H, K], ...}, ...} flattens to
-{"layers/attention/q": [L, D, H, K], ...}: one name per tensor, the form every
+A Haiku parameter tree {"layers/attention": {"q": [L, D, H, E], ...}, ...} flattens to
+{"layers/attention/q": [L, D, H, E], ...}: one name per tensor, the form every
 checkpoint file uses. `expected_layout(config)` gives the shape and dtype of every
 tensor the model wants (from `jax.eval_shape(init_params)`, so nothing is allocated),
 and `check_shape` is the single place a tensor is compared against it, so every loader
 reports a mismatch the same way: the tensor's name and both shapes.
 
-Shapes: L layers, D d_model, H heads, G key/value heads, K head size, F MLP width, V vocab.
+Every file a loader reads goes through `read_json` or `open_tensors`, so a corrupt or
+truncated file is a CheckpointError naming it (never a parser's bare message).
+
+Shapes: L layers, D d_model, H heads, G key/value heads, E head size, F MLP width, V vocab.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import json
+from pathlib import Path
+from typing import Any, Mapping
 
 import jax
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.model.transformer import init_params
@@ -25,6 +31,27 @@ SEPARATOR = "/"
 
 class CheckpointError(ValueError):
   """A checkpoint that does not fit the model it claims to be (missing, extra or misshapen)."""
+
+
+def read_json(path: Path) -> dict[str, Any]:
+  """The JSON object in file `path`; a CheckpointError naming the file when it is not one."""
+  try:
+    values = json.loads(Path(path).read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+  if not isinstance(values, dict):
+    raise CheckpointError(f"{path}: holds a JSON {type(values).__name__}, not an object")
+  return values
+
+
+def open_tensors(path: Path):
+  """safe_open(path) for numpy; a CheckpointError naming the file when it is truncated or
+  corrupt (safetensors' own error, e.g. "invalid header length", names no file)."""
+  try:
+    return safe_open(str(path), framework="np")
+  except SafetensorError as error:
+    raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): "
+                          f"{error}") from None
 
 
 def flatten(params: Mapping[str, Mapping[str, object]]) -> dict[str, object]:

@@ -2,7 +2,7 @@
 
     <dir>/config.json          ModelConfig.to_json()
     <dir>/params.safetensors   every parameter under its flat name "module/param"
-                               (e.g. "layers/attention/q" [L, D, H, K]), in its own dtype
+                               (e.g. "layers/attention/q" [L, D, H, E]), in its own dtype
 
 float32, float16 and bfloat16 tensors round-trip bit for bit (safetensors stores
 bfloat16 natively; numpy gets it from ml_dtypes). `load` checks every tensor against
@@ -18,7 +18,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from hydra_jax.checkpoints import layout
@@ -45,6 +44,14 @@ def save(path: str | os.PathLike, config: ModelConfig, params) -> None:
   (directory / CONFIG_FILE).write_text(config.to_json())
 
 
+def load_config(path: str | os.PathLike) -> ModelConfig:
+  """The ModelConfig of the checkpoint directory `path`, from its config.json alone."""
+  file = Path(path) / CONFIG_FILE
+  if not file.is_file():
+    raise layout.CheckpointError(f"{Path(path)}: no {CONFIG_FILE} (not a hydra_jax checkpoint)")
+  return ModelConfig.from_dict(layout.read_json(file))
+
+
 def load(path: str | os.PathLike):
   """Read a directory written by `save`: (ModelConfig, params) on the default device.
 
@@ -52,14 +59,13 @@ def load(path: str | os.PathLike):
   tensor, or a tensor whose shape or dtype disagrees with the stored config.
   """
   directory = Path(path)
-  for file in (CONFIG_FILE, PARAMS_FILE):
-    if not (directory / file).is_file():
-      raise layout.CheckpointError(f"{directory}: no {file} (not a hydra_jax checkpoint)")
-  config = ModelConfig.from_json((directory / CONFIG_FILE).read_text())
+  config = load_config(directory)
+  if not (directory / PARAMS_FILE).is_file():
+    raise layout.CheckpointError(f"{directory}: no {PARAMS_FILE} (not a hydra_jax checkpoint)")
   expected = layout.expected_layout(config)
   where = str(directory / PARAMS_FILE)
   flat = {}
-  with safe_open(str(directory / PARAMS_FILE), framework="np") as reader:
+  with layout.open_tensors(directory / PARAMS_FILE) as reader:
     layout.check_names(list(reader.keys()), expected, where)
     for name, spec in expected.items():
       array = reader.get_tensor(name)

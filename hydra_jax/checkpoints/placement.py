@@ -1,13 +1,13 @@
 """Putting parameters on a device mesh as they are read, one layer at a time.
 
 Which axis of each parameter is split over the mesh's "model" axis is decided in one
-place for the whole package, `hydra_jax.sharding.MODEL_AXIS` (attention heads, MLP width,
+place for the whole package, `hydra_jax.sweep.sharding.MODEL_AXIS` (attention heads, MLP width,
 vocabulary; everything else, and any axis the "model" size does not divide, replicated),
 so a loaded model is already where the sweep wants it. `place_stacked` fills a sharded
 [L, ...] array one layer at a time (the buffer is donated to each update), so loading
 needs host memory for one layer's tensor at a time, not the whole model.
 
-Shapes: L layers, D d_model, H heads, G key/value heads, K head size, F MLP width, V vocab.
+Shapes: L layers, D d_model, H heads, G key/value heads, E head size, F MLP width, V vocab.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from hydra_jax.checkpoints import layout
 from hydra_jax.model.config import ModelConfig
 
-MODEL_AXIS = "model"   # = hydra_jax.sharding.MODEL
+MODEL_AXIS = "model"   # = hydra_jax.sweep.sharding.MODEL
 
 
 def is_stacked(name: str) -> bool:

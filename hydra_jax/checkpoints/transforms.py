@@ -6,13 +6,13 @@ and how to convert it. PyTorch conventions being converted:
 
   nn.Linear weight   [out, in]   y = x W^T          (Llama, Mistral, Qwen2, Gemma, GPT-NeoX)
   GPT-2 Conv1D       [in, out]   y = x W
-  fused q|k|v        GPT-2 c_attn: output features [3, H, K] (all queries, then keys, values)
-                     GPT-NeoX query_key_value: output features [H, 3, K] (per head q, k, v)
+  fused q|k|v        GPT-2 c_attn: output features [3, H, E] (all queries, then keys, values)
+                     GPT-NeoX query_key_value: output features [H, 3, E] (per head q, k, v)
 
-hydra_jax layouts (per layer): q [D, H, K], k/v [D, G, K], o [H, K, D], w_in/w_gate
-[D, F], w_out [F, D], q_bias [H, K], embeddings [V, D], unembed [D, V].
+hydra_jax layouts (per layer): q [D, H, E], k/v [D, G, E], o [H, E, D], w_in/w_gate
+[D, F], w_out [F, D], q_bias [H, E], embeddings [V, D], unembed [D, V].
 
-Shapes: D d_model, H (or G) heads, K head size, F MLP width, V vocabulary.
+Shapes: D d_model, H (or G) heads, E head size, F MLP width, V vocabulary.
 """
 
 from __future__ import annotations
@@ -45,17 +45,17 @@ same = Transform("same", lambda ours: ours, lambda x, ours: x)
 # nn.Linear [out, in] -> [in, out] (MLP weights, the unembedding).
 transpose = Transform("transpose", lambda ours: ours[::-1], lambda x, ours: x.T)
 
-# nn.Linear [N*K, D] -> [D, N, K] (query, key, value projections).
+# nn.Linear [H*E, D] -> [D, H, E] (query, key, value projections).
 linear_to_heads = Transform(
     "linear_to_heads", lambda ours: (_size(ours[1:]), ours[0]),
     lambda x, ours: x.T.reshape(ours))
 
-# nn.Linear [D, H*K] -> [H, K, D] (attention output projection).
+# nn.Linear [D, H*E] -> [H, E, D] (attention output projection).
 linear_from_heads = Transform(
     "linear_from_heads", lambda ours: (ours[2], ours[0] * ours[1]),
     lambda x, ours: x.T.reshape(ours))
 
-# [N*K] -> [N, K] (q/k/v biases); GPT-2 Conv1D [H*K, D] -> [H, K, D] (c_proj).
+# [H*E] -> [H, E] (q/k/v biases); GPT-2 Conv1D [H*E, D] -> [H, E, D] (c_proj).
 split_heads = Transform(
     "split_heads", lambda ours: (ours[0] * ours[1],) + ours[2:],
     lambda x, ours: x.reshape(ours))
@@ -65,28 +65,28 @@ split_heads = Transform(
 
 
 def gpt2_qkv_weight(part: int) -> Transform:
-  """Conv1D c_attn [D, 3*H*K] (features [3, H, K]) -> part 0/1/2 (q/k/v) as [D, H, K]."""
+  """Conv1D c_attn [D, 3*H*E] (features [3, H, E]) -> part 0/1/2 (q/k/v) as [D, H, E]."""
   return Transform(
       f"gpt2_qkv_weight[{part}]", lambda ours: (ours[0], 3 * _size(ours[1:])),
       lambda x, ours: x.reshape(ours[0], 3, *ours[1:])[:, part])
 
 
 def gpt2_qkv_bias(part: int) -> Transform:
-  """c_attn bias [3*H*K] -> part as [H, K]."""
+  """c_attn bias [3*H*E] -> part as [H, E]."""
   return Transform(
       f"gpt2_qkv_bias[{part}]", lambda ours: (3 * _size(ours),),
       lambda x, ours: x.reshape(3, *ours)[part])
 
 
 def neox_qkv_weight(part: int) -> Transform:
-  """nn.Linear query_key_value [H*3*K, D] (features [H, 3, K]) -> part as [D, H, K]."""
+  """nn.Linear query_key_value [H*3*E, D] (features [H, 3, E]) -> part as [D, H, E]."""
   return Transform(
       f"neox_qkv_weight[{part}]", lambda ours: (3 * _size(ours[1:]), ours[0]),
       lambda x, ours: x.T.reshape(ours[0], ours[1], 3, ours[2])[:, :, part])
 
 
 def neox_qkv_bias(part: int) -> Transform:
-  """query_key_value bias [H*3*K] -> part as [H, K]."""
+  """query_key_value bias [H*3*E] -> part as [H, E]."""
   return Transform(
       f"neox_qkv_bias[{part}]", lambda ours: (3 * _size(ours),),
       lambda x, ours: x.reshape(ours[0], 3, ours[1])[:, part])

@@ -3,7 +3,8 @@
     known_facts   TFDS builder for ROME's known facts (the paper's 1,209 prompts)
     counterfact   TFDS builder for CounterFact (21,919 prompts upstream)
     loading       prepare(...) / load_records(...): array_record files, read without TensorFlow
-    batching      make_batches(...): tokens [B, T], lengths [B], label_tokens [B] in PromptBatch
+    batching      make_batches(...): tokens [B, T], lengths [B], label_tokens [B] in PromptBatch;
+                  right_pad(rows, T): the one right-padding of token rows
     filtering     filter_correct(...): keep the prompts a model completes correctly
     records       field checks shared by the builders (errors name record and field)
     sources       manual_dir first, else download
@@ -17,7 +18,7 @@ Typical use:
 """
 
 from hydra_jax.data.batching import (Batching, PromptBatch, TokenizedPrompt, first_label_token,
-                                     make_batches, rebatch, tokenize_records)
+                                     make_batches, right_pad, tokenize_records)
 from hydra_jax.data.counterfact import Counterfact
 from hydra_jax.data.filtering import FilterReport, answers_correctly, filter_correct
 from hydra_jax.data.known_facts import KnownFacts
@@ -26,5 +27,5 @@ from hydra_jax.data.loading import BUILDERS, load_records, prepare
 __all__ = [
     "BUILDERS", "Batching", "Counterfact", "FilterReport", "KnownFacts", "PromptBatch",
     "TokenizedPrompt", "answers_correctly", "filter_correct", "first_label_token",
-    "load_records", "make_batches", "prepare", "rebatch", "tokenize_records",
+    "load_records", "make_batches", "prepare", "right_pad", "tokenize_records",
 ]

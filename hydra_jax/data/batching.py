@@ -1,4 +1,4 @@
-"""Tokenized prompts in right-padded, length-bucketed batches.
+"""Tokenized prompts in right-padded, length-bucketed batches, and right-padding itself.
 
 Shapes (B = prompts in a batch, T = padded length of that batch):
 
@@ -28,7 +28,8 @@ Prompts longer than `max_len` tokens (the model's context) are dropped and count
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Iterator, Mapping, Optional, Protocol, Sequence
+import itertools
+from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -200,6 +201,23 @@ def bucket(prompts: Sequence[TokenizedPrompt], *, batch_size: int, pad_id: int =
           for start in range(0, len(ordered), batch_size)]
 
 
+def right_pad(rows: Sequence[Sequence[int]], length: int,
+              pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(tokens int32 [B, T=length], lengths int32 [B]): token rows, each followed by pad_id.
+
+  The one home of right-padding: batches of prompts, the main job's sweep batches,
+  training batches and the embedded model's evaluation all pad with it. A row longer
+  than `length` is a ValueError.
+  """
+  lengths = np.array([len(row) for row in rows], np.int32)                   # [B]
+  if len(rows) and lengths.max() > length:
+    raise ValueError(f"a token row of {lengths.max()} tokens does not fit length={length}")
+  tokens = np.full((len(rows), length), pad_id, np.int32)                    # [B, T]
+  real = np.arange(length)[None, :] < lengths[:, None]                       # [B, T]
+  tokens[real] = np.fromiter(itertools.chain.from_iterable(rows), np.int32, int(lengths.sum()))
+  return tokens, lengths
+
+
 def pad_batch(prompts: Sequence[TokenizedPrompt], *, pad_id: int = 0, length_multiple: int = 1,
               max_len: Optional[int] = None) -> PromptBatch:
   """Right-pads prompts to their longest length rounded up to `length_multiple` (<= max_len)."""
@@ -207,28 +225,14 @@ def pad_batch(prompts: Sequence[TokenizedPrompt], *, pad_id: int = 0, length_mul
   padded_length = -(-longest // length_multiple) * length_multiple
   if max_len is not None:
     padded_length = max(longest, min(padded_length, max_len))
-  tokens = np.full((len(prompts), padded_length), pad_id, dtype=np.int32)  # [B, T]
-  for row, prompt in enumerate(prompts):
-    tokens[row, :len(prompt.tokens)] = prompt.tokens
+  tokens, lengths = right_pad([p.tokens for p in prompts], padded_length, pad_id)  # [B, T], [B]
   return PromptBatch(
-      tokens=tokens,
-      lengths=np.array([len(p.tokens) for p in prompts], dtype=np.int32),  # [B]
+      tokens=tokens, lengths=lengths,
       ids=np.array([p.id for p in prompts], dtype=np.int64),  # [B]
       prompts=tuple(p.prompt for p in prompts),
       labels=tuple(p.label for p in prompts),
       label_tokens=np.array([p.label_token for p in prompts], dtype=np.int32),  # [B]
       pad_id=pad_id)
-
-
-def rebatch(batches: Iterable[PromptBatch], *, batch_size: int, length_multiple: int = 1,
-            max_len: Optional[int] = None, sort_by_length: bool = True) -> list[PromptBatch]:
-  """Re-buckets the prompts of `batches` (e.g. after filtering) into full batches."""
-  batches = list(batches)
-  prompts = [row for batch in batches for row in batch.rows()]
-  if not prompts:
-    return []
-  return bucket(prompts, batch_size=batch_size, pad_id=batches[0].pad_id,
-                length_multiple=length_multiple, max_len=max_len, sort_by_length=sort_by_length)
 
 
 def check_token_ids(tokens: Sequence[int], vocab_size: int, what: str) -> None:

@@ -13,7 +13,7 @@ The report counts every record that went into batching: total = kept + too_long 
 wrong_answer. Nothing kept is a ValueError that gives those counts.
 
 Kept rows stay in their batches (same padded length T, fewer rows; emptied batches
-vanish); `rebatch_size` re-buckets them into full batches instead.
+vanish).
 """
 
 from __future__ import annotations
@@ -49,14 +49,10 @@ class FilterReport:
     return (f"{self.total} prompts: {self.kept} kept, {self.too_long} too long{limit}, "
             f"{self.wrong_answer} answered wrongly")
 
-  def as_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
 
 def filter_correct(batches: Union[batching.Batching, Iterable[batching.PromptBatch]],
-                   predict_fn: Optional[PredictFn], *, keep_all: bool = False,
-                   rebatch_size: Optional[int] = None,
-                   length_multiple: int = 1) -> tuple[list[batching.PromptBatch], FilterReport]:
+                   predict_fn: Optional[PredictFn], *,
+                   keep_all: bool = False) -> tuple[list[batching.PromptBatch], FilterReport]:
   """Drops prompts whose predicted token is not their label token; returns batches and counts.
 
   `batches` is what `make_batches` returned (its too-long drops enter the report) or any
@@ -88,9 +84,6 @@ def filter_correct(batches: Union[batching.Batching, Iterable[batching.PromptBat
       too_long_ids=tuple(too_long_ids), wrong_answer_ids=dropped_wrong)
   if kept == 0:
     raise ValueError(f"no prompts left after filtering: {report.summary()}")
-  if rebatch_size is not None:
-    kept_batches = batching.rebatch(kept_batches, batch_size=rebatch_size,
-                                    length_multiple=length_multiple, max_len=max_len)
   return kept_batches, report
 
 

@@ -1,7 +1,8 @@
 """The main job's inputs: the model (with its tokenizer) and the kept prompts.
 
+    model_config_of(config)                   -> the model's ModelConfig, from config files alone
     load_model(config, mesh)                  -> Model: ModelConfig, params, tokenizer, description
-    load_prompts(config, model, predict_fn)   -> Prompts: the kept prompts, in sweep order, and
+    load_prompts(config, model)               -> Prompts: the kept prompts, in sweep order, and
                                                  the counts of those dropped and why
 
 Model sources (config.model_source): the embedded tiny model, a Hugging Face directory,
@@ -17,17 +18,16 @@ Shapes: N kept prompts, T padded length, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hydra_jax.model import transformer as model_lib
 from hydra_jax.job import config as run_config
+from hydra_jax.model import predict
+from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 
 FILTER_BATCH = 64        # prompts per forward pass when checking answers
@@ -96,57 +96,60 @@ def _tokenizer_for(config: ml_collections.ConfigDict):
   return None
 
 
-def peek_model_config(config: ml_collections.ConfigDict) -> Optional[ModelConfig]:
-  """The model's ModelConfig without reading its weights (None for the embedded model,
-  or a checkpoint whose config.json only `load_model` can judge)."""
+def source_name(config: ml_collections.ConfigDict) -> str:
+  """The model's source in words, for messages."""
+  if config.model_source in ("hf", "checkpoint"):
+    return f"checkpoint {config.checkpoint}"
+  return {"embedded": "the embedded model", "random": "the random model"}[config.model_source]
+
+
+def model_config_of(config: ml_collections.ConfigDict) -> ModelConfig:
+  """The ModelConfig `load_model` will return (cast to config.model.dtype), read from
+  config files alone: no weight is read, so a job is planned before it loads anything."""
+  from hydra_jax import checkpoints
   source = config.model_source
   if source == "random":
     return run_config.model_config_from(config)
-  path = Path(config.checkpoint or ".") / "config.json"
-  if source not in ("hf", "checkpoint") or not path.is_file():
-    return None
-  try:
-    values = json.loads(path.read_text())
-  except json.JSONDecodeError as error:
-    raise ValueError(f"{path} is not valid JSON: {error}") from None
-  if source == "checkpoint":
-    return _cast(ModelConfig.from_dict(values), None, config.model.dtype)[0]
-  from hydra_jax.checkpoints import architectures, hf
-  known = [architectures.ARCHITECTURES[n] for n in values.get("architectures") or []
-           if n in architectures.ARCHITECTURES]
-  return hf.model_config(values, known[0], config.model.dtype, path.parent) if known else None
+  if source == "hf":
+    return checkpoints.load_hf_config(config.checkpoint, dtype=config.model.dtype)
+  if source == "embedded":
+    from hydra_jax.train import embedded
+    loaded = checkpoints.load_config(embedded.ASSET_DIR)
+  else:
+    loaded = checkpoints.load_config(config.checkpoint)
+  return _cast(loaded, None, config.model.dtype)[0]
 
 
-def load_model(config: ml_collections.ConfigDict, mesh=None) -> Model:
-  """The model named by config.model_source, checked against config.model."""
+def _weights(config: ml_collections.ConfigDict, mesh):
+  """(ModelConfig, params, tokenizer or None) of config.model_source, as stored."""
+  from hydra_jax import checkpoints
   source = config.model_source
-  tokenizer = None
   if source == "embedded":
     from hydra_jax.train import embedded
     bundle = embedded.load()
-    model_config, params, tokenizer = bundle.config, bundle.params, bundle.tokenizer
-    what = "the embedded model"
-  elif source == "hf":
-    from hydra_jax import checkpoints
-    model_config, params = checkpoints.load_hf(config.checkpoint, dtype=config.model.dtype,
-                                               mesh=mesh)
-    what = f"checkpoint {config.checkpoint}"
-  elif source == "checkpoint":
-    from hydra_jax import checkpoints
-    model_config, params = checkpoints.load(config.checkpoint)
-    what = f"checkpoint {config.checkpoint}"
-  else:
-    model_config = run_config.model_config_from(config)
-    params = random_params(model_config, config.seed, mesh)
-    what = "the random model"
-  run_config.check_matches(config, model_config, what)
+    return bundle.config, bundle.params, bundle.tokenizer
+  if source == "hf":
+    return (*checkpoints.load_hf(config.checkpoint, dtype=config.model.dtype, mesh=mesh), None)
+  if source == "checkpoint":
+    return (*checkpoints.load(config.checkpoint), None)
+  model_config = run_config.model_config_from(config)
+  return model_config, random_params(model_config, config.seed, mesh), None
+
+
+def load_model(config: ml_collections.ConfigDict, mesh=None) -> Model:
+  """The model named by config.model_source, in config.model.dtype, with its tokenizer.
+
+  Whether it matches config.model is checked (once, by the job) on `model_config_of`,
+  which reads the same files before any weight is loaded."""
+  model_config, params, tokenizer = _weights(config, mesh)
   model_config, params = _cast(model_config, params, config.model.dtype)
   if tokenizer is None or config.tokenizer:
     tokenizer = _tokenizer_for(config)
   if tokenizer is not None and tokenizer.vocab_size > model_config.vocab_size:
     raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the model only "
                      f"{model_config.vocab_size}: they do not belong together")
-  description = dict(name=model_config.name, source=source, checkpoint=config.checkpoint or None,
+  description = dict(name=model_config.name, source=config.model_source,
+                     checkpoint=config.checkpoint or None,
                      num_params=model_lib.count_params(params), **{
                          k: getattr(model_config, k) for k in (
                              "num_layers", "d_model", "num_heads", "kv_heads", "mlp_width",
@@ -156,16 +159,6 @@ def load_model(config: ml_collections.ConfigDict, mesh=None) -> Model:
 
 
 # The prompts ----------------------------------------------------------------------------------
-
-
-def make_predict_fn(model: Model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-  """(tokens [B, T], lengths [B]) -> the model's argmax token at each final position [B]."""
-  @jax.jit
-  def predict(params, tokens, lengths):
-    logits = model_lib.forward(params, model.config, tokens).logits     # [B, T, V]
-    final = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [B, V]
-    return jnp.argmax(final, axis=-1).astype(jnp.int32)
-  return lambda tokens, lengths: np.asarray(predict(model.params, tokens, lengths))
 
 
 def _records(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
@@ -188,8 +181,7 @@ def _random_prompts(config: ml_collections.ConfigDict, model: Model) -> Prompts:
                              kept=data.num_prompts, dropped={}))
 
 
-def load_prompts(config: ml_collections.ConfigDict, model: Model,
-                 predict_fn: Optional[Callable] = None) -> Prompts:
+def load_prompts(config: ml_collections.ConfigDict, model: Model) -> Prompts:
   """The prompts the sweep runs on, in order of length (ties in dataset order)."""
   from hydra_jax.data import batching, filtering
   data = config.data
@@ -203,8 +195,7 @@ def load_prompts(config: ml_collections.ConfigDict, model: Model,
   made = batching.make_batches(records, model.tokenizer, batch_size=FILTER_BATCH,
                                max_len=model.config.max_seq_len, label_prefix=data.label_prefix,
                                length_multiple=LENGTH_MULTIPLE)
-  if data.filter_correct:
-    predict_fn = predict_fn or make_predict_fn(model)
+  predict_fn = predict.predictor(model.params, model.config) if data.filter_correct else None
   kept, report = filtering.filter_correct(made, predict_fn, keep_all=not data.filter_correct)
   rows = [row for batch in kept for row in batch.rows()]
   dropped = {"longer than the context": report.too_long, "answered wrongly": report.wrong_answer}

@@ -18,8 +18,9 @@ allocating anything, printing the plan (`check_fits`). Memory per device is the
 accelerator's `bytes_limit`, or on CPU the host's available memory shared by its
 devices. All figures are estimates for planning, good to tens of percent.
 
-Shapes: N prompts, T prompt length, K sources, L layers, D d_model, H heads, G kv heads,
-Kh head size, F MLP width, V vocabulary.
+Shapes (the package glossary, hydra_jax/__init__.py): N prompts, T prompt length,
+K sources, C = 2L components, L layers, D d_model, H heads, G kv heads, E head size,
+F MLP width, V vocabulary.
 """
 
 from __future__ import annotations
@@ -106,13 +107,13 @@ def param_shapes(config: ModelConfig):
 
 def forward_flops(config: ModelConfig, query_positions: int, key_positions: int) -> float:
   """FLOPs of running `query_positions` positions attending to `key_positions` keys."""
-  D, L, H, G, Kh, F = (config.d_model, config.num_layers, config.num_heads, config.kv_heads,
-                       config.head_size, config.mlp_width)
-  attention_weights = D * Kh * (2 * H + 2 * G)                              # q, o, k, v
+  D, L, H, G, E, F = (config.d_model, config.num_layers, config.num_heads, config.kv_heads,
+                      config.head_size, config.mlp_width)
+  attention_weights = D * E * (2 * H + 2 * G)                               # q, o, k, v
   mlp_weights = D * F * (3 if config.gated_mlp else 2)
-  relative = D * H * Kh if config.position == "relative" else 0             # W_R on offsets
+  relative = D * H * E if config.position == "relative" else 0              # W_R on offsets
   per_position = 2 * L * (attention_weights + mlp_weights + relative)
-  scores = 2 * 2 * L * H * Kh * key_positions                                # q.k and p.v
+  scores = 2 * 2 * L * H * E * key_positions                                 # q.k and p.v
   unembed = 2 * D * config.vocab_size
   return float(query_positions * (per_position + scores + unembed))
 

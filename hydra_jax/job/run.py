@@ -4,16 +4,19 @@
 
 Steps (each is a function below, readable on its own):
 
-  1. plan       the model's size, bytes per device and FLOPs (`hydra_jax.plan`) from its
-                config alone; a dry run stops here, and so does a run too large for
-                this machine (and a checkpoint that does not match config.model)
-  2. inputs     the model and the kept prompts (`hydra_jax.inputs`)
+  0. check      the config (`job.config.check`, once), the devices (jax.distributed on a
+                pod) and the mesh's shape (`mesh_shape`, the one place it is computed)
+  1. plan       the model's ModelConfig from its config files alone, matched against
+                config.model (once), and the sweep's size, bytes per device and FLOPs
+                (`job.plan`); a dry run stops here, and so does a run too large for this
+                machine. Then the mesh is made, once, and handed down
+  2. inputs     the model and the kept prompts (`job.loading`)
   3. sources    K resample sources per prompt, drawn from the whole kept set (seeded);
                 for mean ablation, the mean components over the whole kept set
   4. chunks     prompts [i * chunk_size, (i + 1) * chunk_size) form chunk i. A chunk's
                 batch is its prompts followed by the source prompts they need; the
                 sweep scores only the chunk's own rows. Finished chunks are saved
-                atomically and skipped when the job runs again (`hydra_jax.results_store`)
+                atomically and skipped when the job runs again (`hydra_jax.store`)
   5. report     every chunk's arrays with the prompts' ids, texts and scored tokens,
                 summary.json, figures and report.md (`hydra_jax.report`)
 
@@ -25,6 +28,7 @@ Shapes: N kept prompts, n prompts of a chunk, K sources, C = 2L components.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Optional
 
@@ -52,21 +56,36 @@ def say(message: str) -> None:
 # 1. Devices and plan --------------------------------------------------------------------------
 
 
-def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
-  """A ("data", "model") mesh over every device; data=-1 takes what model leaves."""
-  count = jax.device_count()
+def start_devices(config: ml_collections.ConfigDict) -> None:
+  """jax.distributed on a multi-host TPU slice (config.distributed), before any device use."""
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  multi_host = "," in hosts or bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
+  if config.distributed == "on" or (config.distributed == "auto" and multi_host):
+    jax.distributed.initialize()
+
+
+def mesh_shape(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(data, model) axis sizes of config.mesh over this machine's devices; data=-1 takes
+  what the model axis leaves (at least 1, so a dry run can plan a larger machine's mesh)."""
   model = config.mesh.model
-  data = config.mesh.data if config.mesh.data != -1 else count // model
-  if data < 1 or data * model > count or count % model:
-    raise ValueError(f"config.mesh (data={config.mesh.data}, model={model}) does not fit the "
+  return (config.mesh.data if config.mesh.data != -1 else max(1, jax.device_count() // model),
+          model)
+
+
+def make_mesh(shape: tuple[int, int]) -> jax.sharding.Mesh:
+  """The ("data", "model") mesh of `shape`; a ValueError when this machine lacks the devices."""
+  (data, model), count = shape, jax.device_count()
+  if data * model > count or count % model:
+    raise ValueError(f"config.mesh (data={data}, model={model}) does not fit the "
                      f"{count} devices here")
   return jax.make_mesh((data, model), ("data", "model"),
                        axis_types=(jax.sharding.AxisType.Auto,) * 2,
                        devices=jax.devices()[:data * model])
 
 
-def plan_for(config, model_config) -> plan_lib.Plan:
-  """The plan of this config's sweep, from the prompt set's size (before reading it)."""
+def plan_for(config, model_config, shape: tuple[int, int]) -> plan_lib.Plan:
+  """The plan of this config's sweep on a (data, model) mesh, from the prompt set's size
+  (before reading it)."""
   data = config.data
   if data.name == "random":
     num_prompts, prompt_length = data.num_prompts, data.prompt_length
@@ -78,12 +97,10 @@ def plan_for(config, model_config) -> plan_lib.Plan:
       available = NOMINAL_PROMPTS[data.name]
     num_prompts = min(data.max_prompts or available, available)
     prompt_length = NOMINAL_PROMPT_LENGTH
-  model = config.mesh.model
-  data_axis = config.mesh.data if config.mesh.data != -1 else max(1, jax.device_count() // model)
   return plan_lib.make_plan(model_config, num_prompts=num_prompts, prompt_length=prompt_length,
                             num_sources=ablations_per_prompt(config, model_config)
                             // model_config.num_components,
-                            chunk_size=config.sweep.chunk_size, mesh_shape=(data_axis, model),
+                            chunk_size=config.sweep.chunk_size, mesh_shape=shape,
                             path=config.sweep.path)
 
 
@@ -158,20 +175,13 @@ def gather_results(store, model, prompts, num_chunks) -> dict[str, np.ndarray]:
   return arrays
 
 
-def plan_first(config: ml_collections.ConfigDict) -> bool:
-  """Print the plan; True when the job stops there (a dry run). Raises when it cannot fit.
-
-  Random models and checkpoints are planned from their config alone, before any weight is
-  read; the embedded model is small, so a dry run of it just loads it.
-  """
-  model_config = inputs.peek_model_config(config)
-  if model_config is None:
-    if config.dry_run:
-      say(plan_for(config, inputs.load_model(config, make_mesh(config)).config).describe())
-    return config.dry_run
-  run_config.check_matches(config, model_config,
-                           f"the model of {config.checkpoint or 'config.model'}")
-  the_plan = plan_for(config, model_config)
+def plan_first(config: ml_collections.ConfigDict, shape: tuple[int, int]) -> bool:
+  """Match the model against config.model and print its plan, from config files alone
+  (no weight is read); True when the job stops there (a dry run). Raises when the model
+  does not match config.model or the sweep cannot fit this machine."""
+  model_config = inputs.model_config_of(config)
+  run_config.check_matches(config, model_config, inputs.source_name(config))
+  the_plan = plan_for(config, model_config, shape)
   if not config.dry_run:
     plan_lib.check_fits(the_plan)      # its error message holds the plan
   say(the_plan.describe())
@@ -189,12 +199,18 @@ def draw_sources(config, prompts) -> Optional[np.ndarray]:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """The whole job; returns the summary written to workdir (None for a dry run)."""
+  """The whole job; returns the summary written to workdir (None for a dry run).
+
+  Bad input of any kind (config, checkpoint, prompts) is a ValueError naming it."""
   start = time.time()
   run_config.check(config)
-  if plan_first(config):
+  if not config.dry_run and not workdir:
+    raise ValueError("--workdir=DIR is required: the folder that receives the results")
+  start_devices(config)
+  shape = mesh_shape(config)
+  if plan_first(config, shape):
     return None
-  mesh = make_mesh(config)
+  mesh = make_mesh(shape)
   store = results_store.ResultStore(workdir)
   if jax.process_index() == 0:
     store.claim(results_store.flatten(config.to_dict()))

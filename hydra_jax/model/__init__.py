@@ -7,6 +7,7 @@
                  the block; the final norm's sigma and gain, the centred logit direction
   transformer    the Haiku model built from the blocks: forward, decode, init_params
   interventions  the Intervention pytree: which activations to replace, and with what
+  predict        the model's answer: the argmax of the logits at each final position
 """
 
 from hydra_jax.model.config import ModelConfig

@@ -15,9 +15,9 @@ never `if arch == ...` branches in the model:
                   MLP reading z^{l-1} + a^l
   num_kv_heads    grouped-query attention when smaller than num_heads
 
-Glossary of shapes used throughout the package:
-  B batch (prompts), T positions, D d_model, H query heads, G key/value heads,
-  K head size, F MLP width, V vocabulary, L layers.
+Shapes: the package glossary (hydra_jax/__init__.py): D d_model, H query heads,
+G key/value heads, E head size (head_size), F MLP width (mlp_width), V vocabulary,
+L layers, C = 2L components (num_components).
 """
 
 from __future__ import annotations
@@ -31,6 +31,19 @@ NORMS = ("rms", "layer")
 POSITIONS = ("rotary", "learned", "relative", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+def dtype_name(dtype) -> str:
+  """The DTYPES name of `dtype`, given as a name or as a numpy/JAX dtype or scalar type
+  ("bfloat16", jnp.bfloat16, np.float32, jnp.float32); a ValueError for any other."""
+  import jax.numpy as jnp   # here, so that ModelConfig itself stays a plain dataclass
+  try:
+    name = jnp.dtype(dtype).name
+  except TypeError:
+    name = None
+  if name not in DTYPES:
+    raise ValueError(f"dtype={dtype!r} must be one of {DTYPES} (or their numpy/JAX types)")
+  return name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +157,3 @@ class ModelConfig:
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-  @classmethod
-  def from_json(cls, text: str) -> "ModelConfig":
-    return cls.from_dict(json.loads(text))

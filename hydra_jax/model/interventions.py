@@ -8,7 +8,7 @@ so w = 0 leaves `x` bit-for-bit unchanged and w = 1 replaces it by `value`.
 
 Sites (names as users of TransformerLens know them):
   resid_pre   z^{l-1}, the residual stream entering layer l           weight [L, T]     value [L, T, D]
-  head_out    per-head attention output before W_O ("z")              weight [L, T, H]  value [L, T, H, K]
+  head_out    per-head attention output before W_O ("z")              weight [L, T, H]  value [L, T, H, E]
   attn_out    a^l, the attention output (after W_O and its bias)      weight [L, T]     value [L, T, D]
   mlp_out     m^l, the MLP output                                     weight [L, T]     value [L, T, D]
   final_scale a frozen final-norm scale sigma, replacing the computed  [T]
@@ -22,6 +22,9 @@ the model is run on (T = 1 for the single-token decode of the incremental sweep)
 Sweeping: `jax.vmap` over a leading axis of the *weights* while the values stay
 shared (in_axes None) - see `Intervention.weight_axes()`. Values shared by all
 ablations (the clean source activations) are then stored once, not per ablation.
+
+Shapes (the package glossary, hydra_jax/__init__.py): B prompts, L layers, T positions
+(Ts of a source prompt), H heads, E head size, D d_model; *B an optional batch axis.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ Positions = Union[str, jax.Array, np.ndarray]
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Site:
-  """A replacement at one site: weight [*B, L, T(, H)] in [0, 1] and value [*B, L, T, (H, K | D)]."""
+  """A replacement at one site: weight [*B, L, T(, H)] in [0, 1] and value [*B, L, T, (H, E | D)]."""
   weight: jax.Array
   value: jax.Array
 
@@ -115,7 +118,23 @@ def _check_site(site: str) -> None:
 
 def replace(site: str, value, *, num_layers: int, seq_len: int, layers=None,
             positions: Positions = "final", lengths=None, strength: float = 1.0) -> Intervention:
-  """Replace `site` by `value` (broadcastable to [*B, L, T, D]) at the given layers and positions."""
+  """Replace `site` by `value` at the given layers and positions (every constructor's core).
+
+  Args:
+    site: one of SITES ("resid_pre", "head_out", "attn_out", "mlp_out").
+    value: the replacement, broadcastable to [*B, L, T, D] ([*B, L, T, H, E] for head_out).
+    num_layers: L of the model.
+    seq_len: T of the tokens the model will run on (1 for a single-token decode).
+    layers: an int, a sequence of ints, or None (every layer).
+    positions: "final" (each prompt's last real position; needs `lengths`), "all", or
+      a mask [T] / [*B, T].
+    lengths: int [B] real token counts of the prompts (for positions="final").
+    strength: w of the replaced positions, in [0, 1] (1: replace fully).
+
+  Returns:
+    An Intervention at `site` alone. The constructors below take the same keyword
+    arguments (`**where`: num_layers, seq_len, layers, positions, lengths, strength).
+  """
   _check_site(site)
   weight = _weight(num_layers, layers, positions, seq_len, lengths, strength)
   if site == "head_out":
@@ -127,17 +146,31 @@ def replace(site: str, value, *, num_layers: int, seq_len: int, layers=None,
 
 
 def zero(site: str, **where) -> Intervention:
-  """Zero ablation: the activation becomes 0."""
+  """Zero ablation: the activation becomes 0.
+
+  Args:
+    site: one of SITES. where: the keyword arguments of `replace`.
+  """
   return replace(site, jnp.zeros((), jnp.float32), **where)
 
 
 def patch(site: str, activations: jax.Array, **where) -> Intervention:
-  """Patch in given activations [*B, L, T, D] (e.g. another prompt's run at the same positions)."""
+  """Patch in given activations (e.g. another prompt's run at the same positions).
+
+  Args:
+    site: one of SITES. activations: [*B, L, T, D] the values patched in.
+    where: the keyword arguments of `replace`.
+  """
   return replace(site, activations, **where)
 
 
 def mean(site: str, mean_activations: jax.Array, **where) -> Intervention:
-  """Mean ablation: the activation becomes its dataset mean, [L, D] (or [L, T, D])."""
+  """Mean ablation: the activation becomes its dataset mean.
+
+  Args:
+    site: one of SITES. mean_activations: [L, D] (the same at every position) or [L, T, D].
+    where: the keyword arguments of `replace`.
+  """
   mean_activations = jnp.asarray(mean_activations)
   if mean_activations.ndim == 2:
     mean_activations = mean_activations[:, None, :]                 # [L, 1, D]
@@ -145,7 +178,13 @@ def mean(site: str, mean_activations: jax.Array, **where) -> Intervention:
 
 
 def noise(site: str, activations: jax.Array, key: jax.Array, std: float, **where) -> Intervention:
-  """Gaussian-noise ablation: the activation becomes itself plus N(0, std^2) noise."""
+  """Gaussian-noise ablation: the activation becomes itself plus N(0, std^2) noise.
+
+  Args:
+    site: one of SITES. activations: [*B, L, T, D] the clean activations.
+    key: the jax.random key of the noise. std: its standard deviation.
+    where: the keyword arguments of `replace`.
+  """
   activations = jnp.asarray(activations)
   value = activations + std * jax.random.normal(key, activations.shape, activations.dtype)
   return replace(site, value, **where)
@@ -155,10 +194,15 @@ def resample(site: str, source_activations: jax.Array, source_lengths, *, num_la
              seq_len: int, lengths, layers=None, strength: float = 1.0) -> Intervention:
   """Resample ablation at each prompt's final position (METHOD.md).
 
-  source_activations [B, L, Ts, D] are the clean activations of each prompt's source
-  prompt (row b is the source of prompt b) and source_lengths [B] their lengths; prompt
-  b's final position gets the source's final-position activation. The value is stored
-  as [B, L, 1, D] and broadcast over positions.
+  Prompt b's final position gets its source prompt's final-position activation. The
+  value is stored as [B, L, 1, D] and broadcast over positions.
+
+  Args:
+    site: one of SITES.
+    source_activations: [B, L, Ts, D] the clean activations of each prompt's source
+      prompt (row b is the source of prompt b).
+    source_lengths: int [B] the source prompts' lengths.
+    num_layers, seq_len, lengths, layers, strength: as in `replace` (positions is "final").
   """
   source_activations = jnp.asarray(source_activations)
   last = jnp.asarray(source_lengths) - 1                            # [B]
@@ -168,7 +212,11 @@ def resample(site: str, source_activations: jax.Array, source_lengths, *, num_la
 
 
 def freeze_final_scale(scale: jax.Array) -> Intervention:
-  """Hold the final norm's scale sigma [*B, T] at given values (usually the clean run's)."""
+  """Hold the final norm's scale sigma at given values (usually the clean run's).
+
+  Args:
+    scale: [*B, T] the frozen sigma (the clean run's `Outputs.final_scale`).
+  """
   return Intervention(final_scale=jnp.asarray(scale))
 
 

@@ -16,6 +16,10 @@ the offset k = i - j, a learned projection W_R and per-head biases u and v,
 `relative_logits` computes the two offset terms, (q_i + v) . W_R r_{i-j}, for all
 offsets at once ([.., T_offsets] per query) and then gathers offset i - j for each
 key: the "relative shift" written as an index gather.
+
+Shapes (the package glossary, hydra_jax/__init__.py): B prompts, T positions (Tq query,
+Tk key positions), H heads (or G key/value heads), E head size, D d_model; here also
+O offsets and P = rotary_dim / 2 rotated pairs per head.
 """
 
 from __future__ import annotations
@@ -25,35 +29,35 @@ import jax.numpy as jnp
 
 
 def rotary_angles(positions: jax.Array, rotary_dim: int, base: float) -> tuple[jax.Array, jax.Array]:
-  """cos, sin of the rotary angles: positions [B, T] -> two [B, T, rotary_dim // 2] arrays."""
+  """cos, sin of the rotary angles: positions [B, T] -> two [B, T, P] arrays."""
   inv_freq = 1.0 / (base ** (jnp.arange(0, rotary_dim, 2, dtype=jnp.float32) / rotary_dim))
-  angles = positions.astype(jnp.float32)[..., None] * inv_freq   # [B, T, rotary_dim/2]
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq   # [B, T, P]
   return jnp.cos(angles), jnp.sin(angles)
 
 
 def apply_rotary(x: jax.Array, positions: jax.Array, rotary_dim: int, base: float) -> jax.Array:
-  """Rotate the first `rotary_dim` features of each head: x [B, T, N, K], positions [B, T]."""
-  cos, sin = rotary_angles(positions, rotary_dim, base)            # [B, T, R/2]
-  cos, sin = cos[:, :, None, :], sin[:, :, None, :]                # [B, T, 1, R/2]
+  """Rotate the first `rotary_dim` features of each head: x [B, T, H, E], positions [B, T]."""
+  cos, sin = rotary_angles(positions, rotary_dim, base)            # [B, T, P]
+  cos, sin = cos[:, :, None, :], sin[:, :, None, :]                # [B, T, 1, P]
   rot, rest = x[..., :rotary_dim].astype(jnp.float32), x[..., rotary_dim:]
-  first, second = jnp.split(rot, 2, axis=-1)                       # [B, T, N, R/2] each
+  first, second = jnp.split(rot, 2, axis=-1)                       # [B, T, H, P] each
   rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
   return jnp.concatenate([rotated.astype(x.dtype), rest], axis=-1)
 
 
 def sinusoid(offsets: jax.Array, dim: int) -> jax.Array:
-  """Transformer-XL sinusoidal embedding of offsets [N] -> [N, dim] = [sin | cos]."""
+  """Transformer-XL sinusoidal embedding of offsets [O] -> [O, dim] = [sin | cos]."""
   inv_freq = 1.0 / (10000.0 ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
-  angles = offsets.astype(jnp.float32)[:, None] * inv_freq          # [N, dim/2]
+  angles = offsets.astype(jnp.float32)[:, None] * inv_freq          # [O, dim/2]
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
 def relative_logits(
-    q: jax.Array,            # [B, Tq, H, K] queries (unscaled)
+    q: jax.Array,            # [B, Tq, H, E] queries (unscaled)
     q_pos: jax.Array,        # [B, Tq] int
     k_pos: jax.Array,        # [B, Tk] int
-    w_r: jax.Array,          # [D, H, K] projection of the sinusoid
-    bias_v: jax.Array,       # [H, K] the "v" bias of the position term
+    w_r: jax.Array,          # [D, H, E] projection of the sinusoid
+    bias_v: jax.Array,       # [H, E] the "v" bias of the position term
     max_offset: int,         # offsets 0..max_offset-1 are computed
 ) -> jax.Array:
   """(q_i + v) . W_R r_{i-j} for every query i and key j: [B, H, Tq, Tk].
@@ -62,8 +66,8 @@ def relative_logits(
   """
   d_model = w_r.shape[0]
   r = sinusoid(jnp.arange(max_offset), d_model).astype(w_r.dtype)   # [O, D]
-  r_proj = jnp.einsum("od,dhk->ohk", r, w_r)                         # [O, H, K]
-  per_offset = jnp.einsum("bqhk,ohk->bhqo", q + bias_v, r_proj)      # [B, H, Tq, O]
+  r_proj = jnp.einsum("od,dhe->ohe", r, w_r)                         # [O, H, E]
+  per_offset = jnp.einsum("bqhe,ohe->bhqo", q + bias_v, r_proj)      # [B, H, Tq, O]
   offsets = jnp.clip(q_pos[:, :, None] - k_pos[:, None, :], 0, max_offset - 1)  # [B, Tq, Tk]
   index = jnp.broadcast_to(offsets[:, None], per_offset.shape[:3] + offsets.shape[-1:])
   return jnp.take_along_axis(per_offset, index, axis=-1)             # [B, H, Tq, Tk]

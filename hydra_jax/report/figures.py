@@ -1,7 +1,7 @@
 """The Hydra paper's figures of direct effects and responses, drawn from a sweep's arrays
 (matplotlib, Agg).
 
-Every function takes the arrays of `results.npz` (see `hydra_jax.report`) and a PNG
+Every function takes the arrays of `results.npz` (see `report.summary`) and a PNG
 path, and writes one figure. Components are numbered c = 2l (attention of layer l)
 and c = 2l + 1 (MLP of layer l); "lost DE" is the direct effect a component loses
 when it is ablated (minus the sweep's `direct_change`). Where `response_by_source`

@@ -1,6 +1,6 @@
 """report.md: the summary of a sweep as a results section that reads on its own.
 
-`render(summary, figure_paths)` lays out summary.json (see `hydra_jax.report`): how to
+`render(summary, figure_paths)` lays out summary.json (see `report.summary`): how to
 read it, what was run (with the sweep's options), the headline (middle-layer slopes with
 their bootstrap intervals first) beside the paper's numbers, each figure with a sentence
 on this run and the paper's finding (`captions`), and the per-layer tables.

@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import types
 from typing import Any, Mapping, Optional
 
@@ -249,20 +248,3 @@ def redraw(workdir: str) -> dict[str, Any]:
       saved = json.load(f)
     info = {k: saved[k] for k in ("config", "model", "prompts", "timing") if k in saved}
   return write(workdir, arrays, info, save_arrays=False)
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-  from absl import app, flags
-  flags.DEFINE_string("workdir", None, "folder of a finished run (holding results.npz)")
-
-  def run(unused_argv):
-    if not flags.FLAGS.workdir:
-      raise app.UsageError("--workdir is required")
-    try:
-      redraw(flags.FLAGS.workdir)
-    except ValueError as error:
-      sys.exit(f"hydra_jax.report: {error}")
-    print(f"report redrawn in {os.path.join(flags.FLAGS.workdir, REPORT_FILE)}")
-
-  app.run(run, argv=argv)
-

@@ -1,7 +1,7 @@
 """The embedded default model: a tiny Chinchilla-style transformer shipped in the package.
 
 It is trained by the project itself on the synthetic fact world of
-`hydra_jax.data.synthetic` (people with invented names and five relations), with a
+`hydra_jax.train.synthetic` (people with invented names and five relations), with a
 SentencePiece BPE tokenizer trained on the same corpus. Every step is seeded by
 `RECIPE`, and
 
@@ -33,14 +33,15 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from hydra_jax.data.batching import right_pad, tokenize_records
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.predict import predictor
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny"
 TOKENIZER_FILE, FACTS_FILE, METADATA_FILE = "tokenizer.model", "facts.json", "metadata.json"
@@ -100,33 +101,25 @@ def load(directory: str | None = None) -> EmbeddedModel:
   return EmbeddedModel(config, params, _tokenizer(path / TOKENIZER_FILE), records, metadata)
 
 
-def predict_last(params, config: ModelConfig, rows: list[list[int]],
+def predict_last(params, config: ModelConfig, rows: Sequence[Sequence[int]],
                  batch_size: int = 128) -> np.ndarray:
-  """The argmax token [N] at the last position of each token row (rows padded per batch)."""
-  @jax.jit
-  def argmax_at(params, tokens, lengths):
-    logits = model_lib.forward(params, config, tokens).logits                   # [B, T, V]
-    final = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)   # [B, 1, V]
-    return jnp.argmax(final[:, 0], axis=-1)                                     # [B]
-
+  """The argmax token [N] at the last position of each token row (`model.predict`), in
+  batches of `batch_size` rows padded to the longest row (one compile for all)."""
+  predict = predictor(params, config)
   longest = max(len(row) for row in rows)
   predictions = []
   for start in range(0, len(rows), batch_size):
-    chunk = rows[start:start + batch_size]
-    tokens = np.zeros((batch_size, longest), np.int32)                          # [B, T]
-    lengths = np.ones((batch_size,), np.int32)                                  # [B]
-    for b, row in enumerate(chunk):
-      tokens[b, :len(row)], lengths[b] = row, len(row)
-    predictions.append(np.asarray(argmax_at(params, tokens, lengths))[:len(chunk)])
+    chunk = list(rows[start:start + batch_size])
+    filler = [[0]] * (batch_size - len(chunk))                  # rows of one pad token
+    predictions.append(predict(*right_pad(chunk + filler, longest))[:len(chunk)])
   return np.concatenate(predictions)
 
 
 def fact_accuracy(params, config: ModelConfig, tokenizer, records) -> tuple[float, np.ndarray]:
   """(fraction answered correctly, correct [N] bool) for prompt records (id, prompt, label)."""
-  rows = [list(tokenizer.encode(record["prompt"])) for record in records]
-  added = len(tokenizer.encode(""))
-  labels = np.array([tokenizer.encode(record["label"])[added] for record in records])
-  correct = predict_last(params, config, rows) == labels
+  prompts = tokenize_records(records, tokenizer, label_prefix="")   # "▁Lisbon": one token
+  labels = np.array([prompt.label_token for prompt in prompts])                      # [N]
+  correct = predict_last(params, config, [prompt.tokens for prompt in prompts]) == labels
   return float(correct.mean()), correct
 
 
@@ -167,16 +160,13 @@ def build(out_dir: str | Path = ASSET_DIR, recipe: Recipe = RECIPE, *, steps: in
       clip_norm=recipe.clip_norm, seed=recipe.train_seed, log_every=50, log=log)
   params = jax.device_get(params)
   accuracy, correct = fact_accuracy(params, recipe.model, tokenizer, records)
-  by_relation = {name: float(np.mean([ok for r, ok in zip(records, correct)
-                                      if r["relation"] == name]))
-                 for name in dict.fromkeys(r["relation"] for r in records)}
   checkpoints.save(out, recipe.model, params)
   (out / FACTS_FILE).write_text(json.dumps(records, indent=0))
   metadata = dict(
       reproduce_command=REPRODUCE_COMMAND,
       recipe={**dataclasses.asdict(recipe), "model": recipe.model.to_dict()},
       fact_accuracy=accuracy, num_prompts=len(records), num_correct=int(correct.sum()),
-      accuracy_by_relation=by_relation, num_params=model_lib.count_params(params),
+      accuracy_by_relation=_by_relation(records, correct), num_params=model_lib.count_params(params),
       first_loss=history.losses[0], final_loss=float(np.mean(history.losses[-50:])),
       train_seconds=round(history.seconds, 1),
       total_seconds=round(time.perf_counter() - start, 1), versions=_versions())
@@ -184,6 +174,12 @@ def build(out_dir: str | Path = ASSET_DIR, recipe: Recipe = RECIPE, *, steps: in
   log(f"fact accuracy {accuracy:.3f} ({int(correct.sum())}/{len(records)}), "
       f"wall time {metadata['total_seconds']:.0f}s, assets in {out}")
   return metadata
+
+
+def _by_relation(records, correct: np.ndarray) -> dict[str, float]:
+  """{relation: fraction of its prompts answered correctly}, relations in record order."""
+  return {name: float(np.mean([ok for r, ok in zip(records, correct) if r["relation"] == name]))
+          for name in dict.fromkeys(r["relation"] for r in records)}
 
 
 def _versions() -> dict[str, str]:

@@ -18,7 +18,7 @@ the paper's Chinchilla.
     python -m hydra_jax.train --build_embedded [--out hydra_jax/assets/tiny]
 
 rebuilds the embedded default model (world, corpus, tokenizer, model, evaluation,
-assets) from `hydra_jax.embedded.RECIPE`; see that module.
+assets) from `train.embedded.RECIPE`; see that module.
 
 Shapes: B rows per batch, T positions, V vocabulary.
 """
@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hydra_jax.data.batching import right_pad
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 
@@ -183,9 +184,5 @@ def batch_stream(rows: Sequence[Sequence[int]], *, batch_size: int, seq_len: int
   while True:
     order = rng.permutation(len(rows))
     for start in range(0, len(order) - batch_size + 1, batch_size):
-      tokens = np.full((batch_size, seq_len), pad_id, np.int32)           # [B, T]
-      lengths = np.zeros((batch_size,), np.int32)                         # [B]
-      for b, index in enumerate(order[start:start + batch_size]):
-        row = list(rows[index])[:seq_len]
-        tokens[b, :len(row)], lengths[b] = row, len(row)
-      yield tokens, lengths
+      batch = [list(rows[index])[:seq_len] for index in order[start:start + batch_size]]
+      yield right_pad(batch, seq_len, pad_id)                             # [B, T], [B]

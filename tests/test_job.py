@@ -1,0 +1,78 @@
+"""The main job's flow in-process: the model planned from its config files is the model
+loaded, the mesh's shape is computed in one place, bad input stops before anything is
+written, and the kept prompts are those the model answers. End-to-end runs are in
+test_main.py. Runtime: about 25 s on 2 CPU cores.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from hydra_jax import checkpoints, data
+from hydra_jax.job import loading
+from hydra_jax.job import run as job
+from hydra_jax.model import predict
+from hydra_jax.model.config import ModelConfig
+from tests.conftest import job_config, numpy_params
+
+SMALL = ModelConfig(vocab_size=512, d_model=16, num_layers=2, num_heads=2, max_seq_len=16)
+
+
+@pytest.mark.parametrize("source", ["embedded", "checkpoint"])
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_the_planned_model_is_the_loaded_model(tmp_path, source, dtype):
+  """The job matches config.model once, on model_config_of: it must be what loads.
+  (A random model is both times `job.config.model_config_from`.)"""
+  config = job_config("tiny")
+  if source == "checkpoint":
+    checkpoints.save(tmp_path, SMALL, numpy_params(SMALL))
+    config.model_source, config.checkpoint, config.data.name = "checkpoint", str(tmp_path), "random"
+    config.data.filter_correct = False
+  config.model.dtype = dtype
+  planned = loading.model_config_of(config)
+  model = loading.load_model(config)
+  assert planned == model.config
+  assert {leaf.dtype.name for leaf in jax.tree_util.tree_leaves(model.params)} == {
+      dtype or "float32"}
+
+
+def test_mesh_shape_takes_what_the_model_axis_leaves():
+  config, count = job_config("tiny"), jax.device_count()
+  assert job.mesh_shape(config) == (count, 1)
+  config.mesh.model = 2 * count                     # a larger machine's mesh, for a dry run
+  assert job.mesh_shape(config) == (1, 2 * count)
+  with pytest.raises(ValueError, match=rf"\(data=1, model={2 * count}\) does not fit the "
+                                       rf"{count} devices here"):
+    job.make_mesh(job.mesh_shape(config))
+  assert dict(job.make_mesh((count, 1)).shape) == {"data": count, "model": 1}
+
+
+def test_bad_input_stops_before_anything_is_written(tmp_path):
+  config = job_config("tiny")
+  config.sweep.kind = "noise"
+  with pytest.raises(ValueError, match="config.sweep.kind='noise': must be one of"):
+    job.run(config, str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="--workdir=DIR is required"):
+    job.run(job_config("tiny"), "")
+  config = job_config("tiny")
+  config.model.num_layers = 3
+  with pytest.raises(ValueError, match=r"^the embedded model does not match config.model: "
+                                       r"num_layers=3 \(the model has 4\)"):
+    job.run(config, str(tmp_path / "b"))
+  assert not list(tmp_path.iterdir())
+
+
+def test_kept_prompts_are_answered_correctly_in_order_of_length():
+  config = job_config("tiny")
+  config.data.max_prompts = 24
+  model = loading.load_model(config)
+  prompts = loading.load_prompts(config, model)
+  assert prompts.counts["total"] == 24 == len(prompts) + sum(prompts.counts["dropped"].values())
+  lengths = [len(tokens) for tokens in prompts.tokens]
+  assert lengths == sorted(lengths)
+  assert [tuple(model.tokenizer.encode(text)) for text in prompts.texts] == list(prompts.tokens)
+  answers = predict.final_argmax(model.params, model.config,
+                                 *data.right_pad(prompts.tokens, max(lengths)))
+  labels = [data.first_label_token(model.tokenizer, label, label_prefix="")
+            for label in prompts.labels]
+  np.testing.assert_array_equal(answers, labels)
