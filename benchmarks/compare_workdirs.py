@@ -6,7 +6,8 @@ A float array matches when max |new - old| <= rtol * max |old| (relative to the 
 scale: TE near zero has no meaningful elementwise relative error); integer and string
 arrays must be equal. summary.json is compared the same way on every number it holds,
 skipping timings and the configuration. Prints one line per difference and a verdict;
-exits 1 when anything differs.
+exits 1 when anything differs. Keys present in only one of the two are counted, not
+compared (a newer report adds fields).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def _numbers(tree, path=""):
 def compare_summaries(old: dict, new: dict, rtol: float) -> list[str]:
   strip = lambda s: {k: v for k, v in s.items() if k not in SKIPPED_SUMMARY_KEYS}
   a, b = dict(_numbers(strip(old))), dict(_numbers(strip(new)))
-  problems = [f"summary.json: {key} only in {side}" for side, x, y in (("old", a, b), ("new", b, a))
-              for key in sorted(set(x) - set(y))]
+  problems = [f"summary.json: {len(set(x) - set(y))} numbers only in {side} (e.g. "
+              f"{sorted(set(x) - set(y))[0]})" for side, x, y in (("old", a, b), ("new", b, a))
+              if set(x) - set(y)]
   for key in sorted(set(a) & set(b)):
     x, y = a[key], b[key]
     if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):

@@ -18,6 +18,7 @@ from typing import Optional
 import jax
 import numpy as np
 
+from hydra_jax.data import batching
 from hydra_jax.sweep import checks, engine
 
 LENGTH_MULTIPLE = 8      # the padded length T is a multiple of this (within the context)
@@ -45,13 +46,9 @@ def make_layout(num_prompts: int, chunk_size: int) -> Layout:
 def pad_tokens(rows, max_len: int):
   """Token lists -> (tokens int32 [N, T] right-padded with 0, lengths int32 [N]); T is the longest
   prompt rounded up to LENGTH_MULTIPLE (never past max_len)."""
-  lengths = np.array([len(r) for r in rows], np.int32)
-  longest = int(lengths.max())
-  length = max(longest, min(max_len, -(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE))
-  tokens = np.zeros((len(rows), length), np.int32)
-  for i, row in enumerate(rows):
-    tokens[i, :lengths[i]] = row
-  return tokens, lengths
+  longest = max(len(r) for r in rows)
+  return batching.right_pad(rows, max(longest, min(max_len, -(-longest // LENGTH_MULTIPLE)
+                                                   * LENGTH_MULTIPLE)))
 
 
 def prepare(model, prompts, sources: Optional[np.ndarray], layout: Layout, *, kind: str, path: str,
@@ -71,13 +68,17 @@ def to_host(array) -> np.ndarray:
 
 
 def sweep_chunk(prepared: engine.Prepared, prompts, layout: Layout, index: int, *,
-                check: bool = False, check_rtol: float = 1e-4) -> dict[str, np.ndarray]:
-  """Sweep chunk `index`; its arrays (the HydraResult fields, the prompts' ids and sources), each [n]."""
+                check: bool = False, check_rtol: float = 1e-4,
+                keep_sources: int = 0) -> dict[str, np.ndarray]:
+  """Sweep chunk `index`; its arrays (the HydraResult fields, the prompts' ids and sources), each
+  [n], and response_by_source [n', K, C, C] for its rows among the first keep_sources prompts."""
   rows = layout.chunk(index)
   measured, checked = prepared.run_rows(rows)
   if check:
     checks.raise_if_inconsistent(checked, check_rtol, upstream=prepared.upstream_checked)
   arrays = {name: to_host(value) for name, value in measured.items() if value is not None}
+  if "response_by_source" in arrays:
+    arrays["response_by_source"] = arrays["response_by_source"][:max(0, keep_sources - rows[0])]
   arrays["prompt_id"] = prompts.ids[rows]
   if prepared.sources is not None:
     arrays["sources"] = prepared.sources[rows].astype(np.int64)

@@ -16,13 +16,23 @@ the command line, e.g. `--config.sweep.num_sources=5`:
   data           name ("embedded", "known_facts", "counterfact", "random"), data_dir and
                  manual_dir for TFDS, max_prompts (0 = all), filter_correct, label_prefix,
                  num_prompts / prompt_length for random token prompts
-  sweep          kind ("resample", "zero", "mean"), num_sources K, seed of the source
-                 draw, path ("incremental", "full"), chunk_size prompts per saved chunk,
-                 check (run the consistency checks)
+  sweep          kind ("resample", "zero", "mean", "noise"), num_sources K (noise: draws),
+                 seed of the source draw, sources ("uniform", or "same_relation": sources
+                 share the prompt's relation, where the prompt set has relations), path
+                 ("incremental", "full"), chunk_size prompts per saved chunk, check (the
+                 consistency checks; default True: they are computed on the device in
+                 every sweep anyway, comparing them costs under 1%), response_scale
+                 ("clean": responses read with the clean final sigma, METHOD.md's default;
+                 "ablated": each run's own), freeze_final_scale (False; True holds the
+                 ablated runs' final sigma at its clean value: the norm remainder is then
+                 0), keep_sources (8: the per-source responses [K, C, C] of the first 8
+                 prompts are kept, for the report's per-source lines), noise_scale (3.0:
+                 the noise std in units of the embeddings' std, kind "noise")
   mesh           data and model axis sizes (data=-1: all devices left over)
   report         ablated_layer (-1: the attention layer losing most DE) and ablated_kind of
                  figures 1/3, regression_layers of figure 7 (empty: spread evenly),
-                 late_mlps of the erasure figure (0: a quarter of the layers, at least 2)
+                 late_mlps of the erasure figure (0: a quarter of the layers, at least 2),
+                 bootstrap resamples of the confidence intervals (1000) and their seed
   dry_run        print the plan (size, bytes per device, FLOPs, devices) and stop
   distributed    "auto" (initialise jax.distributed on multi-host TPU VMs), "on", "off"
 
@@ -43,7 +53,9 @@ from hydra_jax.model.config import ModelConfig
 
 MODEL_SOURCES = ("embedded", "hf", "checkpoint", "random")
 DATASETS = ("embedded", "known_facts", "counterfact", "random")
-KINDS = ("resample", "zero", "mean")
+KINDS = ("resample", "zero", "mean", "noise")
+SOURCE_DRAWS = ("uniform", "same_relation")
+RESPONSE_SCALES = ("clean", "ablated")
 PATHS = ("incremental", "full")
 ABLATED_KINDS = ("attn", "mlp")
 DISTRIBUTED = ("auto", "on", "off")
@@ -67,10 +79,13 @@ def defaults() -> ml_collections.ConfigDict:
       name="embedded", data_dir="", manual_dir="", max_prompts=0, filter_correct=True,
       label_prefix=" ", num_prompts=256, prompt_length=16))
   config.sweep = ml_collections.ConfigDict(dict(
-      kind="resample", num_sources=15, seed=0, path="incremental", chunk_size=64, check=False))
+      kind="resample", num_sources=15, seed=0, sources="uniform", path="incremental",
+      chunk_size=64, check=True, response_scale="clean", freeze_final_scale=False, keep_sources=8,
+      noise_scale=3.0))
   config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
   config.report = ml_collections.ConfigDict(dict(
-      ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0))
+      ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0, bootstrap=1000,
+      bootstrap_seed=0))
   return config
 
 
@@ -160,6 +175,12 @@ def check(config: ml_collections.ConfigDict) -> None:
   _require(sweep.path in PATHS, "sweep.path", sweep.path, f"must be one of {PATHS}")
   _require(sweep.num_sources >= 1, "sweep.num_sources", sweep.num_sources, "must be >= 1")
   _require(sweep.chunk_size >= 1, "sweep.chunk_size", sweep.chunk_size, "must be >= 1")
+  _require(sweep.sources in SOURCE_DRAWS, "sweep.sources", sweep.sources, f"must be one of {SOURCE_DRAWS}")
+  _require(sweep.response_scale in RESPONSE_SCALES, "sweep.response_scale", sweep.response_scale,
+           f"must be one of {RESPONSE_SCALES}")
+  _require(sweep.keep_sources >= 0, "sweep.keep_sources", sweep.keep_sources, "must be >= 0")
+  _require(sweep.noise_scale >= 0, "sweep.noise_scale", sweep.noise_scale, "must be >= 0")
+  _require(config.report.bootstrap >= 0, "report.bootstrap", config.report.bootstrap, "must be >= 0")
   _require(mesh.data == -1 or mesh.data >= 1, "mesh.data", mesh.data, "must be -1 or >= 1")
   _require(mesh.model >= 1, "mesh.model", mesh.model, "must be >= 1")
   _require(config.report.ablated_kind in ABLATED_KINDS, "report.ablated_kind",

@@ -108,8 +108,8 @@ def plan_for(config, model_config, shape: tuple[int, int]) -> plan_lib.Plan:
 
 
 def ablations_per_prompt(config, model_config) -> int:
-  """2L components x K sources (one replacement per component for zero and mean)."""
-  sources = config.sweep.num_sources if config.sweep.kind == "resample" else 1
+  """2L components x K sources or noise draws (one replacement per component for zero and mean)."""
+  sources = config.sweep.num_sources if config.sweep.kind in ("resample", "noise") else 1
   return model_config.num_components * sources
 
 
@@ -137,9 +137,10 @@ def run_chunks(config, model, prompts, sources, store, mesh) -> dict[str, Any]:
   start, computed, first = time.time(), 0, None   # first: (prompts, time) after the compile
   prepared = None                                 # prepared at the first unfinished chunk
   for index in todo:
-    prepared = prepared or chunks.prepare(model, prompts, sources, layout, kind=config.sweep.kind,
-                                          path=config.sweep.path, mesh=mesh)
-    arrays = chunks.sweep_chunk(prepared, prompts, layout, index, check=config.sweep.check)
+    prepared = prepared or chunks.prepare(model, prompts, sources, layout, mesh=mesh,
+                                          **sweep_options(config))
+    arrays = chunks.sweep_chunk(prepared, prompts, layout, index, check=config.sweep.check,
+                                keep_sources=config.sweep.keep_sources)
     if jax.process_index() == 0:
       store.save_chunk(index, arrays)
     computed += len(layout.chunk(index))
@@ -171,6 +172,8 @@ def gather_results(store, model, prompts, num_chunks) -> dict[str, np.ndarray]:
   decode = model.tokenizer.decode if model.tokenizer is not None else str
   arrays["prompt"] = np.array(prompts.texts)
   arrays["label"] = np.array(prompts.labels)
+  if any(prompts.relations):
+    arrays["relation"] = np.array(prompts.relations)
   arrays["token_text"] = np.array([decode([int(t)]) for t in arrays["token"]])
   return arrays
 
@@ -189,13 +192,31 @@ def plan_first(config: ml_collections.ConfigDict, shape: tuple[int, int]) -> boo
 
 
 def draw_sources(config, prompts) -> Optional[np.ndarray]:
-  """Resample sources [N, K] drawn from the whole kept set (seeded); None for zero and mean."""
+  """Resample sources [N, K] drawn from the whole kept set (seeded; uniformly, or among the
+  prompts of the same relation); None for the other kinds."""
   if config.sweep.kind != "resample":
     return None
   if config.sweep.num_sources >= len(prompts):
     raise ValueError(f"config.sweep.num_sources={config.sweep.num_sources}: only {len(prompts)} "
                      "prompts were kept, and each draws that many other prompts as sources")
-  return np.asarray(sweep.draw_sources(len(prompts), config.sweep.num_sources, config.sweep.seed))
+  groups = None
+  if config.sweep.sources == "same_relation":
+    if not any(prompts.relations):
+      raise ValueError(f'config.sweep.sources="same_relation": the prompts of '
+                       f'{config.data.name!r} have no relations')
+    groups = np.unique(np.array(prompts.relations), return_inverse=True)[1]
+  return np.asarray(sweep.draw_sources(len(prompts), config.sweep.num_sources, config.sweep.seed,
+                                       groups=groups))
+
+
+def sweep_options(config) -> dict[str, Any]:
+  """The engine's options of config.sweep (see job/config.py for their meaning)."""
+  sweep_config = config.sweep
+  return dict(kind=sweep_config.kind, path=sweep_config.path,
+              response_scale=sweep_config.response_scale,
+              freeze_final_scale=sweep_config.freeze_final_scale,
+              keep_sources=sweep_config.keep_sources > 0, noise_scale=sweep_config.noise_scale,
+              noise_draws=sweep_config.num_sources, noise_seed=sweep_config.seed)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
