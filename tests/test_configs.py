@@ -46,7 +46,9 @@ def test_hf_needs_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("sweep.kind", "noise", r"config.sweep.kind='noise': must be one of"),
+    ("sweep.kind", "gaussian", r"config.sweep.kind='gaussian': must be one of"),
+    ("sweep.sources", "nearby", r"config.sweep.sources='nearby': must be one of"),
+    ("sweep.response_scale", "own", r"config.sweep.response_scale='own': must be one of"),
     ("sweep.num_sources", 0, r"config.sweep.num_sources=0: must be >= 1"),
     ("sweep.path", "fast", r"config.sweep.path='fast'"),
     ("data.name", "wiki", r"config.data.name='wiki'"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import hydra_jax as hj
+from hydra_jax.model import blocks
 from hydra_jax.sweep import layer_skip
 from hydra_jax.sweep import engine as sweep
 from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
@@ -26,18 +27,18 @@ def test_lanes_run_each_ablation_over_exactly_the_layers_it_changes(num_layers):
     for r, (step, lane) in zip(range(first, L), runs):
       assert plan.layer[step, lane] == r and lane == runs[0][1] and step == runs[0][0] + r - first
       used[step, lane] += 1
-    if runs:                                                           # the run starts where the plan says
-      start = plan.attention_start if site == 0 else plan.mlp_start
-      assert start[runs[0]] and not plan.attention_start[runs[0]] & plan.mlp_start[runs[0]]
+    if runs:        # attention runs start at step 0; an MLP run where the plan injects it
+      step, lane = runs[0]
+      assert (step == 0 and not plan.mlp_start[step, lane]) if site == 0 else plan.mlp_start[step, lane]
   np.testing.assert_array_equal(used, np.ones((L, L), int))            # L x L steps, none idle
-  assert plan.attention_start.sum() == L and plan.mlp_start.sum() == L - 1
+  assert plan.mlp_start.sum() == L - 1 and not plan.mlp_start[0].any()
 
 
-def test_final_norm_scale_matches_the_model():
+def test_final_norm_sigma_matches_the_model():
   cfg = tiny_config(norm="layer", position="learned")
   params = hj.init_params(cfg, seed=1)
   out = hj.forward(params, cfg, random_tokens(cfg, batch=2, length=4))
-  np.testing.assert_allclose(layer_skip.final_norm_scale(cfg, out.resid_final), out.final_scale, rtol=1e-6)
+  np.testing.assert_allclose(blocks.norm_sigma(cfg, out.resid_final), out.final_scale, rtol=1e-6)
 
 
 @functools.lru_cache(maxsize=None)

@@ -168,7 +168,7 @@ def load_hf(path: str | os.PathLike, *, dtype: Any = None, mesh=None):
       numpy/JAX type (jnp.bfloat16, np.float32, ...). None: config.json's dtype
       (torch_dtype in older files), else float32.
     mesh: a jax.sharding.Mesh with a "model" axis, or None (the default device). Every
-      tensor is placed on its sharding (`sweep.sharding.MODEL_AXIS`) as it is read, so the
+      tensor is placed on its sharding (`model.partitioning.MODEL_AXIS`) as it is read, so the
       params are ready for `hydra_sweep(..., mesh=mesh)`.
 
   Returns:

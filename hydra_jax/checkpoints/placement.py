@@ -1,7 +1,7 @@
 """Putting parameters on a device mesh as they are read, one layer at a time.
 
 Which axis of each parameter is split over the mesh's "model" axis is decided in one
-place for the whole package, `hydra_jax.sweep.sharding.MODEL_AXIS` (attention heads, MLP width,
+place for the whole package, `hydra_jax.model.partitioning.MODEL_AXIS` (attention heads, MLP width,
 vocabulary; everything else, and any axis the "model" size does not divide, replicated),
 so a loaded model is already where the sweep wants it. `place_stacked` fills a sharded
 [L, ...] array one layer at a time (the buffer is donated to each update), so loading
@@ -21,9 +21,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hydra_jax.checkpoints import layout
+from hydra_jax.model import partitioning
 from hydra_jax.model.config import ModelConfig
 
-MODEL_AXIS = "model"   # = hydra_jax.sweep.sharding.MODEL
+MODEL_AXIS = "model"   # = hydra_jax.model.partitioning.MODEL
 
 
 def is_stacked(name: str) -> bool:
@@ -33,10 +34,8 @@ def is_stacked(name: str) -> bool:
 
 def flat_shardings(config: ModelConfig, mesh: Mesh) -> dict[str, NamedSharding]:
   """{flat tensor name: NamedSharding} for every parameter of `config` on `mesh`."""
-  from hydra_jax.sweep import sharding  # the sweep's layout; imported only when a mesh is used
-
   shapes = layout.unflatten(layout.expected_layout(config))       # ShapeDtypeStructs
-  return layout.flatten(sharding.param_shardings(shapes, mesh))
+  return layout.flatten(partitioning.param_shardings(shapes, mesh))
 
 
 @functools.lru_cache(maxsize=None)

@@ -140,6 +140,19 @@ def _require(condition: bool, field: str, value: Any, why: str) -> None:
     raise ValueError(f"config.{field}={value!r}: {why}")
 
 
+def _check_sweep(sweep: ml_collections.ConfigDict) -> None:
+  """The checks of config.sweep."""
+  _require(sweep.kind in KINDS, "sweep.kind", sweep.kind, f"must be one of {KINDS}")
+  _require(sweep.path in PATHS, "sweep.path", sweep.path, f"must be one of {PATHS}")
+  _require(sweep.num_sources >= 1, "sweep.num_sources", sweep.num_sources, "must be >= 1")
+  _require(sweep.chunk_size >= 1, "sweep.chunk_size", sweep.chunk_size, "must be >= 1")
+  _require(sweep.sources in SOURCE_DRAWS, "sweep.sources", sweep.sources, f"must be one of {SOURCE_DRAWS}")
+  _require(sweep.response_scale in RESPONSE_SCALES, "sweep.response_scale", sweep.response_scale,
+           f"must be one of {RESPONSE_SCALES}")
+  _require(sweep.keep_sources >= 0, "sweep.keep_sources", sweep.keep_sources, "must be >= 0")
+  _require(sweep.noise_scale >= 0, "sweep.noise_scale", sweep.noise_scale, "must be >= 0")
+
+
 def check(config: ml_collections.ConfigDict) -> None:
   """Raise a ValueError naming the first field of `config` that cannot work."""
   expected = defaults()
@@ -171,18 +184,10 @@ def check(config: ml_collections.ConfigDict) -> None:
   if data.name in ("known_facts", "counterfact") and data.manual_dir:
     _require(os.path.isdir(data.manual_dir), "data.manual_dir", data.manual_dir,
              "no such directory")
-  _require(sweep.kind in KINDS, "sweep.kind", sweep.kind, f"must be one of {KINDS}")
-  _require(sweep.path in PATHS, "sweep.path", sweep.path, f"must be one of {PATHS}")
-  _require(sweep.num_sources >= 1, "sweep.num_sources", sweep.num_sources, "must be >= 1")
-  _require(sweep.chunk_size >= 1, "sweep.chunk_size", sweep.chunk_size, "must be >= 1")
-  _require(sweep.sources in SOURCE_DRAWS, "sweep.sources", sweep.sources, f"must be one of {SOURCE_DRAWS}")
-  _require(sweep.response_scale in RESPONSE_SCALES, "sweep.response_scale", sweep.response_scale,
-           f"must be one of {RESPONSE_SCALES}")
-  _require(sweep.keep_sources >= 0, "sweep.keep_sources", sweep.keep_sources, "must be >= 0")
-  _require(sweep.noise_scale >= 0, "sweep.noise_scale", sweep.noise_scale, "must be >= 0")
-  _require(config.report.bootstrap >= 0, "report.bootstrap", config.report.bootstrap, "must be >= 0")
+  _check_sweep(sweep)
   _require(mesh.data == -1 or mesh.data >= 1, "mesh.data", mesh.data, "must be -1 or >= 1")
   _require(mesh.model >= 1, "mesh.model", mesh.model, "must be >= 1")
+  _require(config.report.bootstrap >= 0, "report.bootstrap", config.report.bootstrap, "must be >= 0")
   _require(config.report.ablated_kind in ABLATED_KINDS, "report.ablated_kind",
            config.report.ablated_kind, f"must be one of {ABLATED_KINDS}")
   _require(config.distributed in DISTRIBUTED, "distributed", config.distributed,

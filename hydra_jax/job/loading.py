@@ -72,9 +72,9 @@ def random_params(model_config: ModelConfig, seed: int, mesh=None):
   init = lambda: model_lib.init_params(model_config, seed)
   if mesh is None or mesh.shape.get("model", 1) == 1:
     return jax.jit(init)()
-  from hydra_jax.sweep import sharding  # the sweep's weight layout on a mesh
+  from hydra_jax.model import partitioning  # the weights' layout on a mesh
   shapes = jax.eval_shape(init)
-  return jax.jit(init, out_shardings=sharding.param_shardings(shapes, mesh))()
+  return jax.jit(init, out_shardings=partitioning.param_shardings(shapes, mesh))()
 
 
 def _tokenizer_for(config: ml_collections.ConfigDict):

@@ -26,6 +26,7 @@ T positions, G kv heads, E head size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -73,63 +74,75 @@ def skip_runs(setup: paths.Setup, values: jax.Array):
   layer stack); setup.lane_chunk lanes at a time bounds that copy, for models that fill
   the device.
   """
-  config, clean, lane_chunk, de = setup.config, setup.clean, setup.lane_chunk, setup.de
-  L, B = config.num_layers, clean.last.shape[0]
-  plan = lane_plan(L)
-  clean_attn, clean_mlp = (clean.components.reshape(B, L, 2, -1)[:, :, j] for j in (0, 1))  # [B, L, D]
-  def own_sigma(z):                      # final sigma of residuals z [..., B, D]: [..., B]
-    if setup.freeze_final_scale:
-      return jnp.broadcast_to(clean.sigma, z.shape[:-1])
-    return blocks.norm_sigma(config, z)
-  by_lane = lambda x, layer: jnp.moveaxis(x[:, layer], 1, 0)           # [B, L, ...] -> [P, B, ...]
+  plan = lane_plan(setup.config.num_layers)
+  per_source = functools.partial(_per_source, setup, plan, _lane_runner(setup))
+  outputs = paths.map_sources(per_source, values, setup.source_chunk)  # leaves [K, ...]
+  return _gather(plan, setup.config, setup.clean, *outputs)
+
+
+def _final_sigma(setup: paths.Setup, z: jax.Array) -> jax.Array:
+  """The final norm's sigma of residuals z [..., B, D] (the clean one when frozen): [..., B]."""
+  if setup.freeze_final_scale:
+    return jnp.broadcast_to(setup.clean.sigma, z.shape[:-1])
+  return blocks.norm_sigma(setup.config, z)
+
+
+def _lane_runner(setup: paths.Setup):
+  """run(layers [P], resid [P, B, D]) -> (a, m, z^l [P, B, D], sigma [P, B]): each lane's layer
+  on its residual stream at the final position, against the clean cache of that layer."""
+  config, clean, lane_chunk = setup.config, setup.clean, setup.lane_chunk
   positions = clean.last[:, None]                                      # [B, 1]
   k_pos, mask = blocks.causal_context(positions, clean.keys.shape[2])
 
-  def run_lane(layer, resid):
-    """Layer `layer` (a scalar) for one lane from its residual stream resid [B, D]."""
+  def run_lane(layer, resid):                                          # a scalar, [B, D]
     cache = (clean.keys[:, layer], clean.values[:, layer])            # [B, T, G, E]
     z, (a, m, *_) = blocks.block(blocks.layer_params(setup.params, layer), config, resid[:, None],
                                  positions, cache, k_pos, mask)
-    return a[:, 0], m[:, 0], z[:, 0], own_sigma(z[:, 0])
+    return a[:, 0], m[:, 0], z[:, 0], _final_sigma(setup, z[:, 0])
 
   def over_lanes(*lanes):                # lane_chunk lanes at a time: their layers' weights are copied
-    if lane_chunk is None or lane_chunk >= L:
+    if lane_chunk is None or lane_chunk >= config.num_layers:
       return jax.vmap(run_lane)(*lanes)
     return jax.lax.map(lambda args: run_lane(*args), lanes, batch_size=lane_chunk)
+  return over_lanes
 
-  def per_source(values_k):                                             # [B, C, D]
-    source_attn, source_mlp = (values_k.reshape(B, L, 2, -1)[:, :, j] for j in (0, 1))  # [B, L, D]
-    # z^l with m^l replaced, in the model's order of additions: [B, L, D]
-    mlp_ablated = (clean.resid_pre + clean_attn) + source_mlp
-    mlp_inject = by_lane(mlp_ablated, np.arange(L)[::-1])              # lane p: layer L-1-p
 
-    # Step 0: lane p ablates the attention of layer p, whose own attention need not run:
-    # its output is the replacement, so only the layer's MLP runs (every layer at once).
-    x, a = jnp.moveaxis(clean.resid_pre, 1, 0), jnp.moveaxis(source_attn, 1, 0)  # [P, B, D]
-    m = jax.vmap(lambda p, x, a: blocks.mlp_sublayer(p, config, x, a))(
-        blocks.stacked_layers(setup.params), x, a)                       # [P, B, D]
-    first = x + a + m                                                   # the model's order
-    first_changes = jnp.stack([de(a - jnp.moveaxis(clean_attn, 1, 0)),
-                               de(m - jnp.moveaxis(clean_mlp, 1, 0))], -1)  # [P, B, 2]
+def _per_source(setup: paths.Setup, plan: LanePlan, over_lanes, values_k):
+  """Every lane's runs for one source's values [B, C, D]: lane results [S, P, B, ...] and the
+  last MLP's ablation (which runs no layer)."""
+  config, clean, de = setup.config, setup.clean, setup.de
+  L, B = config.num_layers, clean.last.shape[0]
+  clean_attn, clean_mlp = (clean.components.reshape(B, L, 2, -1)[:, :, j] for j in (0, 1))  # [B, L, D]
+  by_lane = lambda x, layer: jnp.moveaxis(x[:, layer], 1, 0)           # [B, L, ...] -> [P, B, ...]
+  source_attn, source_mlp = (values_k.reshape(B, L, 2, -1)[:, :, j] for j in (0, 1))  # [B, L, D]
+  # z^l with m^l replaced, in the model's order of additions: [B, L, D]
+  mlp_ablated = (clean.resid_pre + clean_attn) + source_mlp
+  mlp_inject = by_lane(mlp_ablated, np.arange(L)[::-1])                # lane p: layer L-1-p
 
-    def step(resid, plan_step):                                         # resid [P, B, D]
-      layer, mlp_start = plan_step                                      # [P] each
-      resid = jnp.where(mlp_start[:, None, None], mlp_inject, resid)
-      a, m, resid, sigma = over_lanes(layer, resid)                    # [P, B, (D)]
-      changes = jnp.stack([de(a - by_lane(clean_attn, layer)), de(m - by_lane(clean_mlp, layer))], -1)
-      return resid, (changes, de(resid - clean.resid_final), sigma)    # [P, B, J], [P, B], [P, B]
+  # Step 0: lane p ablates the attention of layer p, whose own attention need not run:
+  # its output is the replacement, so only the layer's MLP runs (every layer at once).
+  x, a = jnp.moveaxis(clean.resid_pre, 1, 0), jnp.moveaxis(source_attn, 1, 0)  # [P, B, D]
+  m = jax.vmap(lambda p, x, a: blocks.mlp_sublayer(p, config, x, a))(
+      blocks.stacked_layers(setup.params), x, a)                         # [P, B, D]
+  first = x + a + m                                                     # the model's order
+  first_changes = jnp.stack([de(a - jnp.moveaxis(clean_attn, 1, 0)),
+                             de(m - jnp.moveaxis(clean_mlp, 1, 0))], -1)  # [P, B, 2]
 
-    plan_steps = tuple(jnp.asarray(x[1:]) for x in (plan.layer, plan.mlp_start))
-    _, later = jax.lax.scan(step, first, plan_steps)                    # [S - 1, P, B, ...]
-    changes, resid_change, sigma = (jnp.concatenate([y[None], ys]) for y, ys in zip(
-        (first_changes, de(first - clean.resid_final), own_sigma(first)), later))  # [S, P, B, ...]
-    last_mlp = mlp_ablated[:, -1]                                       # the MLP of layer L-1: no layer runs
-    direct_mlp = de(jnp.moveaxis(source_mlp - clean_mlp, 1, 0))        # [L, B]
-    return (changes, resid_change, sigma, direct_mlp, de(last_mlp - clean.resid_final),
-            own_sigma(last_mlp))
+  def step(resid, plan_step):                                           # resid [P, B, D]
+    layer, mlp_start = plan_step                                        # [P] each
+    resid = jnp.where(mlp_start[:, None, None], mlp_inject, resid)
+    a, m, resid, sigma = over_lanes(layer, resid)                      # [P, B, (D)]
+    changes = jnp.stack([de(a - by_lane(clean_attn, layer)), de(m - by_lane(clean_mlp, layer))], -1)
+    return resid, (changes, de(resid - clean.resid_final), sigma)      # [P, B, 2], [P, B], [P, B]
 
-  outputs = paths.map_sources(per_source, values, setup.source_chunk)  # leaves [K, ...]
-  return _gather(plan, config, clean, *outputs)
+  plan_steps = tuple(jnp.asarray(x[1:]) for x in (plan.layer, plan.mlp_start))
+  _, later = jax.lax.scan(step, first, plan_steps)                      # [S - 1, P, B, ...]
+  changes, resid_change, sigma = (jnp.concatenate([y[None], ys]) for y, ys in zip(
+      (first_changes, de(first - clean.resid_final), _final_sigma(setup, first)), later))
+  last_mlp = mlp_ablated[:, -1]                                         # the MLP of layer L-1: no layer runs
+  direct_mlp = de(jnp.moveaxis(source_mlp - clean_mlp, 1, 0))          # [L, B]
+  return (changes, resid_change, sigma, direct_mlp, de(last_mlp - clean.resid_final),
+          _final_sigma(setup, last_mlp))
 
 
 def _gather(plan: LanePlan, config: ModelConfig, clean, changes, resid_change, sigma, direct_mlp,

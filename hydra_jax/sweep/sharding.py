@@ -8,9 +8,7 @@ for one device; XLA's partitioner inserts the collectives. Everything goes throu
 `jax.jit` with NamedShardings (no pmap), so one program serves one device, a host's
 devices or a TPU pod slice (after `jax.distributed.initialize()`).
 
-Which axis of each parameter goes over "model" is data (`MODEL_AXIS`), keyed by the
-parameter names of `hydra_jax.model`; a dimension the axis size does not divide stays
-replicated.
+Which axis of each parameter goes over "model" is data (`model.partitioning.MODEL_AXIS`).
 """
 
 from __future__ import annotations
@@ -21,16 +19,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-DATA, MODEL = "data", "model"
+from hydra_jax.model.partitioning import MODEL, MODEL_AXIS, param_shardings  # noqa: F401
 
-# Parameter (module, name) -> the axis split over "model" (the leading L axis is axis 0 of layers/*).
-MODEL_AXIS = {
-    "layers/attention": {"q": 2, "k": 2, "v": 2, "o": 1, "q_bias": 1, "k_bias": 1, "v_bias": 1,
-                         "w_r": 2, "bias_u": 1, "bias_v": 1},
-    "layers/mlp": {"w_in": 2, "w_gate": 2, "w_out": 1, "b_in": 1, "b_gate": 1},
-    "embed": {"embeddings": 1},
-    "unembed": {"w": 1},
-}
+DATA = "data"
 
 
 def validate_mesh(mesh: Optional[Mesh]) -> None:
@@ -59,21 +50,6 @@ def data_size(mesh: Optional[Mesh]) -> int:
 def data_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (prompt) axis over "data", every other axis replicated."""
   return NamedSharding(mesh, PartitionSpec(DATA))
-
-
-def param_shardings(params, mesh: Mesh):
-  """A NamedSharding per parameter: MODEL_AXIS over "model" where it divides, else replicated."""
-  model_size = mesh.shape.get(MODEL, 1)
-
-  def spec(module: str, name: str, shape) -> PartitionSpec:
-    axis = MODEL_AXIS.get(module, {}).get(name)
-    if model_size == 1 or axis is None or shape[axis] % model_size:
-      return PartitionSpec()
-    return PartitionSpec(*[MODEL if i == axis else None for i in range(len(shape))])
-
-  return {module: {name: NamedSharding(mesh, spec(module, name, np.shape(value)))
-                   for name, value in values.items()}
-          for module, values in params.items()}
 
 
 def place_params(params, mesh: Optional[Mesh]):
