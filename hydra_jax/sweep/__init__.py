@@ -3,10 +3,13 @@
   effects      the measures of METHOD.md as pure functions (DE, TE, dDE, CE, regression)
   paths        the clean run and the AblationPath protocol; the full and incremental paths
   layer_skip   the incremental path that runs only the layers an ablation changes
-  batching     one layout of a batch's rows (scored | source-only | padding) for a mesh
+  noise        noise ablation: components under noisy input embeddings (paper eq. 37)
+  measures     HydraResult: a batch's ablated runs reduced to the measures
+  checks       the consistency checks of METHOD.md, raised as ConsistencyError
+  batching     a batch's rows on a mesh: the scored prompts, then padding
   validation   numpy checks of a sweep's arguments before anything compiles
   sharding     prompts over the mesh's "data" axis, weights over its "model" axis
-  engine       hydra_sweep: the compiled program per batch, and the driver
+  engine       prepare / run_rows / hydra_sweep: the compiled programs and the driver
 """
 
 from hydra_jax.sweep.engine import (ConsistencyError, HydraResult, draw_sources, hydra_sweep,
