@@ -264,9 +264,10 @@ def lower_sweep(params, config: ModelConfig, tokens, lengths, sources=None, **op
   ShapeDtypeStructs): `.compile()` it to time compilation, read `.cost_analysis()` or
   `.memory_analysis()`, or inspect the HLO. Nothing is computed."""
   kind = options.get("kind", "resample")
-  shape = (np.shape(tokens)[0],) if kind == "resample" else ()
-  table = jax.ShapeDtypeStruct(shape + (config.num_components, config.d_model), jnp.dtype(config.dtype)
-                               if kind == "resample" else jnp.float32)
+  table = {"resample": jax.ShapeDtypeStruct((np.shape(tokens)[0], config.num_components, config.d_model),
+                                            jnp.dtype(config.dtype)),
+           "noise": jax.ShapeDtypeStruct((), jnp.float32)}.get(
+               kind, jax.ShapeDtypeStruct((config.num_components, config.d_model), jnp.float32))
   prepared = prepare(params, config, tokens, lengths, sources, table=table, **options)
   arrays = _batch_arrays(prepared, np.arange(min(prepared.batch, len(prepared.tokens))))
   return prepared.program.lower(prepared.params, *arrays[:2], table, arrays[2])
