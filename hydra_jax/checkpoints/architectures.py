@@ -10,6 +10,8 @@ An `Architecture` is three tables and nothing else:
              tensor (stacked by the loader into hydra_jax's leading L axis). A rule whose
              hydra_jax tensor the config does not need (a bias it has not, an untied
              unembedding) is skipped, so the same table serves every variant.
+             `norm_rules` and `mlp_rules` write the rows every architecture has (norm gain
+             and bias, MLP weights and biases) from the Hugging Face names alone.
   ignored    patterns of non-parameter buffers some checkpoints carry (causal-mask
              buffers, cached rotary frequencies)
 
@@ -122,6 +124,25 @@ class Rule:
     return (self.hf,) if isinstance(self.hf, str) else self.hf
 
 
+def norm_rules(ours: str, hf: str, bias: bool = True) -> tuple[Rule, ...]:
+  """A norm's gain `ours`/scale <- `hf`.weight and, with `bias` (LayerNorm), `ours`/bias <-
+  `hf`.bias, both as they are."""
+  gain = Rule(f"{ours}/scale", f"{hf}.weight", same)
+  return (gain, Rule(f"{ours}/bias", f"{hf}.bias", same)) if bias else (gain,)
+
+
+def mlp_rules(block: str, projections: Mapping[str, str], transform: Transform
+              ) -> tuple[Rule, ...]:
+  """The MLP's linear maps, `projections` naming each ("in" -> "up_proj"): every weight
+  layers/mlp/w_<x> <- `block`<name>.weight via `transform`, then every bias layers/mlp/b_<x>
+  <- `block`<name>.bias as it is."""
+  weights = (Rule(f"layers/mlp/w_{x}", f"{block}{name}.weight", transform)
+             for x, name in projections.items())
+  biases = (Rule(f"layers/mlp/b_{x}", f"{block}{name}.bias", same)
+            for x, name in projections.items())
+  return (*weights, *biases)
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
   name: str
@@ -137,21 +158,17 @@ class Architecture:
 _LAYER = "{p}layers.{layer}."
 LLAMA_TENSORS = (
     Rule("embed/embeddings", "{p}embed_tokens.weight", same),
-    Rule("layers/attn_norm/scale", _LAYER + "input_layernorm.weight", same),
+    *norm_rules("layers/attn_norm", _LAYER + "input_layernorm", bias=False),
     *(Rule(f"layers/attention/{x}", _LAYER + f"self_attn.{x}_proj.weight", linear_to_heads)
       for x in "qkv"),
     *(Rule(f"layers/attention/{x}_bias", _LAYER + f"self_attn.{x}_proj.bias", split_heads)
       for x in "qkv"),
     Rule("layers/attention/o", _LAYER + "self_attn.o_proj.weight", linear_from_heads),
     Rule("layers/attention/o_bias", _LAYER + "self_attn.o_proj.bias", same),
-    Rule("layers/mlp_norm/scale", _LAYER + "post_attention_layernorm.weight", same),
-    Rule("layers/mlp/w_gate", _LAYER + "mlp.gate_proj.weight", transpose),
-    Rule("layers/mlp/w_in", _LAYER + "mlp.up_proj.weight", transpose),
-    Rule("layers/mlp/w_out", _LAYER + "mlp.down_proj.weight", transpose),
-    Rule("layers/mlp/b_gate", _LAYER + "mlp.gate_proj.bias", same),
-    Rule("layers/mlp/b_in", _LAYER + "mlp.up_proj.bias", same),
-    Rule("layers/mlp/b_out", _LAYER + "mlp.down_proj.bias", same),
-    Rule("final_norm/scale", "{p}norm.weight", same),
+    *norm_rules("layers/mlp_norm", _LAYER + "post_attention_layernorm", bias=False),
+    *mlp_rules(_LAYER + "mlp.", {"gate": "gate_proj", "in": "up_proj", "out": "down_proj"},
+               transpose),
+    *norm_rules("final_norm", "{p}norm", bias=False),
     Rule("unembed/w", "lm_head.weight", transpose),
 )
 
@@ -214,22 +231,16 @@ GPT2 = Architecture(
     (
         Rule("embed/embeddings", "{p}wte.weight", same),
         Rule("embed/positions", "{p}wpe.weight", same),
-        Rule("layers/attn_norm/scale", _BLOCK + "ln_1.weight", same),
-        Rule("layers/attn_norm/bias", _BLOCK + "ln_1.bias", same),
+        *norm_rules("layers/attn_norm", _BLOCK + "ln_1"),
         *(Rule(f"layers/attention/{x}", _BLOCK + "attn.c_attn.weight", gpt2_qkv_weight(i))
           for i, x in enumerate("qkv")),
         *(Rule(f"layers/attention/{x}_bias", _BLOCK + "attn.c_attn.bias", gpt2_qkv_bias(i))
           for i, x in enumerate("qkv")),
         Rule("layers/attention/o", _BLOCK + "attn.c_proj.weight", split_heads),
         Rule("layers/attention/o_bias", _BLOCK + "attn.c_proj.bias", same),
-        Rule("layers/mlp_norm/scale", _BLOCK + "ln_2.weight", same),
-        Rule("layers/mlp_norm/bias", _BLOCK + "ln_2.bias", same),
-        Rule("layers/mlp/w_in", _BLOCK + "mlp.c_fc.weight", same),
-        Rule("layers/mlp/b_in", _BLOCK + "mlp.c_fc.bias", same),
-        Rule("layers/mlp/w_out", _BLOCK + "mlp.c_proj.weight", same),
-        Rule("layers/mlp/b_out", _BLOCK + "mlp.c_proj.bias", same),
-        Rule("final_norm/scale", "{p}ln_f.weight", same),
-        Rule("final_norm/bias", "{p}ln_f.bias", same),
+        *norm_rules("layers/mlp_norm", _BLOCK + "ln_2"),
+        *mlp_rules(_BLOCK + "mlp.", {"in": "c_fc", "out": "c_proj"}, same),   # Conv1D: [in, out]
+        *norm_rules("final_norm", "{p}ln_f"),
         Rule("unembed/w", "lm_head.weight", transpose),
     ),
     prefixes=("transformer.", ""),   # GPT2LMHeadModel files use "transformer."; GPT2Model none
@@ -256,22 +267,16 @@ GPT_NEOX = Architecture(
          mlp_bias=True),
     (
         Rule("embed/embeddings", "{p}embed_in.weight", same),
-        Rule("layers/attn_norm/scale", _NEOX + "input_layernorm.weight", same),
-        Rule("layers/attn_norm/bias", _NEOX + "input_layernorm.bias", same),
+        *norm_rules("layers/attn_norm", _NEOX + "input_layernorm"),
         *(Rule(f"layers/attention/{x}", _NEOX + "attention.query_key_value.weight",
                neox_qkv_weight(i)) for i, x in enumerate("qkv")),
         *(Rule(f"layers/attention/{x}_bias", _NEOX + "attention.query_key_value.bias",
                neox_qkv_bias(i)) for i, x in enumerate("qkv")),
         Rule("layers/attention/o", _NEOX + "attention.dense.weight", linear_from_heads),
         Rule("layers/attention/o_bias", _NEOX + "attention.dense.bias", same),
-        Rule("layers/mlp_norm/scale", _NEOX + "post_attention_layernorm.weight", same),
-        Rule("layers/mlp_norm/bias", _NEOX + "post_attention_layernorm.bias", same),
-        Rule("layers/mlp/w_in", _NEOX + "mlp.dense_h_to_4h.weight", transpose),
-        Rule("layers/mlp/b_in", _NEOX + "mlp.dense_h_to_4h.bias", same),
-        Rule("layers/mlp/w_out", _NEOX + "mlp.dense_4h_to_h.weight", transpose),
-        Rule("layers/mlp/b_out", _NEOX + "mlp.dense_4h_to_h.bias", same),
-        Rule("final_norm/scale", "{p}final_layer_norm.weight", same),
-        Rule("final_norm/bias", "{p}final_layer_norm.bias", same),
+        *norm_rules("layers/mlp_norm", _NEOX + "post_attention_layernorm"),
+        *mlp_rules(_NEOX + "mlp.", {"in": "dense_h_to_4h", "out": "dense_4h_to_h"}, transpose),
+        *norm_rules("final_norm", "{p}final_layer_norm"),
         Rule("unembed/w", ("embed_out.weight", "lm_head.weight"), transpose),
     ),
     prefixes=("gpt_neox.",),

@@ -6,6 +6,7 @@
     batching      make_batches(...): tokens [B, T], lengths [B], label_tokens [B] in PromptBatch;
                   right_pad(rows, T): the one right-padding of token rows
     filtering     filter_correct(...): keep the prompts a model completes correctly
+    builders      JsonRecordsBuilder: the builders' shared machinery, configured by their data
     records       field checks shared by the builders (errors name record and field)
     sources       manual_dir first, else download
     tfds_compat   workaround for tensorflow-datasets on current etils

@@ -27,14 +27,12 @@ with `as_data_source()`. Offline, put counterfact.json in `manual_dir`.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Mapping
 
-import numpy as np
 import tensorflow_datasets as tfds
 
+from hydra_jax.data import builders
 from hydra_jax.data import records as records_lib
-from hydra_jax.data import sources
-from hydra_jax.data import tfds_compat
 
 FILENAME = "counterfact.json"
 URL = "https://rome.baulab.info/data/dsets/counterfact.json"
@@ -54,62 +52,37 @@ def fill_subject(template: str, subject: str, where: str) -> str:
   return template.replace(SUBJECT_SLOT, subject)
 
 
-def parse_counterfact(raw_records: list[Any]) -> list[dict[str, Any]]:
-  """Checks every raw record and returns the flat examples described above.
+def _parse_case(record: Mapping[str, Any], where: str) -> dict[str, Any]:
+  """One raw record (already known to be an object) as the flat example described above."""
 
-  A malformed record raises ValueError naming the record (index and case_id) and the field.
-  """
-  parsed = []
-  for index, raw in enumerate(raw_records):
-    where = "counterfact " + records_lib.describe_record(index, raw, ID_FIELD)
-    record = records_lib.require_object(raw, where)
+  def text(name: str, non_empty: bool = True) -> str:
+    return records_lib.get_field(record, where, "requested_rewrite." + name, str,
+                                 non_empty=non_empty)
 
-    def text(name: str, non_empty: bool = True) -> str:
-      return records_lib.get_field(record, where, "requested_rewrite." + name, str,
-                                   non_empty=non_empty)
-
-    template, subject = text("prompt"), text("subject")
-    parsed.append({
-        ID_FIELD: records_lib.get_field(record, where, ID_FIELD, int),
-        "prompt": fill_subject(template, subject, where),
-        "template": template,
-        "subject": subject,
-        "label": text("target_true.str"),
-        "target_new": text("target_new.str", non_empty=False),
-        "relation_id": text("relation_id", non_empty=False),
-    })
-  records_lib.check_unique_ids((r[ID_FIELD] for r in parsed), "counterfact", ID_FIELD)
-  return parsed
+  template, subject = text("prompt"), text("subject")
+  return {
+      ID_FIELD: records_lib.get_field(record, where, ID_FIELD, int),
+      "prompt": fill_subject(template, subject, where),
+      "template": template,
+      "subject": subject,
+      "label": text("target_true.str"),
+      "target_new": text("target_new.str", non_empty=False),
+      "relation_id": text("relation_id", non_empty=False),
+  }
 
 
-class Counterfact(tfds_compat.PlainCodePath, tfds.core.GeneratorBasedBuilder):
+class Counterfact(builders.JsonRecordsBuilder):
   """CounterFact (counterfact.json) as prompts with the subject filled in and the true target."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "counterfact.json as published with ROME (Meng et al. 2022)."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      f"Optional: put {FILENAME} (from {URL}) in manual_dir to prepare without network access.")
+  # The data, as JsonRecordsBuilder reads it (the module constants above).
+  FILENAME, URL = FILENAME, URL
+  ID_FIELD, TEXT_FEATURES = ID_FIELD, TEXT_FEATURES
+  HOMEPAGE, CITATION = builders.ROME_HOMEPAGE, builders.ROME_CITATION
+  parse_record = staticmethod(_parse_case)
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    # Built directly (not via dataset_info_from_configs), which would look for TFDS
-    # package metadata files next to this module.
-    features = {ID_FIELD: np.int64}
-    features.update({name: tfds.features.Text() for name in TEXT_FEATURES})
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict(features),
-        homepage="https://rome.baulab.info/",
-        citation="Meng, Bau, Andonian, Belinkov. Locating and Editing Factual Associations "
-                 "in GPT. NeurIPS 2022.",
-        disable_shuffling=True,  # keep file order: ids and results line up with the source
-    )
 
-  def _split_generators(self, dl_manager):
-    path = sources.locate_source(dl_manager, FILENAME, URL)
-    return {"train": self._generate_examples(path)}
-
-  def _generate_examples(self, path) -> Iterator[tuple[int, dict[str, Any]]]:
-    raw_records = records_lib.read_json_list(path, "counterfact")
-    for example in parse_counterfact(raw_records):
-      yield example[ID_FIELD], example
+# Raw JSON list -> checked flat examples; a malformed record raises ValueError naming
+# the record (index and id) and the field.
+parse_counterfact = Counterfact.parse

@@ -18,14 +18,12 @@ known_1000.json in `manual_dir`; it is preferred over the download whenever pres
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Mapping
 
-import numpy as np
 import tensorflow_datasets as tfds
 
+from hydra_jax.data import builders
 from hydra_jax.data import records as records_lib
-from hydra_jax.data import sources
-from hydra_jax.data import tfds_compat
 
 FILENAME = "known_1000.json"
 URL = "https://rome.baulab.info/data/dsets/known_1000.json"
@@ -38,52 +36,27 @@ STRING_FIELDS = ("subject", "attribute", "template", "prediction", "prompt", "re
 NON_EMPTY_FIELDS = ("subject", "attribute", "prompt")
 
 
-def parse_known_facts(raw_records: list[Any]) -> list[dict[str, Any]]:
-  """Checks every raw record and returns them as flat dicts of the fields above.
-
-  A malformed record raises ValueError naming the record (index and known_id) and the field.
-  """
-  parsed = []
-  for index, raw in enumerate(raw_records):
-    where = "known_facts " + records_lib.describe_record(index, raw, ID_FIELD)
-    record = records_lib.require_object(raw, where)
-    example = {ID_FIELD: records_lib.get_field(record, where, ID_FIELD, int)}
-    for name in STRING_FIELDS:
-      example[name] = records_lib.get_field(record, where, name, str,
-                                            non_empty=name in NON_EMPTY_FIELDS)
-    parsed.append(example)
-  records_lib.check_unique_ids((r[ID_FIELD] for r in parsed), "known_facts", ID_FIELD)
-  return parsed
+def _parse_fact(record: Mapping[str, Any], where: str) -> dict[str, Any]:
+  """One raw record (already known to be an object) as a flat dict of the fields above."""
+  example = {ID_FIELD: records_lib.get_field(record, where, ID_FIELD, int)}
+  for name in STRING_FIELDS:
+    example[name] = records_lib.get_field(record, where, name, str,
+                                          non_empty=name in NON_EMPTY_FIELDS)
+  return example
 
 
-class KnownFacts(tfds_compat.PlainCodePath, tfds.core.GeneratorBasedBuilder):
+class KnownFacts(builders.JsonRecordsBuilder):
   """ROME's known facts (known_1000.json), 1,209 prompts with their correct attribute."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "known_1000.json as published with ROME (Meng et al. 2022)."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      f"Optional: put {FILENAME} (from {URL}) in manual_dir to prepare without network access.")
+  # The data, as JsonRecordsBuilder reads it (the module constants above).
+  FILENAME, URL, SHA256 = FILENAME, URL, SHA256
+  ID_FIELD, TEXT_FEATURES = ID_FIELD, STRING_FIELDS
+  HOMEPAGE, CITATION = builders.ROME_HOMEPAGE, builders.ROME_CITATION
+  parse_record = staticmethod(_parse_fact)
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    # Built directly (not via dataset_info_from_configs), which would look for TFDS
-    # package metadata files next to this module.
-    features = {ID_FIELD: np.int64}
-    features.update({name: tfds.features.Text() for name in STRING_FIELDS})
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict(features),
-        homepage="https://rome.baulab.info/",
-        citation="Meng, Bau, Andonian, Belinkov. Locating and Editing Factual Associations "
-                 "in GPT. NeurIPS 2022.",
-        disable_shuffling=True,  # keep file order: ids and results line up with the source
-    )
 
-  def _split_generators(self, dl_manager):
-    path = sources.locate_source(dl_manager, FILENAME, URL, SHA256)
-    return {"train": self._generate_examples(path)}
-
-  def _generate_examples(self, path) -> Iterator[tuple[int, dict[str, Any]]]:
-    raw_records = records_lib.read_json_list(path, "known_facts")
-    for example in parse_known_facts(raw_records):
-      yield example[ID_FIELD], example
+# Raw JSON list -> checked flat examples; a malformed record raises ValueError naming
+# the record (index and id) and the field.
+parse_known_facts = KnownFacts.parse

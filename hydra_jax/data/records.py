@@ -10,6 +10,9 @@ objects. This module owns the checks shared by their builders:
                                     missing field or a wrong type is a ValueError naming
                                     the record (`where`) and the field
   check_unique_ids(ids, what)       duplicate record ids are a ValueError naming both
+  parse_records(raw, what, id_field, parse_one)
+                                    every record checked to be an object, flattened by
+                                    parse_one(record, where), then ids checked unique
   sha256_of(path)                   hex digest, to compare against a published file
 
 Nothing here knows TFDS; the builders call these from their example generators.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 _MISSING = object()
 
@@ -88,6 +91,22 @@ def check_unique_ids(ids: Iterable[int], what: str, id_field: str) -> None:
       raise ValueError(f"{what}: records #{first_index[record_id]} and #{index} share "
                        f"{id_field}={record_id}")
     first_index[record_id] = index
+
+
+def parse_records(raw_records: list[Any], what: str, id_field: str,
+                  parse_one: Callable[[Mapping[str, Any], str], dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+  """`parse_one(record, where)` of every raw record, in order, their `id_field` unique.
+
+  `where` names the record in errors ("<what> record #3 (<id_field>=3)"); a record that
+  is not a JSON object is a ValueError before `parse_one` sees it.
+  """
+  parsed = []
+  for index, raw in enumerate(raw_records):
+    where = f"{what} " + describe_record(index, raw, id_field)
+    parsed.append(parse_one(require_object(raw, where), where))
+  check_unique_ids((r[id_field] for r in parsed), what, id_field)
+  return parsed
 
 
 def sha256_of(path: os.PathLike | str) -> str:

@@ -58,6 +58,12 @@ def part_slope(entry: Mapping[str, Any], part: str) -> str:
   return slope_text(dict(slope=entry[f"{part}_slope"], slope_ci=entry[f"{part}_slope_ci"]))
 
 
+def listed(head: Mapping[str, Any], key: str, phrase: Callable[[Mapping[str, Any]], str],
+           separator: str = "; ") -> str:
+  """The phrase of every entry of the headline list `key`, joined ("" when it is empty)."""
+  return separator.join(phrase(entry) for entry in head.get(key, []))
+
+
 def _values(stats, kind: str, name: str, key: str = "slope") -> np.ndarray:
   """[L] a statistic of one kind, regressions' `key`, None read as NaN."""
   entries = stats[kind][name]
@@ -117,10 +123,9 @@ def _de_vs_te(summary) -> str:
 
 
 def _compensation_fits(summary) -> str:
-  head = summary["headline"]
-  layers = ", ".join(f"attn {entry['layer']}: {part_slope(entry, 'total')} "
-                     f"(R² {number(entry['total_r2'], 2)})"
-                     for entry in head.get("middle_attention_slopes", []))
+  layers = listed(summary["headline"], "middle_attention_slopes",
+                  lambda e: f"attn {e['layer']}: {part_slope(e, 'total')} "
+                            f"(R² {number(e['total_r2'], 2)})", separator=", ")
   return f"Slopes of CE on lost DE at the middle attention layers: {layers or 'none'}."
 
 
@@ -168,9 +173,10 @@ def _response_heatmap(summary) -> str:
 
 def _late_mlp_erasure(summary) -> str:
   head = summary["headline"]
-  late = "; ".join(f"{e['component']}: {number(e['intact'])} intact, {number(e['ablated'])} with "
-                   f"{head.get('ablated_component')} ablated"
-                   for e in head.get("late_mlp_erasure", []))
+  ablated = head.get("ablated_component")
+  late = listed(head, "late_mlp_erasure",
+                lambda e: f"{e['component']}: {number(e['intact'])} intact, "
+                          f"{number(e['ablated'])} with {ablated} ablated")
   return f"Mean DE of the last MLPs: {late or 'n/a'} (erasure would show as negative DE)."
 
 
