@@ -26,16 +26,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hydra_jax.sweep.effects import Fit, fits, weighted_fits  # noqa: F401  (the one fit)
+
 LEVEL = 0.95            # confidence level of every interval
 MIN_STANDARD_ERRORS = 3.0   # ratio_of_means: the mean lost DE must exceed this many SEs ...
 MIN_SHARE_OF_TOTAL = 0.25   # ... and this share of the logit's mean total change |TE|
 LOCALISED_SHARE = 0.8   # localisation: the share of the |response| to account for
-
-
-class Fit(NamedTuple):
-  slope: np.ndarray       # [R, C] (or [C] for `fits`)
-  intercept: np.ndarray
-  r2: np.ndarray
 
 
 def resample_counts(num_prompts: int, num_resamples: int, seed: int) -> np.ndarray:
@@ -45,34 +41,6 @@ def resample_counts(num_prompts: int, num_resamples: int, seed: int) -> np.ndarr
   flat = (draws + num_prompts * np.arange(num_resamples)[:, None]).ravel()           # [R * N]
   counts = np.bincount(flat, minlength=num_resamples * num_prompts)                  # [R * N]
   return counts.reshape(num_resamples, num_prompts)
-
-
-def weighted_fits(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> Fit:
-  """Least squares y = slope x + intercept per column of x, y [N, C], for each row of
-  weights [R, N] (prompt multiplicities); NaN slope where x does not vary, NaN R^2 where
-  x or y does not."""
-  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  centre_x, centre_y = x.mean(0), y.mean(0)                                          # [C]
-  dx, dy = x - centre_x, y - centre_y                                                # [N, C]
-  weights = np.asarray(weights, np.float64)
-  total = weights.sum(1, keepdims=True)                                              # [R, 1]
-  mean_x, mean_y = weights @ dx / total, weights @ dy / total                         # [R, C]
-  var_x = weights @ (dx * dx) / total - mean_x ** 2                                  # [R, C]
-  var_y = weights @ (dy * dy) / total - mean_y ** 2
-  cov = weights @ (dx * dy) / total - mean_x * mean_y
-  varies_x = var_x > 1e-12 * (dx * dx).mean(0)
-  varies_y = var_y > 1e-12 * (dy * dy).mean(0)
-  slope = np.where(varies_x, cov / np.where(varies_x, var_x, 1.0), np.nan)
-  intercept = centre_y + mean_y - slope * (centre_x + mean_x)
-  both = varies_x & varies_y
-  r2 = np.where(both, cov * cov / np.where(both, var_x * var_y, 1.0), np.nan)
-  return Fit(slope, intercept, r2)
-
-
-def fits(x: np.ndarray, y: np.ndarray) -> Fit:
-  """The plain least-squares fit of each column of y [N, C] on x [N, C]: arrays [C]."""
-  fit = weighted_fits(np.ones((1, np.shape(x)[0])), x, y)
-  return Fit(*(value[0] for value in fit))
 
 
 def interval(samples: np.ndarray, level: float = LEVEL) -> np.ndarray:

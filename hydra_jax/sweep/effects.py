@@ -29,7 +29,7 @@ Shapes: B prompts, K sources, C = 2L components, D d_model, V vocabulary.
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -133,22 +133,42 @@ def norm_remainder(total_effect_value, direct_change_value, compensation_attn, c
 # Per-layer regression --------------------------------------------------------------------------
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Regression:
-  """Least-squares fit y = slope * x + intercept across prompts, per component: each [C]."""
-  slope: jax.Array
-  intercept: jax.Array
-  r2: jax.Array
+class Fit(NamedTuple):
+  """Least-squares fits y = slope * x + intercept across prompts, per component (the one fit
+  of the package: the report's bootstrap reuses `weighted_fits`)."""
+  slope: np.ndarray       # [R, C] (or [C] for `fits`)
+  intercept: np.ndarray
+  r2: np.ndarray
 
 
-def regress(x: jax.Array, y: jax.Array) -> Regression:
-  """Fit y on x [P, C] column by column (P points). NaN where x does not vary."""
-  x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
-  dx, dy = x - x.mean(0), y - y.mean(0)                                # [P, C]
-  var_x, var_y, cov = (dx * dx).mean(0), (dy * dy).mean(0), (dx * dy).mean(0)  # [C]
-  slope = jnp.where(var_x > 0, cov / jnp.where(var_x > 0, var_x, 1.0), jnp.nan)
-  intercept = y.mean(0) - slope * x.mean(0)
-  r2 = jnp.where((var_x > 0) & (var_y > 0),
-                 cov * cov / jnp.where((var_x > 0) & (var_y > 0), var_x * var_y, 1.0), jnp.nan)
-  return Regression(slope=slope, intercept=intercept, r2=r2)
+def weighted_fits(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> Fit:
+  """Least squares y = slope x + intercept per column of x, y [N, C], for each row of
+  weights [R, N] (prompt multiplicities); NaN slope where x does not vary, NaN R^2 where
+  x or y does not."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  centre_x, centre_y = x.mean(0), y.mean(0)                                          # [C]
+  dx, dy = x - centre_x, y - centre_y                                                # [N, C]
+  weights = np.asarray(weights, np.float64)
+  total = weights.sum(1, keepdims=True)                                              # [R, 1]
+  mean_x, mean_y = weights @ dx / total, weights @ dy / total                         # [R, C]
+  var_x = weights @ (dx * dx) / total - mean_x ** 2                                  # [R, C]
+  var_y = weights @ (dy * dy) / total - mean_y ** 2
+  cov = weights @ (dx * dy) / total - mean_x * mean_y
+  varies_x = var_x > 1e-12 * (dx * dx).mean(0)
+  varies_y = var_y > 1e-12 * (dy * dy).mean(0)
+  slope = np.where(varies_x, cov / np.where(varies_x, var_x, 1.0), np.nan)
+  intercept = centre_y + mean_y - slope * (centre_x + mean_x)
+  both = varies_x & varies_y
+  r2 = np.where(both, cov * cov / np.where(both, var_x * var_y, 1.0), np.nan)
+  return Fit(slope, intercept, r2)
+
+
+def fits(x: np.ndarray, y: np.ndarray) -> Fit:
+  """The plain least-squares fit of each column of y [N, C] on x [N, C]: arrays [C]."""
+  fit = weighted_fits(np.ones((1, np.shape(x)[0])), x, y)
+  return Fit(*(value[0] for value in fit))
+
+
+def regress(x, y) -> Fit:
+  """`fits`: the least-squares fit of each column of y [P, C] on x [P, C] (float64 numpy)."""
+  return fits(x, y)

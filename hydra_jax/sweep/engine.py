@@ -89,7 +89,7 @@ def draw_sources(num_prompts: int, num_sources: int, seed: int = 0,
   return np.argsort(keys, axis=1)[:, :num_sources].astype(np.int32)
 
 
-def regression(result: HydraResult, part: str = "total") -> effects.Regression:
+def regression(result: HydraResult, part: str = "total") -> effects.Fit:
   """Per component, across prompts: compensation (part "total", "attn" or "mlp") on the lost
   direct effect (-direct_change). Components 2l and 2l+1 are layer l's attention and MLP."""
   parts = {"total": lambda r: r.compensation_attn + r.compensation_mlp,
