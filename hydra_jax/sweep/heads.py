@@ -1,0 +1,232 @@
+"""Self-repair per attention head at every position (Rushing & Nanda 2024), compiled.
+
+For every head h of every layer l, resample-ablate its output before W_O (the `head_out`
+site, "z") at *all* positions of a batch of B sequences: row b gets the same head's
+output on sequence sources[b, k] of the batch (K sources). Each position t < T - 1 is
+scored on the true next token i = tokens[b, t + 1]:
+
+  total effect       TE   = ablated - clean, on the centred logit of i (the ablated run's
+                            own final norm) and on log p(i)
+  direct change      dDE  = the head's own change through W_O, the final norm's clean
+                            scale sigma, the gain and the unembedding (centred logit);
+                            on log p: log_softmax(clean logits + that change)[i] - clean
+  self-repair        TE - dDE, split (centred logit) into
+                       heads  sum of dDE of every head of a later layer
+                       mlps   sum of dDE of every MLP the head feeds (layer >= l; > l in a
+                              parallel block)
+                       norm   the rest: what the change of the final sigma carries
+                              (zero up to float32 rounding when sigma is frozen)
+  response           dDE of each later head, mean over positions and sources [L, H]
+
+Work skipped: layers below l are unchanged, so the cells of layer l run only the layers
+l..L-1 (a sliced copy of the weights, the clean residual z^{l-1} fed in through the
+`resid_pre` site): about (L + 1) / 2L of the full passes. All cells are one jitted
+program: per layer, `lax.map` over the H x K cells in vmapped groups of `cells_per_step`.
+
+    sweep(params, config, tokens [B, T], sources [B, K]) -> HeadsResult
+
+Shapes: B sequences, T positions (P = T - 1 scored), K sources, L layers, H heads,
+E head size, D d_model, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hydra_jax.model import transformer as model
+from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.interventions import Intervention, Site
+from hydra_jax.sweep import effects
+
+# Per-cell measures averaged over the K sources, each [B, L, H, P].
+MEASURES = ("total_effect", "total_effect_logprob", "direct_change", "direct_change_logprob",
+            "repair_heads", "repair_mlps", "repair_norm")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class HeadsResult:
+  """A heads sweep of B sequences; per-cell measures are means over the K sources."""
+  token: jax.Array                  # [B, P] int32 the true next token
+  clean_logit: jax.Array            # [B, P] its centred logit in the clean run
+  clean_logprob: jax.Array          # [B, P]
+  direct_effect: jax.Array          # [B, L, H, P] each head's clean DE (centred logit)
+  total_effect: jax.Array           # [B, L, H, P]
+  total_effect_logprob: jax.Array   # [B, L, H, P]
+  direct_change: jax.Array          # [B, L, H, P]
+  direct_change_logprob: jax.Array  # [B, L, H, P]
+  repair_heads: jax.Array           # [B, L, H, P]
+  repair_mlps: jax.Array            # [B, L, H, P]
+  repair_norm: jax.Array            # [B, L, H, P]
+  response: jax.Array               # [B, L, H, L, H] dDE of responding heads, mean over P, K
+
+  @property
+  def self_repair(self) -> jax.Array:
+    """TE - direct change, [B, L, H, P] (= heads + mlps + norm)."""
+    return self.total_effect - self.direct_change
+
+
+def check_inputs(config: ModelConfig, tokens, sources) -> None:
+  """ValueError for inputs the sweep cannot use (before anything compiles)."""
+  model.check_tokens(config, tokens)
+  B, T = np.shape(tokens)
+  if T < 2:
+    raise ValueError(f"sequences need at least 2 tokens (a position and its next token), got {T}")
+  sources = np.asarray(sources)
+  if sources.ndim != 2 or sources.shape[0] != B:
+    raise ValueError(f"sources must be [{B}, K] row indices, got shape {sources.shape}")
+  if sources.size and (sources.min() < 0 or sources.max() >= B):
+    raise ValueError(f"sources must index the batch's {B} rows, got range "
+                     f"[{sources.min()}, {sources.max()}]")
+
+
+def draw_sources(num_rows: int, num_sources: int, seed: int) -> np.ndarray:
+  """[B, K] distinct other rows of the batch per row (seeded)."""
+  if not 1 <= num_sources < num_rows:
+    raise ValueError(f"num_sources={num_sources}: each of {num_rows} sequences draws that many "
+                     f"*other* sequences of its batch, so it must be in 1..{num_rows - 1}")
+  rng = np.random.default_rng(seed)
+  draws = [rng.choice(num_rows - 1, num_sources, replace=False) for _ in range(num_rows)]
+  rows = np.stack(draws)                                              # [B, K] in 0..B-2
+  return (rows + (rows >= np.arange(num_rows)[:, None])).astype(np.int32)  # skip own row
+
+
+# The clean run and the scoring directions ------------------------------------------------
+
+
+def _scored(logits: jax.Array, token: jax.Array):
+  """(centred logit, log-prob) of token [B, P] from logits [B, T, V] at positions < T - 1."""
+  logits = logits[:, :-1]                                             # [B, P, V]
+  pick = lambda x: jnp.take_along_axis(x, token[..., None], axis=-1)[..., 0]
+  return pick(model.centre(logits)), pick(jax.nn.log_softmax(logits, axis=-1))
+
+
+def _head_readout(params, config: ModelConfig, direction, sigma) -> jax.Array:
+  """g [B, P, L, H, E] with DE of head (l, h) = z[l, t, h] . g[t, l, h] (frozen clean sigma)."""
+  w_o = params["layers/attention"]["o"].astype(jnp.float32)           # [L, H, E, D]
+  return jnp.einsum("lhed,bpd->bplhe", w_o, direction) / sigma[..., None, None, None]
+
+
+def _head_contribution(params, layer: int, head, dz: jax.Array) -> jax.Array:
+  """One head's residual contribution dz [B, T, E] @ W_O[layer, head] -> [B, T, D]."""
+  w_o = params["layers/attention"]["o"][layer].astype(jnp.float32)    # [H, E, D]
+  return dz @ w_o[head]
+
+
+def _sliced(params, config: ModelConfig, layer: int):
+  """Weights and config of layers layer..L-1 alone (the embedding is fed over, unused)."""
+  sliced = {name: (jax.tree_util.tree_map(lambda p: p[layer:], value)
+                   if name.startswith("layers/") else value) for name, value in params.items()}
+  return sliced, dataclasses.replace(config, num_layers=config.num_layers - layer)
+
+
+# One ablated cell --------------------------------------------------------------------------
+
+
+def _cell(params, config, tokens, clean, layer, head, source_rows, frozen):
+  """Measures of ablating (layer, head) with sources source_rows [B]: dict of [B, P] + response."""
+  L, H, T = config.num_layers, config.num_heads, tokens.shape[1]
+  sliced, sub_config = _sliced(params, config, layer)
+  Ls = L - layer
+  first = (jnp.arange(Ls) == 0).astype(jnp.float32)                   # [Ls]
+  z_src = clean["z"][source_rows, layer]                              # [B, T, H, E]
+  head_mask = (jnp.arange(H) == head).astype(jnp.float32)             # [H]
+  intervention = Intervention(
+      resid_pre=Site(weight=jnp.broadcast_to(first[:, None], (Ls, T)),
+                     value=jnp.broadcast_to(clean["resid_pre"][:, layer:layer + 1],
+                                            (tokens.shape[0], Ls) + clean["resid_pre"].shape[2:])),
+      head_out=Site(weight=first[:, None, None] * head_mask[None, None, :] * jnp.ones((1, T, 1)),
+                    value=jnp.broadcast_to(z_src[:, None], (tokens.shape[0], Ls) + z_src.shape[1:])),
+      final_scale=clean["sigma"] if frozen else None)
+  out = model.forward(sliced, sub_config, tokens, intervention)
+  logit, logprob = _scored(out.logits, clean["token"])
+  g = clean["readout"][:, :, layer:]                                  # [B, P, Ls, H, E]
+  dz = (out.head_out - clean["z"][:, layer:])[:, :, :-1]              # [B, Ls, P, H, E]
+  head_dde = jnp.einsum("blphe,bplhe->bplh", dz, g)                   # [B, P, Ls, H]
+  own = head_dde[:, :, 0] @ head_mask                                 # [B, P]
+  dm = (out.mlp_out - clean["mlp_out"][:, layer:])[:, int(config.parallel_block):, :-1]
+  mlps = jnp.einsum("blpd,bpd->bp", dm, clean["direction"]) / clean["sigma"][:, :-1]
+  heads = head_dde[:, :, 1:].sum((-2, -1))                            # [B, P]
+  te = logit - clean["logit"]
+  delta = _head_contribution(params, layer, head, (z_src - clean["z"][:, layer])[:, :, head])
+  direct_logits = clean["logits"] + model.unembed(params, config, delta[:, :-1], clean["sigma"][:, :-1])
+  response = jnp.concatenate([jnp.zeros((tokens.shape[0], layer + 1, H)),
+                              head_dde[:, :, 1:].mean(1)], axis=1)    # [B, L, H]
+  return dict(total_effect=te, total_effect_logprob=logprob - clean["logprob"],
+              direct_change=own, direct_change_logprob=_scored_at(direct_logits, clean["token"])
+              - clean["logprob"], repair_heads=heads, repair_mlps=mlps,
+              repair_norm=te - own - heads - mlps, response=response)
+
+
+def _scored_at(logits: jax.Array, token: jax.Array) -> jax.Array:
+  """log p(token) [B, P] from logits [B, P, V] already at the scored positions."""
+  return jnp.take_along_axis(jax.nn.log_softmax(logits, -1), token[..., None], -1)[..., 0]
+
+
+# The clean run ---------------------------------------------------------------------------------
+
+
+def clean_run(params, config: ModelConfig, tokens) -> dict[str, jax.Array]:
+  """What every cell reads from the clean run of tokens [B, T] (traceable)."""
+  out = model.forward(params, config, tokens)
+  resid, pre = out.embed, []
+  for layer in range(config.num_layers):        # as the layer stack adds: (x + a) + m
+    pre.append(resid)
+    resid = resid + out.attn_out[:, layer] + out.mlp_out[:, layer]
+  token = jnp.asarray(tokens, jnp.int32)[:, 1:]                       # [B, P]
+  sigma = out.final_scale                                             # [B, T]
+  direction, _ = effects.logit_direction(params, config, token)       # [B, P, D]
+  logit, logprob = _scored(out.logits, token)
+  return dict(z=out.head_out, resid_pre=jnp.stack(pre, 1), mlp_out=out.mlp_out, sigma=sigma,
+              token=token, logits=out.logits[:, :-1], logit=logit, logprob=logprob,
+              direction=direction, readout=_head_readout(params, config, direction, sigma[:, :-1]))
+
+
+def _layer_cells(params, config, tokens, clean, layer, sources, frozen, cells_per_step):
+  """Every (head, source) cell of one layer, averaged over sources: name -> [H, B, ...]."""
+  H, K = config.num_heads, sources.shape[1]
+  heads, picks = jnp.repeat(jnp.arange(H), K), jnp.tile(jnp.arange(K), H)   # [H K] each
+  cell = lambda hk: _cell(params, config, tokens, clean, layer, hk[0], sources[:, hk[1]], frozen)
+  out = jax.lax.map(cell, (heads, picks), batch_size=min(cells_per_step, H * K))
+  return {name: value.reshape((H, K) + value.shape[1:]).mean(1) for name, value in out.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("config", "frozen", "cells_per_step"))
+def _sweep(params, config, tokens, sources, frozen, cells_per_step):
+  clean = clean_run(params, config, tokens)
+  per_layer = [_layer_cells(params, config, tokens, clean, layer, sources, frozen, cells_per_step)
+               for layer in range(config.num_layers)]
+  stacked = {name: jnp.moveaxis(jnp.stack([cells[name] for cells in per_layer]), 2, 0)
+             for name in per_layer[0]}                                # [B, L, H, ...]
+  direct = jnp.einsum("blphe,bplhe->blhp", clean["z"][:, :, :-1], clean["readout"])
+  return HeadsResult(token=clean["token"], clean_logit=clean["logit"],
+                     clean_logprob=clean["logprob"], direct_effect=direct, **stacked)
+
+
+def sweep(params, config: ModelConfig, tokens, sources, *, freeze_final_norm: bool = False,
+          cells_per_step: int = 16, mesh=None) -> HeadsResult:
+  """Ablate every head of every layer at all positions; see the module docstring.
+
+  tokens int32 [B, T] (no padding: every position is scored on the next token);
+  sources int32 [B, K] rows of the batch (`draw_sources`). freeze_final_norm holds the
+  ablated runs' final sigma at the clean value (then repair_norm is float32 rounding).
+  cells_per_step (head, source) cells run vmapped together (memory ~ this x one pass).
+  With a mesh, sequences are split over its "data" axis (B must be a multiple of it).
+  """
+  from hydra_jax.sweep import sharding
+  check_inputs(config, tokens, sources)
+  if cells_per_step < 1:
+    raise ValueError(f"cells_per_step={cells_per_step} must be >= 1")
+  sharding.validate_mesh(mesh)
+  if np.shape(tokens)[0] % sharding.data_size(mesh):
+    raise ValueError(f"{np.shape(tokens)[0]} sequences do not split over the mesh's "
+                     f"{sharding.data_size(mesh)} data devices")
+  params = sharding.place_params(params, mesh)
+  tokens, sources = sharding.place_batch((jnp.asarray(tokens, jnp.int32),
+                                          jnp.asarray(sources, jnp.int32)), mesh)
+  return _sweep(params, config, tokens, sources, freeze_final_norm, cells_per_step)
