@@ -48,13 +48,25 @@ def _hand_built(params, config, tokens, layer, head, source_rows):
               repair_norm=te - own - heads - mlps)
 
 
+SOURCES = np.array([[2], [0], [3], [1]], np.int32)
+
+
+def _setup(name):
+  """(config, params, tokens [4, 8]) of one variant: every test uses these shapes (one compile)."""
+  config = tiny_config(**TINY_VARIANTS[name])
+  return config, hj.init_params(config, seed=1), random_tokens(config, batch=4, length=8, seed=2)
+
+
+def _sweep(name, sources=SOURCES, **options):
+  config, params, tokens = _setup(name)
+  return heads_lib.sweep(params, config, tokens, sources, cells_per_step=3, **options)
+
+
 @pytest.mark.parametrize("name", ["chinchilla", "pythia"])
 def test_cells_equal_hand_built_interventions_through_forward(name):
-  config = tiny_config(**TINY_VARIANTS[name])
-  params = hj.init_params(config, seed=1)
-  tokens = random_tokens(config, batch=4, length=8, seed=2)
-  sources = np.array([[2], [0], [3], [1]], np.int32)
-  result = heads_lib.sweep(params, config, tokens, sources, cells_per_step=3)
+  config, params, tokens = _setup(name)
+  sources = SOURCES
+  result = _sweep(name)
   for layer, head in [(0, 1), (1, 3), (2, 0)]:
     expected = _hand_built(params, config, tokens, layer, head, sources[:, 0])
     assert np.abs(expected["total_effect"]).max() > 1e-2             # the ablation matters
@@ -65,25 +77,17 @@ def test_cells_equal_hand_built_interventions_through_forward(name):
 
 
 def test_sources_are_averaged():
-  config = tiny_config(**TINY_VARIANTS["chinchilla"])
-  params = hj.init_params(config, seed=1)
-  tokens = random_tokens(config, batch=3, length=6, seed=4)
-  both = heads_lib.sweep(params, config, tokens, np.array([[1, 2], [2, 0], [0, 1]]))
-  one = [heads_lib.sweep(params, config, tokens, np.array([[1], [2], [0]])),
-         heads_lib.sweep(params, config, tokens, np.array([[2], [0], [1]]))]
+  other = np.array([[1], [3], [0], [2]], np.int32)
+  both = _sweep("chinchilla", np.concatenate([SOURCES, other], axis=1))
+  one = [_sweep("chinchilla"), _sweep("chinchilla", other)]
   for measure in heads_lib.MEASURES + ("response",):
     mean = (np.asarray(getattr(one[0], measure)) + np.asarray(getattr(one[1], measure))) / 2
     np.testing.assert_allclose(np.asarray(getattr(both, measure)), mean, atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["chinchilla", "gpt2"])
+@pytest.mark.parametrize("name", ["chinchilla", "pythia"])
 def test_split_adds_up_with_the_final_norm_frozen(name):
-  config = tiny_config(**TINY_VARIANTS[name])
-  params = hj.init_params(config, seed=3)
-  tokens = random_tokens(config, batch=3, length=7, seed=5)
-  sources = heads_lib.draw_sources(3, 2, seed=0)
-  frozen = heads_lib.sweep(params, config, tokens, sources, freeze_final_norm=True)
-  free = heads_lib.sweep(params, config, tokens, sources)
+  frozen, free = _sweep(name, freeze_final_norm=True), _sweep(name)
   repair = np.asarray(frozen.self_repair)
   assert np.abs(repair).max() > 1e-2
   np.testing.assert_allclose(np.asarray(frozen.repair_heads + frozen.repair_mlps), repair,
@@ -114,3 +118,27 @@ def test_draw_sources_and_bad_inputs():
     heads_lib.sweep(params, config, tokens[:, :1], np.array([[1], [2], [0]]))
   with pytest.raises(ValueError, match="cells_per_step"):
     heads_lib.sweep(params, config, tokens, np.array([[1], [2], [0]]), cells_per_step=0)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_one_head_total_effect_matches_a_transformers_hook(arch, tmp_path):
+  import torch
+  from hydra_jax.checkpoints import load_hf
+  from tests import hf_fixtures
+  reference = hf_fixtures.build(arch, tmp_path, seed=4)
+  config, params = load_hf(tmp_path)
+  tokens = np.random.default_rng(6).integers(0, hf_fixtures.VOCAB, (3, 10)).astype(np.int32)
+  sources = np.array([[1], [2], [0]], np.int32)
+  result = heads_lib.sweep(params, config, tokens, sources, cells_per_step=8)
+  layer, head, width = 0, 1, config.head_size
+  z = hf_fixtures.head_outputs(reference, arch, tokens)               # [B, L, T, H E]
+  value = z[sources[:, 0], layer][..., head * width:(head + 1) * width]
+  with torch.no_grad():
+    clean = hf_fixtures.next_token_scores(reference(torch.as_tensor(tokens).long()).logits, tokens)
+  ablated = hf_fixtures.next_token_scores(
+      hf_fixtures.ablate_head(reference, arch, tokens, layer, head, value), tokens)
+  te, te_logprob = ablated[0] - clean[0], ablated[1] - clean[1]
+  assert np.abs(te).max() > 0.1
+  np.testing.assert_allclose(np.asarray(result.total_effect)[:, layer, head], te, atol=1e-4, rtol=0)
+  np.testing.assert_allclose(np.asarray(result.total_effect_logprob)[:, layer, head], te_logprob,
+                             atol=1e-4, rtol=0)
