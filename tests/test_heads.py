@@ -142,3 +142,50 @@ def test_one_head_total_effect_matches_a_transformers_hook(arch, tmp_path):
   np.testing.assert_allclose(np.asarray(result.total_effect)[:, layer, head], te, atol=1e-4, rtol=0)
   np.testing.assert_allclose(np.asarray(result.total_effect_logprob)[:, layer, head], te_logprob,
                              atol=1e-4, rtol=0)
+
+
+# The job ---------------------------------------------------------------------------------------
+
+
+def _job_config(**heads):
+  from configs import tiny
+  config = tiny.get_config()
+  config.sweep.protocol = "heads"
+  config.heads.update(dict(num_sequences=4, batch_size=4, seq_len=8, num_sources=2,
+                           cells_per_step=8, top_k=3), **heads)
+  return config
+
+
+def test_heads_job_on_a_text_file_writes_its_report(tmp_path):
+  import json
+  from hydra_jax.job import run as job
+  text = tmp_path / "text.txt"
+  text.write_text("Davo Kesilurn was born in the city of Lisbon.\n\n"
+                  "The favourite sport of Mira Tolvane is tennis, it is said.\n" * 3)
+  summary = job.run(_job_config(text_file=str(text)), str(tmp_path / "run"))
+  assert summary["num_sequences"] == 4 and summary["positions"] == 7
+  assert (tmp_path / "run" / "report.md").read_text().startswith("# Self-repair per attention head")
+  for name in ("heatmaps", "de_vs_te", "split", "fractions"):
+    assert (tmp_path / "run" / f"heads_{name}.png").stat().st_size > 1000
+  stored = json.loads((tmp_path / "run" / "summary.json").read_text())
+  means = np.array(stored["per_head"]["self_repair"])                  # [L, H]
+  split = sum(np.array(stored["per_head"][name]) for name in ("repair_heads", "repair_mlps", "repair_norm"))
+  np.testing.assert_allclose(split, means, atol=1e-5)
+  assert summary["top_heads"][0]["self_repair"] == pytest.approx(means.max(), abs=1e-6)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_sources", 4, "must be < heads.batch_size"), ("num_sequences", 6, "multiple of"),
+    ("text_file", "/nonexistent.txt", "no such file"), ("seq_len", 1, "must be >= 2")])
+def test_heads_config_errors(field, value, message):
+  from hydra_jax.job import config as run_config
+  with pytest.raises(ValueError, match=message):
+    run_config.check(_job_config(**{field: value}))
+
+
+def test_protocol_must_be_known():
+  from hydra_jax.job import config as run_config
+  config = _job_config()
+  config.sweep.protocol = "neurons"
+  with pytest.raises(ValueError, match="sweep.protocol"):
+    run_config.check(config)

@@ -128,7 +128,7 @@ def _sliced(params, config: ModelConfig, layer: int):
 # One ablated cell --------------------------------------------------------------------------
 
 
-def _cell(params, config, tokens, clean, layer, head, source_rows, frozen):
+def _cell(params, config, tokens, clean, layer, head, source_rows, frozen, direct_logprob):
   """Measures of ablating (layer, head) with sources source_rows [B]: dict of [B, P] + response."""
   L, H, T = config.num_layers, config.num_heads, tokens.shape[1]
   sliced, sub_config = _sliced(params, config, layer)
@@ -153,19 +153,24 @@ def _cell(params, config, tokens, clean, layer, head, source_rows, frozen):
   mlps = jnp.einsum("blpd,bpd->bp", dm, clean["direction"]) / clean["sigma"][:, :-1]
   heads = head_dde[:, :, 1:].sum((-2, -1))                            # [B, P]
   te = logit - clean["logit"]
-  delta = _head_contribution(params, layer, head, (z_src - clean["z"][:, layer])[:, :, head])
-  direct_logits = clean["logits"] + model.unembed(params, config, delta[:, :-1], clean["sigma"][:, :-1])
   response = jnp.concatenate([jnp.zeros((tokens.shape[0], layer + 1, H)),
                               head_dde[:, :, 1:].mean(1)], axis=1)    # [B, L, H]
   return dict(total_effect=te, total_effect_logprob=logprob - clean["logprob"],
-              direct_change=own, direct_change_logprob=_scored_at(direct_logits, clean["token"])
-              - clean["logprob"], repair_heads=heads, repair_mlps=mlps,
+              direct_change=own, repair_heads=heads, repair_mlps=mlps,
+              direct_change_logprob=(_direct_logprob(params, config, clean, layer, head, z_src)
+                                     if direct_logprob else jnp.full_like(te, jnp.nan)),
               repair_norm=te - own - heads - mlps, response=response)
 
 
-def _scored_at(logits: jax.Array, token: jax.Array) -> jax.Array:
-  """log p(token) [B, P] from logits [B, P, V] already at the scored positions."""
-  return jnp.take_along_axis(jax.nn.log_softmax(logits, -1), token[..., None], -1)[..., 0]
+def _direct_logprob(params, config, clean, layer, head, z_src) -> jax.Array:
+  """Change of log p(token) [B, P] when only the head's direct path changes (clean sigma).
+
+  An extra [P, D] x [D, V] unembedding per cell: about as costly as the final logits."""
+  dz = (z_src - clean["z"][:, layer])[:, :-1, head]                   # [B, P, E]
+  delta = _head_contribution(params, layer, head, dz)                 # [B, P, D]
+  logits = clean["logits"] + model.unembed(params, config, delta, clean["sigma"][:, :-1])
+  logprob = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), clean["token"][..., None], -1)
+  return logprob[..., 0] - clean["logprob"]
 
 
 # The clean run ---------------------------------------------------------------------------------
@@ -187,20 +192,22 @@ def clean_run(params, config: ModelConfig, tokens) -> dict[str, jax.Array]:
               direction=direction, readout=_head_readout(params, config, direction, sigma[:, :-1]))
 
 
-def _layer_cells(params, config, tokens, clean, layer, sources, frozen, cells_per_step):
+def _layer_cells(params, config, tokens, clean, layer, sources, options):
   """Every (head, source) cell of one layer, averaged over sources: name -> [H, B, ...]."""
   H, K = config.num_heads, sources.shape[1]
   heads, picks = jnp.repeat(jnp.arange(H), K), jnp.tile(jnp.arange(K), H)   # [H K] each
-  cell = lambda hk: _cell(params, config, tokens, clean, layer, hk[0], sources[:, hk[1]], frozen)
+  frozen, direct_logprob, cells_per_step, _ = options
+  cell = lambda hk: _cell(params, config, tokens, clean, layer, hk[0], sources[:, hk[1]], frozen,
+                          direct_logprob)
   out = jax.lax.map(cell, (heads, picks), batch_size=min(cells_per_step, H * K))
   return {name: value.reshape((H, K) + value.shape[1:]).mean(1) for name, value in out.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("config", "frozen", "cells_per_step"))
-def _sweep(params, config, tokens, sources, frozen, cells_per_step):
+@functools.partial(jax.jit, static_argnames=("config", "options"))
+def _sweep(params, config, tokens, sources, options):
   clean = clean_run(params, config, tokens)
-  per_layer = [_layer_cells(params, config, tokens, clean, layer, sources, frozen, cells_per_step)
-               for layer in range(config.num_layers)]
+  per_layer = [_layer_cells(params, config, tokens, clean, layer, sources, options)
+               for layer in options[-1]]
   stacked = {name: jnp.moveaxis(jnp.stack([cells[name] for cells in per_layer]), 2, 0)
              for name in per_layer[0]}                                # [B, L, H, ...]
   direct = jnp.einsum("blphe,bplhe->blhp", clean["z"][:, :, :-1], clean["readout"])
@@ -209,12 +216,16 @@ def _sweep(params, config, tokens, sources, frozen, cells_per_step):
 
 
 def sweep(params, config: ModelConfig, tokens, sources, *, freeze_final_norm: bool = False,
-          cells_per_step: int = 16, mesh=None) -> HeadsResult:
+          direct_logprob: bool = True, cells_per_step: int = 16, layers=None,
+          mesh=None) -> HeadsResult:
   """Ablate every head of every layer at all positions; see the module docstring.
 
   tokens int32 [B, T] (no padding: every position is scored on the next token);
   sources int32 [B, K] rows of the batch (`draw_sources`). freeze_final_norm holds the
   ablated runs' final sigma at the clean value (then repair_norm is float32 rounding).
+  direct_logprob=False skips direct_change_logprob (NaN; it costs an unembedding per cell).
+  layers: ablate only the heads of these layers (the results' L axis is then theirs;
+  `direct_effect` keeps every layer). None: all.
   cells_per_step (head, source) cells run vmapped together (memory ~ this x one pass).
   With a mesh, sequences are split over its "data" axis (B must be a multiple of it).
   """
@@ -229,4 +240,14 @@ def sweep(params, config: ModelConfig, tokens, sources, *, freeze_final_norm: bo
   params = sharding.place_params(params, mesh)
   tokens, sources = sharding.place_batch((jnp.asarray(tokens, jnp.int32),
                                           jnp.asarray(sources, jnp.int32)), mesh)
-  return _sweep(params, config, tokens, sources, freeze_final_norm, cells_per_step)
+  return _sweep(params, config, tokens, sources, options(
+      config, freeze_final_norm, direct_logprob, cells_per_step, layers))
+
+
+def options(config: ModelConfig, freeze_final_norm=False, direct_logprob=True, cells_per_step=16,
+            layers=None) -> tuple:
+  """The static options of the compiled program (hashable), checked."""
+  layers = tuple(range(config.num_layers)) if layers is None else tuple(int(l) for l in layers)
+  if not layers or any(not 0 <= l < config.num_layers for l in layers):
+    raise ValueError(f"layers={layers} must be a non-empty subset of 0..{config.num_layers - 1}")
+  return bool(freeze_final_norm), bool(direct_logprob), int(cells_per_step), layers
