@@ -12,7 +12,7 @@ position) and writes summary.json, PNG figures and report.md:
 
 Means are over sequences and positions (every scored position weighs the same).
 
-Shapes: N sequences, P scored positions, L layers, H heads.
+Shapes: N sequences, T-1 scored positions, L layers, H heads.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def head_name(layer: int, head: int) -> str:
 def per_head_means(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   """Every measure's mean over sequences and positions, [L, H] each."""
   values = dict(arrays)
-  values["self_repair"] = arrays["total_effect"] - arrays["direct_change"]        # [N, L, H, P]
+  values["self_repair"] = arrays["total_effect"] - arrays["direct_change"]        # [N, L, H, T-1]
   means = {name: values[name].mean((0, -1)) for name in PER_HEAD}
   loss = -means["direct_change"]                                               # [L, H]
   enough = loss > MIN_LOSS * max(loss.max(), 0.0)

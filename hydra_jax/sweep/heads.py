@@ -25,7 +25,7 @@ program: per layer, `lax.map` over the H x K cells in vmapped groups of `cells_p
 
     sweep(params, config, tokens [B, T], sources [B, K]) -> HeadsResult
 
-Shapes: B sequences, T positions (P = T - 1 scored), K sources, L layers, H heads,
+Shapes: B sequences, T positions (T-1 of them scored), K sources, L layers, H heads,
 E head size, D d_model, V vocabulary.
 """
 
@@ -43,7 +43,7 @@ from hydra_jax.model.config import ModelConfig
 from hydra_jax.model.interventions import Intervention, Site
 from hydra_jax.sweep import effects
 
-# Per-cell measures averaged over the K sources, each [B, L, H, P].
+# Per-cell measures averaged over the K sources, each [B, L, H, T-1].
 MEASURES = ("total_effect", "total_effect_logprob", "direct_change", "direct_change_logprob",
             "repair_heads", "repair_mlps", "repair_norm")
 
@@ -52,22 +52,22 @@ MEASURES = ("total_effect", "total_effect_logprob", "direct_change", "direct_cha
 @dataclasses.dataclass(frozen=True)
 class HeadsResult:
   """A heads sweep of B sequences; per-cell measures are means over the K sources."""
-  token: jax.Array                  # [B, P] int32 the true next token
-  clean_logit: jax.Array            # [B, P] its centred logit in the clean run
-  clean_logprob: jax.Array          # [B, P]
-  direct_effect: jax.Array          # [B, L, H, P] each head's clean DE (centred logit)
-  total_effect: jax.Array           # [B, L, H, P]
-  total_effect_logprob: jax.Array   # [B, L, H, P]
-  direct_change: jax.Array          # [B, L, H, P]
-  direct_change_logprob: jax.Array  # [B, L, H, P]
-  repair_heads: jax.Array           # [B, L, H, P]
-  repair_mlps: jax.Array            # [B, L, H, P]
-  repair_norm: jax.Array            # [B, L, H, P]
-  response: jax.Array               # [B, L, H, L, H] dDE of responding heads, mean over P, K
+  token: jax.Array                  # [B, T-1] int32 the true next token
+  clean_logit: jax.Array            # [B, T-1] its centred logit in the clean run
+  clean_logprob: jax.Array          # [B, T-1]
+  direct_effect: jax.Array          # [B, L, H, T-1] each head's clean DE (centred logit)
+  total_effect: jax.Array           # [B, L, H, T-1]
+  total_effect_logprob: jax.Array   # [B, L, H, T-1]
+  direct_change: jax.Array          # [B, L, H, T-1]
+  direct_change_logprob: jax.Array  # [B, L, H, T-1]
+  repair_heads: jax.Array           # [B, L, H, T-1]
+  repair_mlps: jax.Array            # [B, L, H, T-1]
+  repair_norm: jax.Array            # [B, L, H, T-1]
+  response: jax.Array               # [B, L, H, L, H] dDE of responding heads, mean over positions, K
 
   @property
   def self_repair(self) -> jax.Array:
-    """TE - direct change, [B, L, H, P] (= heads + mlps + norm)."""
+    """TE - direct change, [B, L, H, T-1] (= heads + mlps + norm)."""
     return self.total_effect - self.direct_change
 
 
@@ -100,14 +100,14 @@ def draw_sources(num_rows: int, num_sources: int, seed: int) -> np.ndarray:
 
 
 def _scored(logits: jax.Array, token: jax.Array):
-  """(centred logit, log-prob) of token [B, P] from logits [B, T, V] at positions < T - 1."""
-  logits = logits[:, :-1]                                             # [B, P, V]
+  """(centred logit, log-prob) of token [B, T-1] from logits [B, T, V] at positions < T - 1."""
+  logits = logits[:, :-1]                                             # [B, T-1, V]
   pick = lambda x: jnp.take_along_axis(x, token[..., None], axis=-1)[..., 0]
   return pick(model.centre(logits)), pick(jax.nn.log_softmax(logits, axis=-1))
 
 
 def _head_readout(params, config: ModelConfig, direction, sigma) -> jax.Array:
-  """g [B, P, L, H, E] with DE of head (l, h) = z[l, t, h] . g[t, l, h] (frozen clean sigma)."""
+  """g [B, T-1, L, H, E] with DE of head (l, h) = z[l, t, h] . g[t, l, h] (frozen clean sigma)."""
   w_o = params["layers/attention"]["o"].astype(jnp.float32)           # [L, H, E, D]
   return jnp.einsum("lhed,bpd->bplhe", w_o, direction) / sigma[..., None, None, None]
 
@@ -129,7 +129,7 @@ def _sliced(params, config: ModelConfig, layer: int):
 
 
 def _cell(params, config, tokens, clean, layer, head, source_rows, frozen, direct_logprob):
-  """Measures of ablating (layer, head) with sources source_rows [B]: dict of [B, P] + response."""
+  """Measures of ablating (layer, head) with sources source_rows [B]: dict of [B, T-1] + response."""
   L, H, T = config.num_layers, config.num_heads, tokens.shape[1]
   sliced, sub_config = _sliced(params, config, layer)
   Ls = L - layer
@@ -145,13 +145,13 @@ def _cell(params, config, tokens, clean, layer, head, source_rows, frozen, direc
       final_scale=clean["sigma"] if frozen else None)
   out = model.forward(sliced, sub_config, tokens, intervention)
   logit, logprob = _scored(out.logits, clean["token"])
-  g = clean["readout"][:, :, layer:]                                  # [B, P, Ls, H, E]
-  dz = (out.head_out - clean["z"][:, layer:])[:, :, :-1]              # [B, Ls, P, H, E]
-  head_dde = jnp.einsum("blphe,bplhe->bplh", dz, g)                   # [B, P, Ls, H]
-  own = head_dde[:, :, 0] @ head_mask                                 # [B, P]
+  g = clean["readout"][:, :, layer:]                                  # [B, T-1, Ls, H, E]
+  dz = (out.head_out - clean["z"][:, layer:])[:, :, :-1]              # [B, Ls, T-1, H, E]
+  head_dde = jnp.einsum("blphe,bplhe->bplh", dz, g)                   # [B, T-1, Ls, H]
+  own = head_dde[:, :, 0] @ head_mask                                 # [B, T-1]
   dm = (out.mlp_out - clean["mlp_out"][:, layer:])[:, int(config.parallel_block):, :-1]
   mlps = jnp.einsum("blpd,bpd->bp", dm, clean["direction"]) / clean["sigma"][:, :-1]
-  heads = head_dde[:, :, 1:].sum((-2, -1))                            # [B, P]
+  heads = head_dde[:, :, 1:].sum((-2, -1))                            # [B, T-1]
   te = logit - clean["logit"]
   response = jnp.concatenate([jnp.zeros((tokens.shape[0], layer + 1, H)),
                               head_dde[:, :, 1:].mean(1)], axis=1)    # [B, L, H]
@@ -163,11 +163,11 @@ def _cell(params, config, tokens, clean, layer, head, source_rows, frozen, direc
 
 
 def _direct_logprob(params, config, clean, layer, head, z_src) -> jax.Array:
-  """Change of log p(token) [B, P] when only the head's direct path changes (clean sigma).
+  """Change of log p(token) [B, T-1] when only the head's direct path changes (clean sigma).
 
-  An extra [P, D] x [D, V] unembedding per cell: about as costly as the final logits."""
-  dz = (z_src - clean["z"][:, layer])[:, :-1, head]                   # [B, P, E]
-  delta = _head_contribution(params, layer, head, dz)                 # [B, P, D]
+  An extra [T-1, D] x [D, V] unembedding per cell: about as costly as the final logits."""
+  dz = (z_src - clean["z"][:, layer])[:, :-1, head]                   # [B, T-1, E]
+  delta = _head_contribution(params, layer, head, dz)                 # [B, T-1, D]
   logits = clean["logits"] + model.unembed(params, config, delta, clean["sigma"][:, :-1])
   logprob = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), clean["token"][..., None], -1)
   return logprob[..., 0] - clean["logprob"]
@@ -183,9 +183,9 @@ def clean_run(params, config: ModelConfig, tokens) -> dict[str, jax.Array]:
   for layer in range(config.num_layers):        # as the layer stack adds: (x + a) + m
     pre.append(resid)
     resid = resid + out.attn_out[:, layer] + out.mlp_out[:, layer]
-  token = jnp.asarray(tokens, jnp.int32)[:, 1:]                       # [B, P]
+  token = jnp.asarray(tokens, jnp.int32)[:, 1:]                       # [B, T-1]
   sigma = out.final_scale                                             # [B, T]
-  direction, _ = effects.logit_direction(params, config, token)       # [B, P, D]
+  direction, _ = effects.logit_direction(params, config, token)       # [B, T-1, D]
   logit, logprob = _scored(out.logits, token)
   return dict(z=out.head_out, resid_pre=jnp.stack(pre, 1), mlp_out=out.mlp_out, sigma=sigma,
               token=token, logits=out.logits[:, :-1], logit=logit, logprob=logprob,
