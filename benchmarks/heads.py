@@ -74,6 +74,14 @@ def _timed(fn):
   return out, time.perf_counter() - start
 
 
+def forward_flops(config, length: int, layers_run: float) -> float:
+  """Matmul FLOPs of one sequence's pass through `layers_run` layers and the unembedding."""
+  D, H, G, E, F = config.d_model, config.num_heads, config.kv_heads, config.head_size, config.mlp_width
+  weights = D * (H + 2 * G) * E + H * E * D + D * F * (3 if config.gated_mlp else 2)
+  per_layer = 2 * length * weights + 2 * 2 * length * length * H * E
+  return layers_run * per_layer + 2 * length * D * config.vocab_size
+
+
 def build_model(directory, init: float):
   import torch
   import transformers
@@ -153,6 +161,11 @@ def main(argv=None):
   print(f"torch hooks: {len(times)} cells timed (heads {cells}, every source), median "
         f"{cell_s * 1e3:.0f} ms per cell, {hook_rate:.1f} sequence-forwards/s; all {num_cells} "
         f"cells extrapolated: {cell_s * num_cells:.1f} s")
+  mean_layers = np.mean([L - l for l in layers])
+  for name, rate, flops in (("compiled", compiled_rate, forward_flops(config, T, mean_layers)),
+                            ("torch hooks", hook_rate, forward_flops(config, T, L))):
+    print(f"{name}: {flops / 1e9:.1f} GFLOP per ablated sequence-forward, "
+          f"{rate * flops / 1e9:.1f} GFLOP/s = {rate * flops / 1e9 / peak:.0%} of the matmul peak")
   print(f"ratio compiled / hooks: {compiled_rate / hook_rate:.2f}x")
   print(f"largest TE difference on the hooked heads: {max(differences):.2e} (largest |TE| {scale:.2f})")
 

@@ -189,3 +189,43 @@ def test_protocol_must_be_known():
   config.sweep.protocol = "neurons"
   with pytest.raises(ValueError, match="sweep.protocol"):
     run_config.check(config)
+
+
+SHARDED = """
+import json, jax, numpy as np
+import hydra_jax as hj
+from hydra_jax.sweep import heads
+from tests.conftest import random_tokens, tiny_config
+assert jax.device_count() == 4, jax.devices()
+cfg = tiny_config(num_layers=2)
+params = hj.init_params(cfg, seed=2)
+tokens = random_tokens(cfg, batch=4, length=6, seed=1)
+sources = heads.draw_sources(4, 2, seed=0)
+auto = jax.sharding.AxisType.Auto
+mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(auto, auto))
+single = heads.sweep(params, cfg, tokens, sources)
+sharded = heads.sweep(params, cfg, tokens, sources, mesh=mesh)
+diff = max(float(np.abs(np.asarray(getattr(sharded, f)) - np.asarray(getattr(single, f))).max())
+           for f in vars(single))
+print("REPORT", json.dumps(dict(diff=diff, spec=list(sharded.total_effect.sharding.spec))))
+try:
+  heads.sweep(params, cfg, tokens[:3], sources[:3] % 3, mesh=mesh)
+except ValueError as error:
+  print("ERROR", error)
+"""
+
+
+def test_sequences_split_over_the_mesh_equal_one_device():
+  import json
+  import os
+  import subprocess
+  import sys
+  from tests.conftest import PROJECT_ROOT
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+             PYTHONPATH=str(PROJECT_ROOT))
+  done = subprocess.run([sys.executable, "-c", SHARDED], cwd=PROJECT_ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-4000:]
+  report = json.loads(done.stdout.split("REPORT ")[1].splitlines()[0])
+  assert report["diff"] < 1e-5 and report["spec"][0] == "data"
+  assert "3 sequences do not split over the mesh's 2 data devices" in done.stdout
