@@ -104,7 +104,8 @@ def heatmaps(means, path: str) -> str:
     values = means[name].T                                                       # [H, L]
     bound = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
     image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto", origin="lower")
-    ax.set(xlabel="layer", ylabel="head", title=title)
+    ax.set(xlabel="layer", ylabel="head", title=title, xticks=range(values.shape[1]),
+           yticks=range(values.shape[0]))
     fig.colorbar(image, ax=ax)
   return _save(fig, path)
 
@@ -167,7 +168,8 @@ def _markdown(summary: Mapping[str, Any], figures: Mapping[str, str]) -> str:
   quantiles = summary["fraction_quantiles"]
   lines += [f"Self-repair fraction over {summary['heads_with_fraction']} heads: "
             + ", ".join(f"q{float(q):.2f} {v:+.3f}" for q, v in quantiles.items()), "",
-            f"Correlation of direct change and total effect over heads: {summary['de_te_correlation']}", "",
+            "Correlation of direct change and total effect over heads: "
+            + ("n/a" if summary["de_te_correlation"] is None else f"{summary['de_te_correlation']:.3f}"), "",
             "| layer | self-repair | later heads | MLPs | final norm |", "| --- | ---: | ---: | ---: | ---: |"]
   per_layer = summary["per_layer"]
   lines += [f"| {l} | " + " | ".join(f"{per_layer[n][l]:+.4f}" for n in ("self_repair",) + SPLIT) + " |"
