@@ -43,7 +43,12 @@ def _hand_built(params, config, tokens, layer, head, source_rows):
   mlps = np.einsum("bpd,bpd->bp", dm, direction) / sigma
   te = pick(centred(ablated.logits)) - pick(centred(clean.logits))
   own = de(ablated.head_out, layer, head) - de(clean.head_out, layer, head)
+  delta = np.einsum("bte,ed->btd", (value - np.asarray(clean.head_out))[:, layer, :, head],
+                    w_o[layer, head])                                  # [B, T, D] the head's own path
+  direct_logits = (hj.unembed(params, config, clean.resid_final + delta, clean.final_scale)
+                   + hj.final_bias_logits(params, config))
   return dict(total_effect=te, total_effect_logprob=pick(logsm(ablated.logits)) - pick(logsm(clean.logits)),
+              direct_change_logprob=pick(logsm(direct_logits)) - pick(logsm(clean.logits)),
               direct_change=own, repair_heads=heads, repair_mlps=mlps,
               repair_norm=te - own - heads - mlps)
 
