@@ -21,7 +21,7 @@ scored on the true next token i = tokens[b, t + 1]:
 Work skipped: layers below l are unchanged, so the cells of layer l run only the layers
 l..L-1 (a sliced copy of the weights, the clean residual z^{l-1} fed in through the
 `resid_pre` site): about (L + 1) / 2L of the full passes. All cells are one jitted
-program: per layer, `lax.map` over the H x K cells in vmapped groups of `cells_per_step`.
+program: per layer, `lax.map` over the H x K cells in vmapped groups of up to `cells_per_step`.
 
     sweep(params, config, tokens [B, T], sources [B, K]) -> HeadsResult
 
@@ -199,7 +199,9 @@ def _layer_cells(params, config, tokens, clean, layer, sources, options):
   frozen, direct_logprob, cells_per_step, _ = options
   cell = lambda hk: _cell(params, config, tokens, clean, layer, hk[0], sources[:, hk[1]], frozen,
                           direct_logprob)
-  out = jax.lax.map(cell, (heads, picks), batch_size=min(cells_per_step, H * K))
+  # vmapped groups of a divisor of H K cells: no remainder group to compile separately
+  step = max(d for d in range(1, min(cells_per_step, H * K) + 1) if (H * K) % d == 0)
+  out = jax.lax.map(cell, (heads, picks), batch_size=step)
   return {name: value.reshape((H, K) + value.shape[1:]).mean(1) for name, value in out.items()}
 
 
@@ -226,7 +228,8 @@ def sweep(params, config: ModelConfig, tokens, sources, *, freeze_final_norm: bo
   direct_logprob=False skips direct_change_logprob (NaN; it costs an unembedding per cell).
   layers: ablate only the heads of these layers (the results' L axis is then theirs;
   `direct_effect` keeps every layer). None: all.
-  cells_per_step (head, source) cells run vmapped together (memory ~ this x one pass).
+  At most cells_per_step (head, source) cells run vmapped together (memory ~ this x one
+  pass; the largest divisor of H x K that fits).
   With a mesh, sequences are split over its "data" axis (B must be a multiple of it).
   """
   from hydra_jax.sweep import sharding
