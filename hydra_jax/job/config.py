@@ -18,8 +18,9 @@ the command line, e.g. `--config.sweep.num_sources=5`:
                  num_prompts / prompt_length for random token prompts
   sweep          protocol ("layers": the paper's sweep; "heads": self-repair per head at
                  every position, `hydra_jax.job.heads`), kind ("resample", "zero",
-                 "mean"), num_sources K, seed of the source draw, path ("incremental", "full"), chunk_size prompts per saved chunk,
-                 check (run the consistency checks)
+                 "mean"), num_sources K, seed of the source draw, path ("incremental",
+                 "full"), chunk_size prompts per saved chunk, check (run the consistency
+                 checks)
   heads          options of protocol "heads": text_file ("" = the embedded world's text),
                  num_sequences, seq_len, num_sources K, seed, batch_size sequences per
                  compiled batch (a saved chunk), cells_per_step, top_k responders,
