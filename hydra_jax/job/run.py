@@ -193,7 +193,7 @@ def replacements(config, model, prompts):
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """The whole job; returns the summary written to workdir (None for a dry run)."""
-  if config.sweep.protocol == "heads": from hydra_jax.job import heads; return heads.run(config, workdir)  # noqa: E701,E702
+  if config.sweep.protocol == "heads": from hydra_jax.job import heads; return heads.run(config, workdir)
   start = time.time()
   run_config.check(config)
   if plan_first(config):
