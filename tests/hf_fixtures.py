@@ -113,3 +113,56 @@ def capture(model, arch: str, tokens: np.ndarray, zero_attn: tuple[int, int] | N
       handle.remove()
   stack = lambda kind: np.stack([captured[kind][i] for i in sorted(captured[kind])], axis=1)
   return logits, stack("attn"), stack("mlp")
+
+
+# Per-head ablation with a forward pre-hook on each layer's attention output projection,
+# whose input is the heads' outputs side by side [B, T, H * E] (TransformerLens's "z").
+OUTPUT_PROJECTIONS = {arch: f"{attn}.{'c_proj' if arch == 'gpt2' else 'dense' if arch == 'gpt_neox' else 'o_proj'}"
+                      for arch, (_, attn, _) in LAYER_MODULES.items()}
+
+
+def _projection(model, arch: str, layer: int):
+  layers_path = LAYER_MODULES[arch][0]
+  return _module(_module(model, layers_path)[layer], OUTPUT_PROJECTIONS[arch])
+
+
+def head_outputs(model, arch: str, tokens) -> np.ndarray:
+  """[B, L, T, H * E]: every layer's per-head outputs (the output projection's input)."""
+  captured, handles = {}, []
+  for layer in range(len(_module(model, LAYER_MODULES[arch][0]))):
+    store = lambda module, args, layer=layer: captured.__setitem__(layer, args[0].detach().clone())
+    handles.append(_projection(model, arch, layer).register_forward_pre_hook(store))
+  try:
+    with torch.no_grad():
+      model(torch.as_tensor(tokens, dtype=torch.long))
+  finally:
+    for handle in handles:
+      handle.remove()
+  return torch.stack([captured[i] for i in sorted(captured)], dim=1).float().numpy()
+
+
+def ablate_head(model, arch: str, tokens, layer: int, head: int, value) -> torch.Tensor:
+  """Logits [B, T, V] with head `head` of `layer` replaced at all positions by value [B, T, E]."""
+  value = torch.as_tensor(value)
+  width = value.shape[-1]
+
+  def replace(module, args):
+    z = args[0].clone()
+    z[..., head * width:(head + 1) * width] = value
+    return (z, *args[1:])
+
+  handle = _projection(model, arch, layer).register_forward_pre_hook(replace)
+  try:
+    with torch.no_grad():
+      return model(torch.as_tensor(tokens, dtype=torch.long)).logits
+  finally:
+    handle.remove()
+
+
+def next_token_scores(logits: torch.Tensor, tokens) -> tuple[np.ndarray, np.ndarray]:
+  """(centred logit, log-prob) [B, T - 1] of each position's true next token."""
+  logits = logits[:, :-1].float()
+  index = torch.as_tensor(tokens[:, 1:], dtype=torch.long)[..., None]
+  centred = (logits - logits.mean(-1, keepdim=True)).gather(-1, index)[..., 0]
+  logprob = torch.log_softmax(logits, -1).gather(-1, index)[..., 0]
+  return centred.numpy(), logprob.numpy()

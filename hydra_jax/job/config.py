@@ -16,7 +16,9 @@ the command line, e.g. `--config.sweep.num_sources=5`:
   data           name ("embedded", "known_facts", "counterfact", "random"), data_dir and
                  manual_dir for TFDS, max_prompts (0 = all), filter_correct, label_prefix,
                  num_prompts / prompt_length for random token prompts
-  sweep          kind ("resample", "zero", "mean", "noise"), num_sources K (noise: draws),
+  sweep          protocol ("layers": the paper's sweep; "heads": self-repair per head at
+                 every position, `hydra_jax.job.heads`), kind ("resample", "zero", "mean",
+                 "noise"), num_sources K (noise: draws),
                  seed of the source draw, sources ("uniform", or "same_relation": sources
                  share the prompt's relation, where the prompt set has relations), path
                  ("incremental", "full"), chunk_size prompts per saved chunk, check (the
@@ -28,6 +30,10 @@ the command line, e.g. `--config.sweep.num_sources=5`:
                  0), keep_sources (8: the per-source responses [K, C, C] of the first 8
                  prompts are kept, for the report's per-source lines), noise_scale (3.0:
                  the noise std in units of the embeddings' std, kind "noise")
+  heads          options of protocol "heads": text_file ("" = the embedded world's text),
+                 num_sequences, seq_len, num_sources K, seed, batch_size sequences per
+                 compiled batch (a saved chunk), cells_per_step, top_k responders,
+                 freeze_final_norm
   mesh           data and model axis sizes (data=-1: all devices left over)
   report         ablated_layer (-1: the attention layer losing most DE) and ablated_kind of
                  figures 1/3, regression_layers of figure 7 (empty: spread evenly),
@@ -57,6 +63,7 @@ KINDS = ("resample", "zero", "mean", "noise")
 SOURCE_DRAWS = ("uniform", "same_relation")
 RESPONSE_SCALES = ("clean", "ablated")
 PATHS = ("incremental", "full")
+PROTOCOLS = ("layers", "heads")
 ABLATED_KINDS = ("attn", "mlp")
 DISTRIBUTED = ("auto", "on", "off")
 # ModelConfig fields a loaded model may differ in from config.model: cast or cosmetic.
@@ -79,9 +86,12 @@ def defaults() -> ml_collections.ConfigDict:
       name="embedded", data_dir="", manual_dir="", max_prompts=0, filter_correct=True,
       label_prefix=" ", num_prompts=256, prompt_length=16))
   config.sweep = ml_collections.ConfigDict(dict(
-      kind="resample", num_sources=15, seed=0, sources="uniform", path="incremental",
-      chunk_size=64, check=True, response_scale="clean", freeze_final_scale=False, keep_sources=8,
-      noise_scale=3.0))
+      protocol="layers", kind="resample", num_sources=15, seed=0, sources="uniform",
+      path="incremental", chunk_size=64, check=True, response_scale="clean",
+      freeze_final_scale=False, keep_sources=8, noise_scale=3.0))
+  config.heads = ml_collections.ConfigDict(dict(
+      text_file="", num_sequences=64, seq_len=32, num_sources=4, seed=0, batch_size=32,
+      cells_per_step=16, top_k=5, freeze_final_norm=False))
   config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
   config.report = ml_collections.ConfigDict(dict(
       ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0, bootstrap=1000,
@@ -156,7 +166,7 @@ def _check_sweep(sweep: ml_collections.ConfigDict) -> None:
 def check(config: ml_collections.ConfigDict) -> None:
   """Raise a ValueError naming the first field of `config` that cannot work."""
   expected = defaults()
-  for section in ("", "data", "sweep", "mesh", "report"):
+  for section in ("", "data", "sweep", "heads", "mesh", "report"):
     have = config.get(section) if section else config
     want = expected.get(section) if section else expected
     unknown = sorted(set(have.keys()) - set(want.keys()))
@@ -184,6 +194,9 @@ def check(config: ml_collections.ConfigDict) -> None:
   if data.name in ("known_facts", "counterfact") and data.manual_dir:
     _require(os.path.isdir(data.manual_dir), "data.manual_dir", data.manual_dir,
              "no such directory")
+  _require(sweep.protocol in PROTOCOLS, "sweep.protocol", sweep.protocol,
+           f"must be one of {PROTOCOLS}")
+  check_heads(config.heads)
   _check_sweep(sweep)
   _require(mesh.data == -1 or mesh.data >= 1, "mesh.data", mesh.data, "must be -1 or >= 1")
   _require(mesh.model >= 1, "mesh.model", mesh.model, "must be >= 1")
@@ -197,3 +210,17 @@ def check(config: ml_collections.ConfigDict) -> None:
   else:
     unknown = sorted(set(config.model.keys()) - {f.name for f in dataclasses.fields(ModelConfig)})
     _require(not unknown, "model", unknown, "unknown ModelConfig field(s)")
+
+
+def check_heads(heads: ml_collections.ConfigDict) -> None:
+  """The checks of the heads protocol's options (config.heads)."""
+  if heads.text_file:
+    _require(os.path.isfile(heads.text_file), "heads.text_file", heads.text_file, "no such file")
+  for field in ("seq_len", "num_sequences", "batch_size"):
+    _require(heads[field] >= 2, f"heads.{field}", heads[field], "must be >= 2")
+  for field in ("num_sources", "cells_per_step", "top_k"):
+    _require(heads[field] >= 1, f"heads.{field}", heads[field], "must be >= 1")
+  _require(heads.num_sources < heads.batch_size, "heads.num_sources", heads.num_sources,
+           f"sources are other sequences of a batch: must be < heads.batch_size={heads.batch_size}")
+  _require(heads.num_sequences % heads.batch_size == 0, "heads.num_sequences",
+           heads.num_sequences, f"must be a multiple of heads.batch_size={heads.batch_size}")

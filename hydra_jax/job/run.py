@@ -229,6 +229,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     raise ValueError("--workdir=DIR is required: the folder that receives the results")
   start_devices(config)
   shape = mesh_shape(config)
+  if config.sweep.protocol == "heads":   # self-repair per head: its own driver
+    from hydra_jax.job import heads
+    return heads.run(config, workdir, make_mesh(shape))
   if plan_first(config, shape):
     return None
   mesh = make_mesh(shape)
