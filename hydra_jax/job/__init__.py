@@ -5,4 +5,5 @@
   loading   the model (embedded, Hugging Face, own checkpoint, random) and the kept prompts
   chunks    cutting the kept prompts into chunks of the same shapes, and sweeping one
   run       the job itself: run(config, workdir) -> summary
+  heads     the per-head protocol's driver (config.sweep.protocol="heads")
 """

@@ -10,6 +10,8 @@
   validation   numpy checks of a sweep's arguments before anything compiles
   sharding     prompts over the mesh's "data" axis, weights over its "model" axis
   engine       prepare / run_rows / hydra_sweep: the compiled programs and the driver
+  heads        the per-head protocol: every head resample-ablated at every position
+               (Rushing & Nanda 2024), self-repair split into heads, MLPs and the norm
 """
 
 from hydra_jax.sweep.engine import (ConsistencyError, HydraResult, draw_sources, hydra_sweep,
