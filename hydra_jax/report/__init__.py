@@ -9,4 +9,5 @@
   regression_figures  the paper's figures 7, 7d, 8 and the localisation figure
   captions            one sentence per figure computed from the run, beside the paper's finding
   markdown            report.md laid out from the summary
+  heads               the per-head protocol's summary, figures and report.md
 """
