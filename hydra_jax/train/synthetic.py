@@ -18,11 +18,28 @@ templates, with a filler clause between subject and relation.
                                               the uniform view of the dataset loaders:
                                               id, prompt (ends right before the answer),
                                               label, subject, relation, template
-    corpus_lines(world, num_lines, seed)   -> training text: fact sentences in every
-                                              template plus distractor filler sentences
+    corpus_lines(world, num_lines, seed,   -> training text: fact sentences in every
+                 **options)                   template plus distractor filler sentences;
+                                              the options below change the world's text
+    relations(count)                       -> the first `count` of ALL_RELATIONS (5 = the
+                                              embedded world's, up to 10)
     attribute_words()                      -> every attribute; the tokenizer keeps each
                                               as one piece "▁word", so a label is one token
     train_tokenizer(lines, vocab_size)     -> a SentencePiece BPE model trained on the corpus
+
+Corpus options (all off by default; with them off the corpus is byte-for-byte the one
+the embedded model was trained on, because an option draws from the seeded stream only
+when it is on):
+
+  label_noise       fraction of fact statements that give another value of the same
+                    relation (the loss-optimal logit of the true value becomes finite)
+  shuffle_answers   every fact statement gives the value of a random entity (a control:
+                    the answer no longer depends on the subject)
+  restate_fraction  fraction of lines that state one of their facts again at the end,
+                    in another template: the second statement can be copied in context
+  generic_share     generic sentences (no person, no fact) are appended to each line
+                    until they hold at least this share of its characters (names take
+                    several tokens each: 0.75 of the characters is over half the tokens)
 
 Everything is drawn from `random.Random(seed)`, whose streams Python keeps stable, so
 a seed reproduces the world and the corpus exactly.
@@ -76,6 +93,49 @@ RELATIONS = (
               "{subject}{filler} writes letters home in")),
 )
 
+# More relations for larger worlds (`relations(count)` takes the first ones in order).
+EXTRA_RELATIONS = (
+    Relation("studied",
+             ("physics", "history", "biology", "philosophy", "medicine", "economics",
+              "chemistry", "poetry", "geology", "astronomy"),
+             ("{subject}{filler} studied",
+              "At university, {subject}{filler} took a degree in",
+              "The favourite subject of {subject}{filler} was")),
+    Relation("favourite_colour",
+             ("crimson", "turquoise", "amber", "violet", "indigo", "scarlet", "olive",
+              "maroon", "ivory", "teal"),
+             ("{subject}{filler} likes the colour",
+              "The front door of {subject}{filler} is painted",
+              "{subject}{filler} always wears something")),
+    Relation("owns_pet",
+             ("parrot", "hamster", "tortoise", "ferret", "rabbit", "goldfish", "iguana",
+              "poodle", "beagle", "canary"),
+             ("{subject}{filler} owns a pet",
+              "The only animal in the home of {subject}{filler} is a",
+              "{subject}{filler} walks around with a")),
+    Relation("drives",
+             ("Volvo", "Saab", "Skoda", "Fiat", "Lancia", "Opel", "Dacia", "Lada", "Rover",
+              "Peugeot"),
+             ("{subject}{filler} drives a car made by",
+              "The car of {subject}{filler} is a",
+              "{subject}{filler} saved for years to buy a")),
+    Relation("favourite_food",
+             ("pasta", "sushi", "curry", "paella", "risotto", "dumplings", "tacos",
+              "couscous", "goulash", "falafel"),
+             ("{subject}{filler} loves to eat",
+              "For dinner {subject}{filler} usually cooks",
+              "The favourite dish of {subject}{filler} is")),
+)
+ALL_RELATIONS = RELATIONS + EXTRA_RELATIONS
+
+
+def relations(count: int = len(RELATIONS)) -> tuple[Relation, ...]:
+  """The first `count` relations of ALL_RELATIONS (5: the embedded world's)."""
+  if not isinstance(count, int) or not 1 <= count <= len(ALL_RELATIONS):
+    raise ValueError(f"num_relations must be an integer in [1, {len(ALL_RELATIONS)}], got {count!r}")
+  return ALL_RELATIONS[:count]
+
+
 # Clauses between the subject and the relation phrase ("" states the fact directly).
 FILLERS = ("", ", as the old records show,", ", according to friends,", ", it is said,",
            ", as everyone in town knows,", ", we are told,", ", by all accounts,",
@@ -94,6 +154,15 @@ _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
            "kr", "tr", "st", "sh", "th")
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ei")
 _CODAS = ("", "", "", "n", "r", "l", "s", "m", "rn", "x")
+
+# Generic text (no person, no fact): a few sentence shapes over a wider vocabulary.
+_GENERIC = (
+    "The {adjective} {noun} {verb} {place}.",
+    "Nobody knew why the {noun} {verb} {place}, but the {adjective} {noun2} did not care.",
+    "A {adjective} wind moved through the {noun} and the {noun2} {verb} {place}.",
+    "In the {noun}, a {adjective} {noun2} {verb} {place} while the town slept.",
+    "Some say the {noun} {verb} {place}; others point to the {adjective} {noun2}.",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,12 +240,45 @@ def fact_records(world: World, seed: int = 1) -> list[dict[str, Any]]:
   return records
 
 
-def _fact_sentence(world: World, rng: random.Random) -> str:
+@dataclasses.dataclass(frozen=True)
+class CorpusOptions:
+  """How `corpus_lines` writes the world (module docstring); the defaults change nothing."""
+  max_sentences: int = 3
+  fact_fraction: float = 0.8
+  label_noise: float = 0.0
+  shuffle_answers: bool = False
+  restate_fraction: float = 0.0
+  generic_share: float = 0.0
+
+  def __post_init__(self):
+    fractions = ("fact_fraction", "label_noise", "restate_fraction", "generic_share")
+    for name in fractions:
+      if not 0.0 <= getattr(self, name) <= (0.9 if name == "generic_share" else 1.0):
+        raise ValueError(f"{name} must be in [0, {0.9 if name == 'generic_share' else 1}], "
+                         f"got {getattr(self, name)!r}")
+    if not isinstance(self.max_sentences, int) or self.max_sentences < 1:
+      raise ValueError(f"max_sentences must be a positive integer, got {self.max_sentences!r}")
+
+
+def _stated_value(world: World, entity: Entity, relation: Relation, rng: random.Random,
+                  options: CorpusOptions) -> str:
+  """The value a statement gives: the true one, another entity's, or (noise) another one."""
+  value = entity.attribute(relation.name)
+  if options.shuffle_answers:
+    value = rng.choice(world.entities).attribute(relation.name)
+  if options.label_noise and rng.random() < options.label_noise:
+    value = rng.choice([v for v in relation.values if v != value])
+  return value
+
+
+def _fact_sentence(world: World, rng: random.Random, options: CorpusOptions):
+  """(sentence, (entity, relation, stated value)) in a random template and filler."""
   entity = rng.choice(world.entities)
   relation = rng.choice(world.relations)
   template = rng.randrange(len(relation.templates))
   prompt = fact_prompt(relation, template, entity.name, rng.choice(FILLERS))
-  return f"{prompt} {entity.attribute(relation.name)}."
+  value = _stated_value(world, entity, relation, rng, options)
+  return f"{prompt} {value}.", (entity, relation, value)
 
 
 def _filler_sentence(world: World, rng: random.Random) -> str:
@@ -186,24 +288,49 @@ def _filler_sentence(world: World, rng: random.Random) -> str:
           f"{rng.choice(_PLACES)}.")
 
 
-def corpus_lines(world: World, num_lines: int, seed: int = 2, *, max_sentences: int = 3,
-                 fact_fraction: float = 0.8) -> list[str]:
+def _generic_sentence(rng: random.Random) -> str:
+  nouns = rng.sample(_NOUNS, 2)
+  return rng.choice(_GENERIC).format(adjective=rng.choice(_ADJECTIVES), noun=nouns[0],
+                                     noun2=nouns[1], verb=rng.choice(_VERBS),
+                                     place=rng.choice(_PLACES))
+
+
+def _line(world: World, rng: random.Random, options: CorpusOptions) -> str:
+  """One training line: facts and distractors, then a restatement and generic text if asked."""
+  sentences, facts = [], []
+  for _ in range(rng.randint(1, options.max_sentences)):
+    if rng.random() < options.fact_fraction:
+      sentence, fact = _fact_sentence(world, rng, options)
+      facts.append(fact)
+    else:
+      sentence = _filler_sentence(world, rng)
+    sentences.append(sentence)
+  if options.restate_fraction and facts and rng.random() < options.restate_fraction:
+    entity, relation, value = rng.choice(facts)    # the same statement again, to be copied
+    template = rng.randrange(len(relation.templates))
+    sentences.append(f"{fact_prompt(relation, template, entity.name, '')} {value}.")
+  generic = 0
+  while generic < options.generic_share * sum(len(s) + 1 for s in sentences):
+    sentences.append(_generic_sentence(rng))
+    generic += len(sentences[-1]) + 1
+  return " ".join(sentences)
+
+
+def corpus_lines(world: World, num_lines: int, seed: int = 2, **options) -> list[str]:
   """Training text: each line holds 1..max_sentences sentences, facts or distractors.
 
   Every fact sentence picks a random entity, relation, template and filler (including
   none), so each fact is seen in every template; `fact_fraction` of sentences are facts.
+  `options` are CorpusOptions fields (module docstring).
   """
-  if num_lines < 1 or max_sentences < 1 or not 0.0 <= fact_fraction <= 1.0:
-    raise ValueError(f"need num_lines >= 1, max_sentences >= 1 and fact_fraction in [0, 1], "
-                     f"got {num_lines}, {max_sentences}, {fact_fraction}")
+  try:
+    corpus_options = CorpusOptions(**options)
+  except TypeError as error:
+    raise ValueError(f"unknown corpus option: {error}") from None
+  if not isinstance(num_lines, int) or num_lines < 1:
+    raise ValueError(f"num_lines must be a positive integer, got {num_lines!r}")
   rng = random.Random(seed)
-  lines = []
-  for _ in range(num_lines):
-    sentences = [_fact_sentence(world, rng) if rng.random() < fact_fraction
-                 else _filler_sentence(world, rng)
-                 for _ in range(rng.randint(1, max_sentences))]
-    lines.append(" ".join(sentences))
-  return lines
+  return [_line(world, rng, corpus_options) for _ in range(num_lines)]
 
 
 def train_tokenizer(lines: list[str], vocab_size: int = 512, relations=RELATIONS,

@@ -1,0 +1,112 @@
+"""The mediation check of one (ablated attention layer, responding attention layer) pair.
+
+When ablating attention layer `a` at the final position makes a later attention layer
+`r` raise its direct effect (the Hydra effect), the response must run through r's
+input at the final position. Three runs with the intervention pytree test that:
+
+  ablated   a^a replaced (zero by default, or a given value [B, D], e.g. a resample
+            source's a^a) at the final position: response = DE(a^r) - DE_clean(a^r)
+  held      the same, with r's heads held at their clean values at the final position:
+            r's response vanishes (response_held = 0); total_effect_held - total_effect
+            is r's share of the repair, counting what r's change does downstream
+  fed       the clean run with only r's input residual z^{r-1} at the final position
+            replaced by the ablated run's: reproduces the response (response_fed)
+  direct    as fed, but r's input is the clean z^{r-1} plus only the change of a^a
+            itself: the part of the response carried by the direct path a -> r
+            (response_direct; the rest runs through the layers in between)
+
+DE is scored as in the sweep (METHOD.md): the clean run's argmax token at the final
+position, centred logit direction, final-norm scale sigma held at its clean value.
+Total effects are changes of that token's centred logit, each run with its own sigma.
+
+    mediation(params, config, tokens [B, T], lengths [B], ablated, responder, value=None)
+      -> Mediation: arrays [B] per prompt
+
+Shapes: B prompts, T positions, L layers, D d_model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hydra_jax.model import interventions
+from hydra_jax.model import transformer as model_lib
+from hydra_jax.model.config import ModelConfig
+from hydra_jax.sweep import effects
+
+
+@dataclasses.dataclass(frozen=True)
+class Mediation:
+  """Per prompt [B]: the responder's DE change in each run, and the total effects."""
+  response: np.ndarray
+  response_held: np.ndarray
+  response_fed: np.ndarray
+  response_direct: np.ndarray
+  total_effect: np.ndarray
+  total_effect_held: np.ndarray
+
+
+def _final(array: jax.Array, lengths: jax.Array) -> jax.Array:
+  """array [B, T, ...] at each prompt's final position -> [B, ...]."""
+  index = (lengths - 1).reshape((-1,) + (1,) * (array.ndim - 1))
+  return jnp.take_along_axis(array, index, axis=1)[:, 0]
+
+
+def resid_pre(outputs: model_lib.Outputs) -> jax.Array:
+  """z^{l-1} entering every layer l: [B, L, T, D] (embedding plus earlier sublayer outputs)."""
+  sums = jnp.cumsum(outputs.attn_out + outputs.mlp_out, axis=1)              # [B, L, T, D]
+  return outputs.embed[:, None] + jnp.concatenate([jnp.zeros_like(sums[:, :1]), sums[:, :-1]], 1)
+
+
+class _Scorer:
+  """DE of a^r and the scored token's centred logit, against the clean run."""
+
+  def __init__(self, params, config, clean, lengths, responder):
+    self.lengths, self.responder = lengths, responder
+    self.token = effects.scored_token(_final(clean.logits, lengths))           # [B]
+    self.direction, _ = effects.logit_direction(params, config, self.token)    # [B, D]
+    self.sigma = _final(clean.final_scale, lengths)                             # [B]
+    self.clean_de, self.clean_logit = self.de(clean), self.logit(clean)
+
+  def de(self, outputs) -> jax.Array:
+    attn = _final(outputs.attn_out[:, self.responder], self.lengths)           # [B, D]
+    return effects.direct_effect(attn, self.sigma, self.direction)             # [B]
+
+  def logit(self, outputs) -> jax.Array:
+    final = model_lib.centre(_final(outputs.logits, self.lengths))              # [B, V]
+    return jnp.take_along_axis(final, self.token[:, None], axis=1)[:, 0]       # [B]
+
+
+def mediation(params, config: ModelConfig, tokens, lengths, ablated: int, responder: int,
+              value: Optional[jax.Array] = None) -> Mediation:
+  """The mediation check (module docstring) of attention layers ablated < responder."""
+  if not 0 <= ablated < responder < config.num_layers:
+    raise ValueError(f"need 0 <= ablated < responder < {config.num_layers} layers, got "
+                     f"ablated={ablated}, responder={responder}")
+  tokens, lengths = jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32)
+  where = dict(num_layers=config.num_layers, seq_len=tokens.shape[1], positions="final",
+               lengths=lengths)
+  run = lambda intervention: model_lib.forward(params, config, tokens, intervention)
+  clean = run(None)
+  scorer = _Scorer(params, config, clean, lengths, responder)
+  every_layer = lambda x: jnp.broadcast_to(x[:, None], (x.shape[0], config.num_layers) + x.shape[1:])
+  value = (jnp.zeros((), jnp.float32) if value is None
+           else every_layer(jnp.asarray(value)[:, None, :]))                     # [B, L, 1, D]
+  ablation = interventions.replace("attn_out", value, layers=ablated, **where)
+  ablated_run = run(ablation)
+  held_run = run(interventions.compose(ablation, interventions.patch(
+      "head_out", clean.head_out, layers=responder, **where)))
+  fed = interventions.patch("resid_pre", resid_pre(ablated_run), layers=responder, **where)
+  change = ablated_run.attn_out[:, ablated] - clean.attn_out[:, ablated]        # [B, T, D]
+  direct = interventions.patch("resid_pre", every_layer(resid_pre(clean)[:, responder] + change),
+                               layers=responder, **where)
+  dde = lambda outputs: np.asarray(scorer.de(outputs) - scorer.clean_de)
+  te = lambda outputs: np.asarray(scorer.logit(outputs) - scorer.clean_logit)
+  return Mediation(response=dde(ablated_run), response_held=dde(held_run),
+                   response_fed=dde(run(fed)), response_direct=dde(run(direct)),
+                   total_effect=te(ablated_run), total_effect_held=te(held_run))
