@@ -31,11 +31,13 @@ SLOPES = ("attn", "mlp", "total", "norm")
 
 
 def best_middle_layer(measures: dict[str, Any]) -> int:
-  """The middle attention layer whose attention slope has the highest lower CI bound."""
+  """The middle attention layer with a later attention layer (so a Hydra effect can exist)
+  whose attention slope has the highest lower CI bound."""
   attn = measures["per_layer"]["attn"]
+  layers = [l for l in measures["middle_layers"] if l < measures["num_layers"] - 1] or [0]
   lower = [(attn["ci_attn"][l][0] if attn["ci_attn"][l][0] is not None else -math.inf)
-           for l in measures["middle_layers"]]
-  return measures["middle_layers"][int(np.argmax(lower))]
+           for l in layers]
+  return layers[int(np.argmax(lower))]
 
 
 def aggregate(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ Shapes: N prompts, C = 2L components, P parts, R resamples.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -60,9 +61,9 @@ def bootstrap_slopes(x: np.ndarray, y: np.ndarray, resamples: int = 1000, seed: 
   slope, r2 = _fit(x, y)
   draws = np.random.default_rng(seed).integers(0, x.shape[0], (resamples, x.shape[0]))  # [R, N]
   boot = np.stack([_fit(x[d], y[:, d])[0] for d in draws])                           # [R, P, C]
-  with np.errstate(invalid="ignore"):
-    ci = np.moveaxis(np.nanpercentile(boot, [2.5, 97.5], axis=0), 0, -1) if np.isfinite(
-        boot).any() else np.full(slope.shape + (2,), np.nan)
+  with warnings.catch_warnings():          # an all-NaN column (no variance) gives NaN quietly
+    warnings.simplefilter("ignore", RuntimeWarning)
+    ci = np.moveaxis(np.nanpercentile(boot, [2.5, 97.5], axis=0), 0, -1)               # [P, C, 2]
   return slope, r2, ci
 
 

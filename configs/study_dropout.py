@@ -1,0 +1,71 @@
+"""Issue 12's study: does dropout, sublayer stochastic depth or label noise give small
+models trained from scratch the Hydra effect?
+
+    python -m hydra_jax.study --config=configs/study_dropout.py --workdir=/tmp/study_dropout
+
+Base: the 8-layer Chinchilla-style model and the world of ../shared/FINDINGS.md (200
+people x 5 relations, 1,000 facts; with 20% label noise both of its seeds showed
+compensation). Arms, each swept with the main job (every fact prompt answered, K = 15
+uniform resample sources):
+
+  no_dropout           the paper's condition
+  dropout              dropout 0.1 on every residual branch (and the embedding)
+  stochastic_depth     each attention and MLP sublayer dropped with probability 0.15 per
+                       example (LayerDrop): the positive control for robustness to losing
+                       a layer, the direct test of the "natural dropout" conjecture
+  *_noise              the same with 20% label noise (a finite loss-optimal logit); the
+                       conclusion rests on these: 3 training seeds each
+  control_random_init  the base model never trained (every prompt swept, scoring its argmax)
+  control_shuffled     trained on answers shuffled across entities (no fact to recall;
+                       every prompt swept)
+
+Alternatives to uniform resampling on no_dropout_noise (seed 3): mean ablation
+(sweep.kind="mean") and same-relation resample sources (each relation's prompts swept as
+a job of its own, so every source shares the prompt's relation).
+
+Time (2 CPU cores, nothing else running): training 8 layers x d_model 128, batch 32 x 64
+tokens, costs 0.82 s a step (../shared/FINDINGS.md: 990 s for 1,200 steps; measured again
+in this session as 1.65 CPU-seconds a step); dropout and stochastic depth add little
+(see the estimate in STUDY_ESTIMATE below). 13 trained models x 900 steps = 9,600 s, 16
+sweeps of 1,000 prompts x 16 components x 15 sources at ~6,000 forwards/s plus compiles
+~1,100 s, corpora and tokenizers ~300 s: about 3.0 hours in all.
+"""
+
+import ml_collections
+
+from hydra_jax.study import arms
+
+NOISE = dict(label_noise=0.2)
+SEEDS = (3, 4, 5)
+STUDY_ESTIMATE = dict(seconds_per_step=0.82, trained_models=13, steps=900, sweeps=16,
+                      sweep_seconds=70, overhead_seconds=300)
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = arms.defaults()
+  config.name = "dropout"
+  config.model.update(name="study8", vocab_size=512, d_model=128, num_layers=8, num_heads=4,
+                      mlp_dim=512, max_seq_len=64)
+  config.world.update(num_entities=200, num_relations=5)
+  config.train.update(steps=900, batch_size=32, learning_rate=3e-3, warmup_steps=60,
+                      weight_decay=0.01)
+  config.sweep.update(num_sources=15, chunk_size=128, max_prompts=0, filter_correct=True)
+  unfiltered = dict(filter_correct=False)
+  config.arms = ml_collections.ConfigDict(dict(
+      no_dropout=dict(seeds=(3,)),
+      dropout=dict(seeds=(3,), model=dict(dropout_rate=0.1)),
+      stochastic_depth=dict(seeds=(3,), train=dict(sublayer_drop=0.15)),
+      no_dropout_noise=dict(seeds=SEEDS, world=NOISE,
+                            variants=("resample", "mean", "same_relation")),
+      dropout_noise=dict(seeds=SEEDS, world=NOISE, model=dict(dropout_rate=0.1)),
+      stochastic_depth_noise=dict(seeds=SEEDS, world=NOISE, train=dict(sublayer_drop=0.15)),
+      control_random_init=dict(seeds=(3,), train=dict(steps=0), sweep=unfiltered),
+      control_shuffled=dict(seeds=(3,), world=dict(shuffle_answers=True), sweep=unfiltered),
+  ))
+  return config
+
+
+def estimated_seconds(estimate=STUDY_ESTIMATE) -> float:
+  """The study's wall time on 2 idle CPU cores from the measured per-step cost."""
+  return (estimate["seconds_per_step"] * estimate["trained_models"] * estimate["steps"]
+          + estimate["sweeps"] * estimate["sweep_seconds"] + estimate["overhead_seconds"])

@@ -1,0 +1,153 @@
+"""Studies (issue 12): the arms of a config, the bootstrap slopes, the mediation check, and
+the two-arm miniature end to end with an interruption and a resumption.
+
+The miniature trains two 2-layer models for 30 steps and sweeps each with the main job;
+under a minute on 2 idle CPU cores (most of it compiling).
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import hydra_jax as hj
+from hydra_jax import checkpoints
+from hydra_jax.data import tokenizers
+from hydra_jax.job import config as run_config
+from hydra_jax.study import arms, build, mediation, runner, statistics, sweeps
+from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
+
+from tests.test_configs import load_config as study_config
+
+
+def test_arms_expand_to_one_run_per_seed_with_their_changes():
+  config = study_config("study_dropout")
+  runs = arms.expand(config)
+  names = [run.name for run in runs]
+  assert len(names) == len(set(names))
+  by_name = {run.name: run for run in runs}
+  noisy = [run for run in runs if run.world["label_noise"] > 0]
+  assert noisy and all(run.world["label_noise"] == 0.2 for run in noisy)
+  assert {run.arm for run in runs if run.model.dropout_rate == 0.1}
+  assert any(run.train["sublayer_drop"] > 0 for run in runs)
+  assert any(run.train["steps"] == 0 for run in runs)                # the random-init control
+  assert any(run.world["shuffle_answers"] for run in runs)           # the shuffled control
+  assert all(run.model.num_layers >= 8 for run in runs)
+  three_seeds = [arm for arm in {r.arm for r in runs} if sum(r.arm == arm for r in runs) >= 3]
+  assert len(three_seeds) >= 3
+  assert by_name[names[0]].model.dropout_rate == config.model.dropout_rate
+
+
+def test_bad_arms_are_named():
+  config = study_config("study_mini")
+  config.arms.no_dropout.train = dict(stepz=3)
+  with pytest.raises(ValueError, match="no_dropout.*stepz"):
+    arms.expand(config)
+  config = study_config("study_mini")
+  config.arms.no_dropout.variants = ("resample", "noise")
+  with pytest.raises(ValueError, match="variants"):
+    arms.expand(config)
+  config = study_config("study_mini")
+  config.arms.no_dropout.world = dict(label_noise=1.5)
+  with pytest.raises(ValueError, match="label_noise"):
+    arms.expand(config)
+
+
+def test_bootstrap_slopes_on_exact_lines():
+  x = np.array([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [5.0, 1.0]])                  # [N, C]
+  y = np.stack([2 * x + 1, -0.5 * x, np.ones_like(x)])                              # [P, N, C]
+  slope, r2, ci = statistics.bootstrap_slopes(x, y, resamples=200, seed=0)
+  np.testing.assert_allclose(slope[:, 0], [2.0, -0.5, 0.0], atol=1e-12)
+  np.testing.assert_allclose(r2[:2, 0], [1.0, 1.0])
+  assert np.isnan(r2[2, 0]) and np.isnan(slope[:, 1]).all()       # y or x without variance
+  np.testing.assert_allclose(ci[0, 0], [2.0, 2.0], atol=1e-12)     # every draw on the line
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(400, 1))
+  y = (0.3 * x + rng.normal(size=(400, 1)))[None]
+  slope, _, ci = statistics.bootstrap_slopes(x, y, resamples=500, seed=0)
+  assert ci[0, 0, 0] < 0.3 < ci[0, 0, 1] and ci[0, 0, 1] - ci[0, 0, 0] < 0.3
+  with pytest.raises(ValueError, match="need x"):
+    statistics.bootstrap_slopes(x, y[0])
+
+
+@pytest.mark.parametrize("variant", ["chinchilla", "pythia"])
+def test_mediation_check_on_a_tiny_random_model(variant):
+  config = tiny_config(**TINY_VARIANTS[variant])
+  params = hj.init_params(config, seed=1)
+  tokens = random_tokens(config, batch=4, length=7)
+  lengths = np.array([7, 6, 5, 7], np.int32)
+  found = mediation.mediation(params, config, tokens, lengths, ablated=1, responder=2)
+  assert np.abs(found.response).max() > 1e-3                       # the responder does respond
+  np.testing.assert_allclose(found.response_held, 0.0, atol=1e-5)  # held heads: no response
+  np.testing.assert_allclose(found.response_fed, found.response, rtol=1e-4, atol=1e-6)
+  assert np.abs(found.total_effect_held - found.total_effect).max() > 1e-4
+  if config.parallel_block:   # nothing between attention 1 and layer 2 reads a^1 but the stream
+    np.testing.assert_allclose(found.response_direct, found.response, rtol=1e-4, atol=1e-6)
+  else:                       # m^1 reads a^1: part of the response runs through it
+    assert np.abs(found.response_direct - found.response).max() > 1e-5
+  with pytest.raises(ValueError, match="ablated < responder"):
+    mediation.mediation(params, config, tokens, lengths, ablated=2, responder=1)
+
+
+def test_facts_file_data_needs_an_existing_file(tmp_path):
+  config = run_config.defaults()
+  config.data.name = "facts_file"
+  config.data.facts_file = str(tmp_path / "absent.json")
+  with pytest.raises(ValueError, match="data.facts_file"):
+    run_config.check(config)
+
+
+def _counting(monkeypatch, module, name, fail_on=None):
+  """Wrap module.name, counting calls; raise KeyboardInterrupt when the run is `fail_on`."""
+  calls, original = [], getattr(module, name)
+
+  def wrapper(run, *args, **kwargs):
+    calls.append(run.name)
+    if run.name == fail_on:
+      raise KeyboardInterrupt("simulated kill")
+    return original(run, *args, **kwargs)
+  monkeypatch.setattr(module, name, wrapper)
+  return calls
+
+
+def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypatch):
+  config = study_config("study_mini")
+  with monkeypatch.context() as patch:
+    _counting(patch, sweeps, "sweep_variant", fail_on="stochastic_depth_s0")
+    with pytest.raises(KeyboardInterrupt):
+      runner.run_study(config, str(tmp_path), log=lambda line: None)
+  first = tmp_path / "runs" / "no_dropout_s0"
+  assert (first / "resample" / runner.MEASURES_FILE).is_file()
+  assert build.is_built(tmp_path / "runs" / "stochastic_depth_s0" / "model")
+  stamp = (first / "model" / build.TRAINING_FILE).stat().st_mtime_ns
+
+  built = _counting(monkeypatch, build, "build_run")
+  swept = _counting(monkeypatch, sweeps, "sweep_variant")
+  lines = []
+  study = runner.run_study(config, str(tmp_path), log=lines.append)
+  assert built == [] and swept == ["stochastic_depth_s0"]          # only what was left
+  assert (first / "model" / build.TRAINING_FILE).stat().st_mtime_ns == stamp
+  assert any("already built" in line for line in lines) and lines[0].startswith("[1/2]")
+
+  saved = json.loads((tmp_path / "study.json").read_text())
+  assert saved == json.loads(json.dumps(study))
+  assert [r["run"] for r in saved["runs"]] == ["no_dropout_s0", "stochastic_depth_s0"]
+  for entry in saved["runs"]:
+    assert 0.0 <= entry["training"]["fact_accuracy"] <= 1.0
+    attn = entry["variants"]["resample"]["per_layer"]["attn"]
+    for field in ("slope_attn", "ci_attn", "slope_mlp", "ci_mlp", "slope_total", "r2_total",
+                  "fraction_restored", "norm_share", "slope_norm", "de_te_correlation",
+                  "late_mlp_change"):
+      assert len(attn[field]) == 2, field
+    assert attn["ci_attn"][0][0] <= attn["slope_attn"][0] <= attn["ci_attn"][0][1]
+  assert {row["arm"] for row in saved["aggregates"]} == {"no_dropout", "stochastic_depth"}
+  assert (tmp_path / "study.md").read_text().count("| no_dropout_s0 | resample |") == 2
+  assert (tmp_path / "study.png").stat().st_size > 0
+
+  model_dir = first / "model"                       # any run can be swept again by the job
+  model_config, params = checkpoints.load(model_dir)
+  assert model_config.num_layers == 2 and tokenizers.load(model_dir).vocab_size <= 160
+  assert (first / "resample" / "summary.json").is_file()
+  config.train.steps = 31
+  with pytest.raises(ValueError, match="train.steps"):
+    runner.run_study(config, str(tmp_path), log=lambda line: None)
