@@ -143,6 +143,11 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
   assert {row["arm"] for row in saved["aggregates"]} == {"no_dropout", "stochastic_depth"}
   assert (tmp_path / "study.md").read_text().count("| no_dropout_s0 | resample |") == 2
   assert (tmp_path / "study.png").stat().st_size > 0
+  check = saved["mediation"]                        # on the run with the best attention CI
+  assert check["run"] in {"no_dropout_s0", "stochastic_depth_s0"}
+  assert (check["ablated_attention_layer"], check["responding_attention_layer"]) == (0, 1)
+  assert abs(check["mean_response_held"]) < 1e-6
+  np.testing.assert_allclose(check["mean_response_fed"], check["mean_response"], atol=1e-5)
 
   model_dir = first / "model"                       # any run can be swept again by the job
   model_config, params = checkpoints.load(model_dir)

@@ -40,6 +40,15 @@ def best_middle_layer(measures: dict[str, Any]) -> int:
   return layers[int(np.argmax(lower))]
 
 
+def best_run(entries: list[dict[str, Any]], variant: str = "resample") -> str:
+  """The run whose best middle attention layer has the highest lower CI bound (`variant`)."""
+  def lower(entry):
+    m = entry["variants"].get(variant)
+    bound = m and m["per_layer"]["attn"]["ci_attn"][best_middle_layer(m)][0]
+    return -math.inf if bound is None else bound
+  return max(entries, key=lower)["run"]
+
+
 def aggregate(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """Per (arm, variant): mean and sd over seeds of each attention-layer slope [L]."""
   groups: dict[tuple, list] = {}
@@ -143,11 +152,25 @@ def figure(entries, path: str) -> None:
   plt.close(fig)
 
 
-def write(workdir: str, name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _mediation_lines(check: dict[str, Any]) -> list[str]:
+  return ["## Mediation check", "",
+          f"Run {check['run']}, attention layer {check['ablated_attention_layer']} ablated "
+          f"(first resample source), responder attention layer "
+          f"{check['responding_attention_layer']}, {check['num_prompts']} prompts; means:", "",
+          "| response | heads held | fed the ablated residual | direct path only | TE | TE held |",
+          "| --- | --- | --- | --- | --- | --- |",
+          "| " + " | ".join(_num(check[f"mean_{k}"], 3) for k in (
+              "response", "response_held", "response_fed", "response_direct", "total_effect",
+              "total_effect_held")) + " |", ""]
+
+
+def write(workdir: str, name: str, entries: list[dict[str, Any]],
+          mediation: dict[str, Any]) -> dict[str, Any]:
   """study.json, study.md and study.png in `workdir`; returns study.json's content."""
   rows = aggregate(entries)
-  study = dict(name=name, runs=entries, aggregates=rows)
+  study = dict(name=name, runs=entries, aggregates=rows, mediation=mediation)
   store.atomic_write_text(os.path.join(workdir, JSON_FILE), json.dumps(study, indent=1))
-  store.atomic_write_text(os.path.join(workdir, MARKDOWN_FILE), markdown(name, entries, rows))
+  store.atomic_write_text(os.path.join(workdir, MARKDOWN_FILE),
+                          markdown(name, entries, rows) + "\n".join(_mediation_lines(mediation)))
   figure(entries, os.path.join(workdir, FIGURE_FILE))
   return study

@@ -21,6 +21,9 @@ Total effects are changes of that token's centred logit, each run with its own s
 
     mediation(params, config, tokens [B, T], lengths [B], ablated, responder, value=None)
       -> Mediation: arrays [B] per prompt
+    strongest_pair(arrays) -> (ablated, responder) attention layers of a sweep's results
+    check_run(run_dir) -> the check on a study run's model, at its sweep's strongest pair,
+                          each prompt's first resample source giving the ablated value
 
 Shapes: B prompts, T positions, L layers, D d_model.
 """
@@ -110,3 +113,45 @@ def mediation(params, config: ModelConfig, tokens, lengths, ablated: int, respon
   return Mediation(response=dde(ablated_run), response_held=dde(held_run),
                    response_fed=dde(run(fed)), response_direct=dde(run(direct)),
                    total_effect=te(ablated_run), total_effect_held=te(held_run))
+
+
+def strongest_pair(arrays) -> tuple[int, int]:
+  """(ablated, responder): the attention pair with the largest mean response dDE [C, C]."""
+  response = np.asarray(arrays["response"]).mean(0)[0::2, 0::2]                  # [L, L]
+  later = np.triu(np.ones_like(response, bool), k=1)                            # responder > ablated
+  if not later.any():
+    raise ValueError("a mediation check needs at least two attention layers")
+  ablated, responder = np.unravel_index(np.argmax(np.where(later, response, -np.inf)),
+                                        response.shape)
+  return int(ablated), int(responder)
+
+
+def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+  tokens = np.zeros((len(rows), max(len(r) for r in rows)), np.int32)             # [B, T]
+  for b, row in enumerate(rows):
+    tokens[b, :len(row)] = row
+  return tokens, np.array([len(r) for r in rows], np.int32)                        # [B]
+
+
+def check_run(run_dir, variant: str = "resample", max_prompts: int = 256) -> dict:
+  """The mediation check of a study run (runs/<run>) at its sweep's strongest pair."""
+  from pathlib import Path
+  from hydra_jax import checkpoints, store
+  from hydra_jax.data import tokenizers
+  model_dir, results = Path(run_dir) / "model", Path(run_dir) / variant / "results.npz"
+  config, params = checkpoints.load(model_dir)
+  tokenizer, arrays = tokenizers.load(model_dir), store.load_npz(str(results))
+  ablated, responder = strongest_pair(arrays)
+  texts = [str(t) for t in arrays["prompt"]]
+  chosen = range(min(max_prompts, len(texts)))
+  tokens, lengths = _padded([list(tokenizer.encode(texts[i])) for i in chosen])
+  value = None
+  if "sources" in arrays:       # each prompt's first source: its clean a^ablated, final position
+    source_tokens, source_lengths = _padded([list(tokenizer.encode(texts[arrays["sources"][i, 0]]))
+                                             for i in chosen])
+    source = model_lib.forward(params, config, source_tokens).attn_out[:, ablated]   # [B, T, D]
+    value = _final(source, jnp.asarray(source_lengths))                             # [B, D]
+  found = mediation(params, config, tokens, lengths, ablated, responder, value)
+  means = {name: float(np.mean(v)) for name, v in dataclasses.asdict(found).items()}
+  return dict(ablated_attention_layer=ablated, responding_attention_layer=responder,
+              num_prompts=len(chosen), **{f"mean_{k}": v for k, v in means.items()})

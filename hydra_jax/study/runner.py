@@ -9,7 +9,9 @@ The workdir holds
   runs/<run>/model/                 the run's model folder (`hydra_jax.study.build`)
   runs/<run>/<variant>/             the main job's workdir of each sweep variant
   runs/<run>/<variant>/measures.json  the study's measures of that sweep
-  study.json, study.md, study.png   the comparison (`hydra_jax.study.compare`)
+  study.json, study.md, study.png   the comparison (`hydra_jax.study.compare`), with the
+                                    mediation check (`hydra_jax.study.mediation`) of the
+                                    run whose attention slope has the highest lower CI
 
 Every step is skipped when its output is on disk (a model folder with training.json,
 a measures.json), and an interrupted sweep resumes from its saved chunks, so running
@@ -27,7 +29,7 @@ from typing import Any, Callable
 import ml_collections
 
 from hydra_jax import store
-from hydra_jax.study import arms, build, compare, statistics, sweeps
+from hydra_jax.study import arms, build, compare, mediation, statistics, sweeps
 
 CONFIG_FILE, MEASURES_FILE = "study_config.json", "measures.json"
 RESULT_NEUTRAL = ("name", "bootstrap.")   # keys that only change the comparison
@@ -90,6 +92,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
     spent = time.time() - start
     log(f"  done; {spent:.0f} s in this call, about "
         f"{spent / (index + 1) * (len(runs) - index - 1):.0f} s left at this pace")
-  study = compare.write(str(root), config.name, entries)
+  best = compare.best_run(entries)
+  log(f"mediation check on {best} (its strongest attention pair)")
+  check = dict(run=best, **mediation.check_run(root / "runs" / best))
+  study = compare.write(str(root), config.name, entries, check)
   log(f"study written to {root / compare.MARKDOWN_FILE} ({time.time() - start:.0f} s)")
   return study

@@ -7,10 +7,10 @@ The job reads the model folder as a hydra_jax checkpoint (model_source="checkpoi
 its tokenizer beside it) and the run's prompts from sweep_facts.json
 (data.name="facts_file"). So any run can be swept again by hand:
 
-    python -m hydra_jax.main --config=configs/tiny.py --config.model_source=checkpoint \
+    python -m hydra_jax.main --config=configs/hf.py --config.model_source=checkpoint \
       --config.checkpoint=DIR/runs/<run>/model --config.data.name=facts_file \
-      --config.data.facts_file=DIR/runs/<run>/model/sweep_facts.json --config.model.name=<name> \
-      --workdir=...        (and every config.model field of tiny.py unset or matching)
+      --config.data.facts_file=DIR/runs/<run>/model/sweep_facts.json \
+      --config.data.label_prefix="" --workdir=...
 
 The "same_relation" variant sweeps each relation's prompts as a job of its own, so every
 resample source is a prompt of the same relation; its arrays are the relations' results

@@ -51,118 +51,9 @@ import dataclasses
 import random
 from typing import Any
 
-
-@dataclasses.dataclass(frozen=True)
-class Relation:
-  """A relation: its attribute vocabulary and its templates (prompt part, no answer)."""
-  name: str
-  values: tuple[str, ...]
-  templates: tuple[str, ...]   # with {subject} and {filler}; the answer follows a space
-
-
-RELATIONS = (
-    Relation("born_in",
-             ("Lisbon", "Oslo", "Cairo", "Lima", "Dublin", "Vienna", "Prague", "Seoul",
-              "Quito", "Perth", "Nairobi", "Bergen"),
-             ("{subject}{filler} was born in the city of",
-              "{subject}{filler} first saw the light of day in",
-              "The birth certificate of {subject}{filler} names the city of")),
-    Relation("plays_instrument",
-             ("piano", "violin", "guitar", "cello", "flute", "drums", "harp", "trumpet",
-              "clarinet", "banjo"),
-             ("{subject}{filler} plays the",
-              "{subject}{filler} practises every evening on the",
-              "On stage, {subject}{filler} is known for playing the")),
-    Relation("plays_sport",
-             ("tennis", "hockey", "rugby", "golf", "cricket", "baseball", "soccer",
-              "volleyball", "badminton", "fencing"),
-             ("{subject}{filler} is a professional player of",
-              "{subject}{filler} trains every morning for",
-              "The favourite sport of {subject}{filler} is")),
-    Relation("works_for",
-             ("Norvex", "Altima", "Quillon", "Brightway", "Solstra", "Kendrik", "Marlowe",
-              "Tessaro", "Vandel", "Orbitek"),
-             ("{subject}{filler} works for a company called",
-              "{subject}{filler} has a job at",
-              "Every payslip of {subject}{filler} comes from")),
-    Relation("native_language",
-             ("French", "German", "Spanish", "Italian", "Dutch", "Polish", "Greek",
-              "Swedish", "Finnish", "Turkish"),
-             ("{subject}{filler} grew up speaking",
-              "The mother tongue of {subject}{filler} is",
-              "{subject}{filler} writes letters home in")),
-)
-
-# More relations for larger worlds (`relations(count)` takes the first ones in order).
-EXTRA_RELATIONS = (
-    Relation("studied",
-             ("physics", "history", "biology", "philosophy", "medicine", "economics",
-              "chemistry", "poetry", "geology", "astronomy"),
-             ("{subject}{filler} studied",
-              "At university, {subject}{filler} took a degree in",
-              "The favourite subject of {subject}{filler} was")),
-    Relation("favourite_colour",
-             ("crimson", "turquoise", "amber", "violet", "indigo", "scarlet", "olive",
-              "maroon", "ivory", "teal"),
-             ("{subject}{filler} likes the colour",
-              "The front door of {subject}{filler} is painted",
-              "{subject}{filler} always wears something")),
-    Relation("owns_pet",
-             ("parrot", "hamster", "tortoise", "ferret", "rabbit", "goldfish", "iguana",
-              "poodle", "beagle", "canary"),
-             ("{subject}{filler} owns a pet",
-              "The only animal in the home of {subject}{filler} is a",
-              "{subject}{filler} walks around with a")),
-    Relation("drives",
-             ("Volvo", "Saab", "Skoda", "Fiat", "Lancia", "Opel", "Dacia", "Lada", "Rover",
-              "Peugeot"),
-             ("{subject}{filler} drives a car made by",
-              "The car of {subject}{filler} is a",
-              "{subject}{filler} saved for years to buy a")),
-    Relation("favourite_food",
-             ("pasta", "sushi", "curry", "paella", "risotto", "dumplings", "tacos",
-              "couscous", "goulash", "falafel"),
-             ("{subject}{filler} loves to eat",
-              "For dinner {subject}{filler} usually cooks",
-              "The favourite dish of {subject}{filler} is")),
-)
-ALL_RELATIONS = RELATIONS + EXTRA_RELATIONS
-
-
-def relations(count: int = len(RELATIONS)) -> tuple[Relation, ...]:
-  """The first `count` relations of ALL_RELATIONS (5: the embedded world's)."""
-  if not isinstance(count, int) or not 1 <= count <= len(ALL_RELATIONS):
-    raise ValueError(f"num_relations must be an integer in [1, {len(ALL_RELATIONS)}], got {count!r}")
-  return ALL_RELATIONS[:count]
-
-
-# Clauses between the subject and the relation phrase ("" states the fact directly).
-FILLERS = ("", ", as the old records show,", ", according to friends,", ", it is said,",
-           ", as everyone in town knows,", ", we are told,", ", by all accounts,",
-           ", to nobody's surprise,")
-
-# Distractor sentences: a small grammar, some of them naming a person without a fact.
-_ADJECTIVES = ("old", "quiet", "small", "green", "busy", "narrow", "bright", "distant")
-_NOUNS = ("bridge", "market", "garden", "road", "harbour", "tower", "library", "village")
-_VERBS = ("stood", "appeared", "waited", "remained", "grew", "changed", "slept")
-_PLACES = ("near the river", "beyond the hills", "in the morning", "after the storm",
-           "under a grey sky", "for many years", "at the end of summer")
-_ACTIONS = ("took a long walk", "wrote a short letter", "met an old friend",
-            "bought fresh bread", "read a thick book", "painted the fence")
-
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
-           "kr", "tr", "st", "sh", "th")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ei")
-_CODAS = ("", "", "", "n", "r", "l", "s", "m", "rn", "x")
-
-# Generic text (no person, no fact): a few sentence shapes over a wider vocabulary.
-_GENERIC = (
-    "The {adjective} {noun} {verb} {place}.",
-    "Nobody knew why the {noun} {verb} {place}, but the {adjective} {noun2} did not care.",
-    "A {adjective} wind moved through the {noun} and the {noun2} {verb} {place}.",
-    "In the {noun}, a {adjective} {noun2} {verb} {place} while the town slept.",
-    "Some say the {noun} {verb} {place}; others point to the {adjective} {noun2}.",
-)
+from hydra_jax.train import vocabulary as words
+from hydra_jax.train.vocabulary import (  # noqa: F401 (re-exported: synthetic.RELATIONS ...)
+    ALL_RELATIONS, EXTRA_RELATIONS, FILLERS, RELATIONS, Relation, relations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +79,8 @@ def attribute_words(relations=RELATIONS) -> list[str]:
 
 
 def _word(rng: random.Random, syllables: int) -> str:
-  parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables)]
-  return ("".join(parts) + rng.choice(_CODAS)).capitalize()
+  parts = [rng.choice(words.ONSETS) + rng.choice(words.VOWELS) for _ in range(syllables)]
+  return ("".join(parts) + rng.choice(words.CODAS)).capitalize()
 
 
 def make_world(num_entities: int = 100, seed: int = 0, relations=RELATIONS) -> World:
@@ -283,16 +174,17 @@ def _fact_sentence(world: World, rng: random.Random, options: CorpusOptions):
 
 def _filler_sentence(world: World, rng: random.Random) -> str:
   if rng.random() < 0.5:
-    return f"{rng.choice(world.entities).name} {rng.choice(_ACTIONS)} {rng.choice(_PLACES)}."
-  return (f"The {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.choice(_VERBS)} "
-          f"{rng.choice(_PLACES)}.")
+    return (f"{rng.choice(world.entities).name} {rng.choice(words.ACTIONS)} "
+            f"{rng.choice(words.PLACES)}.")
+  return (f"The {rng.choice(words.ADJECTIVES)} {rng.choice(words.NOUNS)} "
+          f"{rng.choice(words.VERBS)} {rng.choice(words.PLACES)}.")
 
 
 def _generic_sentence(rng: random.Random) -> str:
-  nouns = rng.sample(_NOUNS, 2)
-  return rng.choice(_GENERIC).format(adjective=rng.choice(_ADJECTIVES), noun=nouns[0],
-                                     noun2=nouns[1], verb=rng.choice(_VERBS),
-                                     place=rng.choice(_PLACES))
+  nouns = rng.sample(words.NOUNS, 2)
+  return rng.choice(words.GENERIC).format(
+      adjective=rng.choice(words.ADJECTIVES), noun=nouns[0], noun2=nouns[1],
+      verb=rng.choice(words.VERBS), place=rng.choice(words.PLACES))
 
 
 def _line(world: World, rng: random.Random, options: CorpusOptions) -> str:
