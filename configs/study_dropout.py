@@ -19,16 +19,23 @@ uniform resample sources):
   control_shuffled     trained on answers shuffled across entities (no fact to recall;
                        every prompt swept)
 
-Alternatives to uniform resampling on no_dropout_noise (seed 3): mean ablation
+Alternatives to uniform resampling on no_dropout_noise (its 3 seeds): mean ablation
 (sweep.kind="mean") and same-relation resample sources (each relation's prompts swept as
 a job of its own, so every source shares the prompt's relation).
 
-Time (2 CPU cores, nothing else running): training 8 layers x d_model 128, batch 32 x 64
-tokens, costs 0.82 s a step (../shared/FINDINGS.md: 990 s for 1,200 steps; measured again
-in this session as 1.65 CPU-seconds a step); dropout and stochastic depth add little
-(see the estimate in STUDY_ESTIMATE below). 13 trained models x 900 steps = 9,600 s, 16
-sweeps of 1,000 prompts x 16 components x 15 sources at ~6,000 forwards/s plus compiles
-~1,100 s, corpora and tokenizers ~300 s: about 3.0 hours in all.
+Time (2 CPU cores, nothing else running; `estimated_seconds()` adds it up from the
+config): a training step of 8 layers x d_model 128, batch 32 x 64 tokens, costs 0.82 s
+(../shared/FINDINGS.md: 990 s for 1,200 steps; in this session, on a machine loaded by
+other jobs, 1.65 CPU-seconds a step, i.e. 0.82 s on two cores); sublayer stochastic
+depth adds nothing measurable (1.156 against 1.171 CPU-s a step at d_model 96) and
+dropout adds 11% (1.83 against 1.65 CPU-s a step at d_model 128). A resample sweep of
+1,000 prompts x 16 components x 15 sources is ~240,000 ablated forwards, ~40 s at the
+~6,000/s an 8-layer model should run (README: 12,000-14,000/s at 4 layers; not measured
+at 8) plus compile and figures (~70 s in all); each run also generates its corpus,
+trains its tokenizer and evaluates its facts (~50 s). 14 runs, 13 of them trained for
+750 steps: about 10,500 s, 2.9 hours (`estimated_seconds()`). The steps are fewer than
+FINDINGS' 1,200 to fit: check the facts answered per arm (study.md) before reading its
+slopes, and compare dropout arms at matched accuracy, not matched steps.
 """
 
 import ml_collections
@@ -37,8 +44,9 @@ from hydra_jax.study import arms
 
 NOISE = dict(label_noise=0.2)
 SEEDS = (3, 4, 5)
-STUDY_ESTIMATE = dict(seconds_per_step=0.82, trained_models=13, steps=900, sweeps=16,
-                      sweep_seconds=70, overhead_seconds=300)
+# Measured costs on 2 idle CPU cores (module docstring), for the base model's size only.
+COSTS = dict(seconds_per_step=0.82, dropout_factor=1.11, run_seconds=50,
+             sweep_seconds=dict(resample=70, mean=30, zero=30, same_relation=150))
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -47,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.update(name="study8", vocab_size=512, d_model=128, num_layers=8, num_heads=4,
                       mlp_dim=512, max_seq_len=64)
   config.world.update(num_entities=200, num_relations=5)
-  config.train.update(steps=900, batch_size=32, learning_rate=3e-3, warmup_steps=60,
+  config.train.update(steps=750, batch_size=32, learning_rate=3e-3, warmup_steps=60,
                       weight_decay=0.01)
   config.sweep.update(num_sources=15, chunk_size=128, max_prompts=0, filter_correct=True)
   unfiltered = dict(filter_correct=False)
@@ -65,7 +73,10 @@ def get_config() -> ml_collections.ConfigDict:
   return config
 
 
-def estimated_seconds(estimate=STUDY_ESTIMATE) -> float:
-  """The study's wall time on 2 idle CPU cores from the measured per-step cost."""
-  return (estimate["seconds_per_step"] * estimate["trained_models"] * estimate["steps"]
-          + estimate["sweeps"] * estimate["sweep_seconds"] + estimate["overhead_seconds"])
+def estimated_seconds(config=None, costs=COSTS) -> float:
+  """The study's wall time on 2 idle CPU cores, from the measured costs of its parts."""
+  runs = arms.expand(config or get_config())
+  training = sum(run.train["steps"] * costs["seconds_per_step"]
+                 * (costs["dropout_factor"] if run.model.dropout_rate else 1.0) for run in runs)
+  sweeping = sum(costs["sweep_seconds"][variant] for run in runs for variant in run.variants)
+  return training + sweeping + len(runs) * costs["run_seconds"]

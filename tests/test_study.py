@@ -5,6 +5,7 @@ The miniature trains two 2-layer models for 30 steps and sweeps each with the ma
 under a minute on 2 idle CPU cores (most of it compiling).
 """
 
+import importlib
 import json
 
 import numpy as np
@@ -38,17 +39,26 @@ def test_arms_expand_to_one_run_per_seed_with_their_changes():
   assert by_name[names[0]].model.dropout_rate == config.model.dropout_rate
 
 
+def test_the_dropout_study_fits_three_hours_on_two_cores():
+  study = importlib.import_module("configs.study_dropout")
+  seconds = study.estimated_seconds()
+  assert 2 * 3600 < seconds <= 3 * 3600
+  config = study.get_config()
+  config.arms.no_dropout.seeds = (3, 4, 5)            # two more trained models do not fit
+  assert study.estimated_seconds(config) > 3 * 3600
+
+
 def test_bad_arms_are_named():
   config = study_config("study_mini")
-  config.arms.no_dropout.train = dict(stepz=3)
-  with pytest.raises(ValueError, match="no_dropout.*stepz"):
+  config.arms.no_noise.train = dict(stepz=3)
+  with pytest.raises(ValueError, match="no_noise.*stepz"):
     arms.expand(config)
   config = study_config("study_mini")
-  config.arms.no_dropout.variants = ("resample", "noise")
+  config.arms.no_noise.variants = ("resample", "noise")
   with pytest.raises(ValueError, match="variants"):
     arms.expand(config)
   config = study_config("study_mini")
-  config.arms.no_dropout.world = dict(label_noise=1.5)
+  config.arms.no_noise.world = dict(label_noise=1.5)
   with pytest.raises(ValueError, match="label_noise"):
     arms.expand(config)
 
@@ -113,25 +123,25 @@ def _counting(monkeypatch, module, name, fail_on=None):
 def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypatch):
   config = study_config("study_mini")
   with monkeypatch.context() as patch:
-    _counting(patch, sweeps, "sweep_variant", fail_on="stochastic_depth_s0")
+    _counting(patch, sweeps, "sweep_variant", fail_on="no_noise_s0")
     with pytest.raises(KeyboardInterrupt):
       runner.run_study(config, str(tmp_path), log=lambda line: None)
-  first = tmp_path / "runs" / "no_dropout_s0"
+  first = tmp_path / "runs" / "label_noise_s0"
   assert (first / "resample" / runner.MEASURES_FILE).is_file()
-  assert build.is_built(tmp_path / "runs" / "stochastic_depth_s0" / "model")
+  assert build.is_built(tmp_path / "runs" / "no_noise_s0" / "model")
   stamp = (first / "model" / build.TRAINING_FILE).stat().st_mtime_ns
 
   built = _counting(monkeypatch, build, "build_run")
   swept = _counting(monkeypatch, sweeps, "sweep_variant")
   lines = []
   study = runner.run_study(config, str(tmp_path), log=lines.append)
-  assert built == [] and swept == ["stochastic_depth_s0"]          # only what was left
+  assert built == [] and swept == ["no_noise_s0"]          # only what was left
   assert (first / "model" / build.TRAINING_FILE).stat().st_mtime_ns == stamp
   assert any("already built" in line for line in lines) and lines[0].startswith("[1/2]")
 
   saved = json.loads((tmp_path / "study.json").read_text())
   assert saved == json.loads(json.dumps(study))
-  assert [r["run"] for r in saved["runs"]] == ["no_dropout_s0", "stochastic_depth_s0"]
+  assert [r["run"] for r in saved["runs"]] == ["label_noise_s0", "no_noise_s0"]  # sorted
   for entry in saved["runs"]:
     assert 0.0 <= entry["training"]["fact_accuracy"] <= 1.0
     attn = entry["variants"]["resample"]["per_layer"]["attn"]
@@ -140,11 +150,11 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
                   "late_mlp_change"):
       assert len(attn[field]) == 2, field
     assert attn["ci_attn"][0][0] <= attn["slope_attn"][0] <= attn["ci_attn"][0][1]
-  assert {row["arm"] for row in saved["aggregates"]} == {"no_dropout", "stochastic_depth"}
-  assert (tmp_path / "study.md").read_text().count("| no_dropout_s0 | resample |") == 2
+  assert {row["arm"] for row in saved["aggregates"]} == {"no_noise", "label_noise"}
+  assert (tmp_path / "study.md").read_text().count("| no_noise_s0 | resample |") == 2
   assert (tmp_path / "study.png").stat().st_size > 0
   check = saved["mediation"]                        # on the run with the best attention CI
-  assert check["run"] in {"no_dropout_s0", "stochastic_depth_s0"}
+  assert check["run"] in {"no_noise_s0", "label_noise_s0"}
   assert (check["ablated_attention_layer"], check["responding_attention_layer"]) == (0, 1)
   assert abs(check["mean_response_held"]) < 1e-6
   np.testing.assert_allclose(check["mean_response_fed"], check["mean_response"], atol=1e-5)

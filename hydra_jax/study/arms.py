@@ -125,7 +125,8 @@ def _arm_runs(config, name: str, arm) -> list[Run]:
 
 
 def expand(config: ml_collections.ConfigDict) -> list[Run]:
-  """Every Run of the study, arms in config order, seeds in the arm's order."""
+  """Every Run of the study: arms in the order of config.arms (a ConfigDict: sorted by
+  name), seeds in the arm's order."""
   unknown = sorted(set(config.keys()) - set(defaults().keys()))
   if unknown:
     raise ValueError(f"unknown study config key(s) {unknown}; known: {sorted(defaults().keys())}")

@@ -31,6 +31,7 @@ Shapes: B prompts, T positions, L layers, D d_model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -85,34 +86,58 @@ class _Scorer:
     return jnp.take_along_axis(final, self.token[:, None], axis=1)[:, 0]       # [B]
 
 
+def _runner(params, config: ModelConfig, tokens, lengths, ablated, responder, value):
+  """run(ablate, heads, hold, resid, feed) -> Outputs: every run carries the same three
+  sites (weights 0 where unused, which leaves the model bit-for-bit unchanged), so the
+  forward pass compiles once for all of them."""
+  (B, T), L = tokens.shape, config.num_layers
+  where = dict(num_layers=L, seq_len=T, positions="final", lengths=lengths)
+  no_heads = jnp.zeros((B, L, T, config.num_heads, config.head_size), jnp.float32)
+  no_resid = jnp.zeros((B, L, T, config.d_model), jnp.float32)
+
+  def run(ablate=0.0, heads=no_heads, hold=0.0, resid=no_resid, feed=0.0):
+    intervention = interventions.Intervention(
+        attn_out=interventions.replace("attn_out", value, layers=ablated, strength=ablate,
+                                       **where).attn_out,
+        head_out=interventions.patch("head_out", heads, layers=responder, strength=hold,
+                                     **where).head_out,
+        resid_pre=interventions.patch("resid_pre", resid, layers=responder, strength=feed,
+                                      **where).resid_pre)
+    return model_lib.forward(params, config, tokens, intervention)
+  return run
+
+
 def mediation(params, config: ModelConfig, tokens, lengths, ablated: int, responder: int,
               value: Optional[jax.Array] = None) -> Mediation:
   """The mediation check (module docstring) of attention layers ablated < responder."""
   if not 0 <= ablated < responder < config.num_layers:
     raise ValueError(f"need 0 <= ablated < responder < {config.num_layers} layers, got "
                      f"ablated={ablated}, responder={responder}")
-  tokens, lengths = jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32)
-  where = dict(num_layers=config.num_layers, seq_len=tokens.shape[1], positions="final",
-               lengths=lengths)
-  run = lambda intervention: model_lib.forward(params, config, tokens, intervention)
-  clean = run(None)
-  scorer = _Scorer(params, config, clean, lengths, responder)
+  value = jnp.zeros((1, config.d_model), jnp.float32) if value is None else value
+  found = _mediation(params, config, jnp.asarray(tokens, jnp.int32),
+                     jnp.asarray(lengths, jnp.int32), ablated, responder,
+                     jnp.asarray(value, jnp.float32))
+  return Mediation(**{name: np.asarray(array) for name, array in found.items()})
+
+
+@functools.partial(jax.jit, static_argnames=("config", "ablated", "responder"))
+def _mediation(params, config, tokens, lengths, ablated, responder, value):
+  """The five runs as one compiled program; value [B or 1, D]. Returns Mediation's fields."""
   every_layer = lambda x: jnp.broadcast_to(x[:, None], (x.shape[0], config.num_layers) + x.shape[1:])
-  value = (jnp.zeros((), jnp.float32) if value is None
-           else every_layer(jnp.asarray(value)[:, None, :]))                     # [B, L, 1, D]
-  ablation = interventions.replace("attn_out", value, layers=ablated, **where)
-  ablated_run = run(ablation)
-  held_run = run(interventions.compose(ablation, interventions.patch(
-      "head_out", clean.head_out, layers=responder, **where)))
-  fed = interventions.patch("resid_pre", resid_pre(ablated_run), layers=responder, **where)
+  value = every_layer(value[:, None, :])                                        # [B|1, L, 1, D]
+  run = _runner(params, config, tokens, lengths, ablated, responder, value)
+  clean = run()
+  scorer = _Scorer(params, config, clean, lengths, responder)
+  ablated_run = run(ablate=1.0)
+  held_run = run(ablate=1.0, heads=clean.head_out, hold=1.0)
   change = ablated_run.attn_out[:, ablated] - clean.attn_out[:, ablated]        # [B, T, D]
-  direct = interventions.patch("resid_pre", every_layer(resid_pre(clean)[:, responder] + change),
-                               layers=responder, **where)
-  dde = lambda outputs: np.asarray(scorer.de(outputs) - scorer.clean_de)
-  te = lambda outputs: np.asarray(scorer.logit(outputs) - scorer.clean_logit)
-  return Mediation(response=dde(ablated_run), response_held=dde(held_run),
-                   response_fed=dde(run(fed)), response_direct=dde(run(direct)),
-                   total_effect=te(ablated_run), total_effect_held=te(held_run))
+  direct = every_layer(resid_pre(clean)[:, responder] + change)                 # [B, L, T, D]
+  dde = lambda outputs: scorer.de(outputs) - scorer.clean_de
+  te = lambda outputs: scorer.logit(outputs) - scorer.clean_logit
+  return dict(response=dde(ablated_run), response_held=dde(held_run),
+              response_fed=dde(run(resid=resid_pre(ablated_run), feed=1.0)),
+              response_direct=dde(run(resid=direct, feed=1.0)),
+              total_effect=te(ablated_run), total_effect_held=te(held_run))
 
 
 def strongest_pair(arrays) -> tuple[int, int]:
