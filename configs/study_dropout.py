@@ -29,9 +29,11 @@ config): a training step of 8 layers x d_model 128, batch 32 x 64 tokens, costs 
 other jobs, 1.65 CPU-seconds a step, i.e. 0.82 s on two cores); sublayer stochastic
 depth adds nothing measurable (1.156 against 1.171 CPU-s a step at d_model 96) and
 dropout adds 11% (1.83 against 1.65 CPU-s a step at d_model 128). A resample sweep of
-1,000 prompts x 16 components x 15 sources is ~240,000 ablated forwards, ~40 s at the
-~6,000/s an 8-layer model should run (README: 12,000-14,000/s at 4 layers; not measured
-at 8) plus compile and figures (~70 s in all); each run also generates its corpus,
+1,000 prompts x 16 components x 15 sources is ~240,000 ablated forwards, ~45 s at the
+5,400/s measured here for this model size after compiling (a random 8-layer d_model 128
+model, 256 prompts, 61,440 forwards: 34 CPU-seconds in all, compile and figures
+included), ~70 s with compile, clean source runs and figures; chunks of 512 prompts keep
+the clean runs of the sources they need to two per sweep. Each run also generates its corpus,
 trains its tokenizer and evaluates its facts (~50 s). 14 runs, 13 of them trained for
 750 steps: about 10,500 s, 2.9 hours (`estimated_seconds()`). The steps are fewer than
 FINDINGS' 1,200 to fit: check the facts answered per arm (study.md) before reading its
@@ -57,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.world.update(num_entities=200, num_relations=5)
   config.train.update(steps=750, batch_size=32, learning_rate=3e-3, warmup_steps=60,
                       weight_decay=0.01)
-  config.sweep.update(num_sources=15, chunk_size=128, max_prompts=0, filter_correct=True)
+  config.sweep.update(num_sources=15, chunk_size=512, max_prompts=0, filter_correct=True)
   unfiltered = dict(filter_correct=False)
   config.arms = ml_collections.ConfigDict(dict(
       no_dropout=dict(seeds=(3,)),

@@ -107,14 +107,14 @@ def test_facts_file_data_needs_an_existing_file(tmp_path):
     run_config.check(config)
 
 
-def _counting(monkeypatch, module, name, fail_on=None):
-  """Wrap module.name, counting calls; raise KeyboardInterrupt when the run is `fail_on`."""
+def _counting(monkeypatch, module, name, fail_on=None, error=KeyboardInterrupt):
+  """Wrap module.name, counting calls; raise `error` when the run is `fail_on`."""
   calls, original = [], getattr(module, name)
 
   def wrapper(run, *args, **kwargs):
     calls.append(run.name)
     if run.name == fail_on:
-      raise KeyboardInterrupt("simulated kill")
+      raise error("simulated failure")
     return original(run, *args, **kwargs)
   monkeypatch.setattr(module, name, wrapper)
   return calls
@@ -130,6 +130,11 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
   assert (first / "resample" / runner.MEASURES_FILE).is_file()
   assert build.is_built(tmp_path / "runs" / "no_noise_s0" / "model")
   stamp = (first / "model" / build.TRAINING_FILE).stat().st_mtime_ns
+  with monkeypatch.context() as patch:             # a sweep that cannot run: listed, study goes on
+    _counting(patch, sweeps, "sweep_variant", fail_on="no_noise_s0", error=ValueError)
+    partial = runner.run_study(config, str(tmp_path), log=lambda line: None)
+  assert partial["runs"][1]["errors"] == {"resample": "simulated failure"}
+  assert "- no_noise_s0 resample: simulated failure" in (tmp_path / "study.md").read_text()
 
   built = _counting(monkeypatch, build, "build_run")
   swept = _counting(monkeypatch, sweeps, "sweep_variant")

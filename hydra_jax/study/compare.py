@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -40,13 +40,15 @@ def best_middle_layer(measures: dict[str, Any]) -> int:
   return layers[int(np.argmax(lower))]
 
 
-def best_run(entries: list[dict[str, Any]], variant: str = "resample") -> str:
-  """The run whose best middle attention layer has the highest lower CI bound (`variant`)."""
+def best_run(entries: list[dict[str, Any]], variant: str = "resample") -> Optional[str]:
+  """The run whose best middle attention layer has the highest lower CI bound (`variant`);
+  None when no run has that sweep."""
   def lower(entry):
     m = entry["variants"].get(variant)
-    bound = m and m["per_layer"]["attn"]["ci_attn"][best_middle_layer(m)][0]
+    bound = m["per_layer"]["attn"]["ci_attn"][best_middle_layer(m)][0] if m else None
     return -math.inf if bound is None else bound
-  return max(entries, key=lower)["run"]
+  swept = [entry for entry in entries if variant in entry["variants"]]
+  return max(swept, key=lower)["run"] if swept else None
 
 
 def aggregate(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,7 +99,7 @@ def _run_rows(entries) -> list[str]:
 
 
 def _layer_rows(entries) -> list[str]:
-  num_layers = max(m["num_layers"] for e in entries for m in e["variants"].values())
+  num_layers = max((m["num_layers"] for e in entries for m in e["variants"].values()), default=0)
   lines = ["| run | variant | " + " | ".join(f"attn {l}" for l in range(num_layers)) + " |",
            "|" + " --- |" * (num_layers + 2)]
   for entry in entries:
@@ -118,6 +120,12 @@ def _aggregate_rows(rows) -> list[str]:
   return lines
 
 
+def _error_lines(entries) -> list[str]:
+  failed = [f"- {e['run']} {variant}: {message}" for e in entries
+            for variant, message in e.get("errors", {}).items()]
+  return ["## Sweeps that did not run", "", *failed, ""] if failed else []
+
+
 def markdown(name: str, entries, rows) -> str:
   return "\n".join([
       f"# Study {name}: the Hydra effect per arm", "",
@@ -127,7 +135,8 @@ def markdown(name: str, entries, rows) -> str:
       "of the last MLPs (negative: erasure), in brackets its change under the ablation.", "",
       "## Runs at their best middle attention layer", "", *_run_rows(entries), "",
       "## Attention-part slope per ablated attention layer", "", *_layer_rows(entries), "",
-      "## Over seeds", "", *_aggregate_rows(rows), "", f"![slopes]({FIGURE_FILE})", ""])
+      "## Over seeds", "", *_aggregate_rows(rows), "", *_error_lines(entries),
+      f"![slopes]({FIGURE_FILE})", ""])
 
 
 def figure(entries, path: str) -> None:
@@ -152,7 +161,9 @@ def figure(entries, path: str) -> None:
   plt.close(fig)
 
 
-def _mediation_lines(check: dict[str, Any]) -> list[str]:
+def _mediation_lines(check: Optional[dict[str, Any]]) -> list[str]:
+  if check is None:
+    return []
   return ["## Mediation check", "",
           f"Run {check['run']}, attention layer {check['ablated_attention_layer']} ablated "
           f"(first resample source), responder attention layer "
@@ -165,7 +176,7 @@ def _mediation_lines(check: dict[str, Any]) -> list[str]:
 
 
 def write(workdir: str, name: str, entries: list[dict[str, Any]],
-          mediation: dict[str, Any]) -> dict[str, Any]:
+          mediation: Optional[dict[str, Any]]) -> dict[str, Any]:
   """study.json, study.md and study.png in `workdir`; returns study.json's content."""
   rows = aggregate(entries)
   study = dict(name=name, runs=entries, aggregates=rows, mediation=mediation)

@@ -13,6 +13,8 @@ The workdir holds
                                     mediation check (`hydra_jax.study.mediation`) of the
                                     run whose attention slope has the highest lower CI
 
+A sweep that stops with a ValueError (say, too few prompts answered to draw K sources)
+is logged and listed in study.md, and the other runs go on; the next call retries it.
 Every step is skipped when its output is on disk (a model folder with training.json,
 a measures.json), and an interrupted sweep resumes from its saved chunks, so running
 the same command after a kill continues where it stopped. Progress: one line per
@@ -85,16 +87,22 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
     log(f"[{index + 1}/{len(runs)}] {run.name}")
     run_dir = root / "runs" / run.name
     record = _model(run, run_dir / "model", log)
-    variants = {variant: _measures(run, variant, run_dir, config.bootstrap, log)
-                for variant in run.variants}
+    variants, errors = {}, {}
+    for variant in run.variants:   # a sweep that cannot run is reported, the study goes on
+      try:
+        variants[variant] = _measures(run, variant, run_dir, config.bootstrap, log)
+      except ValueError as error:
+        errors[variant] = str(error)
+        log(f"  sweep {variant} failed: {error}")
     entries.append(dict(run=run.name, arm=run.arm, seed=run.seed, training=record,
-                        variants=variants))
+                        variants=variants, errors=errors))
     spent = time.time() - start
     log(f"  done; {spent:.0f} s in this call, about "
         f"{spent / (index + 1) * (len(runs) - index - 1):.0f} s left at this pace")
-  best = compare.best_run(entries)
-  log(f"mediation check on {best} (its strongest attention pair)")
-  check = dict(run=best, **mediation.check_run(root / "runs" / best))
+  best, check = compare.best_run(entries), None
+  if best is not None:
+    log(f"mediation check on {best} (its strongest attention pair)")
+    check = dict(run=best, **mediation.check_run(root / "runs" / best))
   study = compare.write(str(root), config.name, entries, check)
   log(f"study written to {root / compare.MARKDOWN_FILE} ({time.time() - start:.0f} s)")
   return study
