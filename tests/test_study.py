@@ -7,6 +7,10 @@ under a minute on 2 idle CPU cores (most of it compiling).
 
 import importlib
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,10 +19,13 @@ import hydra_jax as hj
 from hydra_jax import checkpoints
 from hydra_jax.data import tokenizers
 from hydra_jax.job import config as run_config
+from hydra_jax.job import loading as job_inputs
 from hydra_jax.study import arms, build, mediation, runner, statistics, sweeps
 from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
 
 from tests.test_configs import load_config as study_config
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_arms_expand_to_one_run_per_seed_with_their_changes():
@@ -105,6 +112,23 @@ def test_facts_file_data_needs_an_existing_file(tmp_path):
   config.data.facts_file = str(tmp_path / "absent.json")
   with pytest.raises(ValueError, match="data.facts_file"):
     run_config.check(config)
+  bad = tmp_path / "bad.json"
+  for text, why in (("{not json", "not valid JSON"), ('{"id": 0}', "JSON list")):
+    bad.write_text(text)
+    with pytest.raises(ValueError, match=why):
+      job_inputs.read_facts_file(str(bad))
+
+
+def test_the_command_line_names_a_bad_override_in_one_line(tmp_path):
+  command = [sys.executable, "-m", "hydra_jax.study", "--config=configs/study_mini.py",
+             "--config.trian.steps=3", f"--workdir={tmp_path}"]
+  done = subprocess.run(command, capture_output=True, text=True, cwd=CONFIGS.parent,
+                        env={**os.environ, "PYTHONPATH": str(CONFIGS.parent)})
+  assert done.returncode != 0
+  assert done.stderr.strip().splitlines()[-1] == (
+      "hydra_jax.study: error: bad config override: 'trian' Did you mean \"train\" instead of "
+      "\"trian\"?")
+  assert "Traceback" not in done.stderr
 
 
 def _counting(monkeypatch, module, name, fail_on=None, error=KeyboardInterrupt):

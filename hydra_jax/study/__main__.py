@@ -29,5 +29,16 @@ def main(argv) -> None:
     sys.exit(f"hydra_jax.study: error: {error}")
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag or an override naming no field as one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    sys.exit(f"hydra_jax.study: error: {error}")
+  except (AttributeError, KeyError, TypeError) as error:   # --config.<path> naming no field
+    message = " ".join(str(error.args[0] if error.args else error).split())
+    sys.exit(f"hydra_jax.study: error: bad config override: {message}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
