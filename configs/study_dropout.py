@@ -23,6 +23,12 @@ Alternatives to uniform resampling on no_dropout_noise (its 3 seeds): mean ablat
 (sweep.kind="mean") and same-relation resample sources (each relation's prompts swept as
 a job of its own, so every source shares the prompt's relation).
 
+The richer world options (synthetic.relations(10), 300+ people, restate_fraction,
+generic_share) are not in this grid: a 3,000-fact world diluted by generic text needs
+several times the training steps, which 3 hours on 2 cores do not hold next to 3 seeds.
+Any arm can add them (e.g. world=dict(num_entities=300, num_relations=10,
+generic_share=0.75)).
+
 Time (2 CPU cores, nothing else running; `estimated_seconds()` adds it up from the
 config): a training step of 8 layers x d_model 128, batch 32 x 64 tokens, costs 0.82 s
 (../shared/FINDINGS.md: 990 s for 1,200 steps; in this session, on a machine loaded by

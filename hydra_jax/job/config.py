@@ -15,8 +15,8 @@ the command line, e.g. `--config.sweep.num_sources=5`:
                  `dtype`, which casts it
   data           name ("embedded", "known_facts", "counterfact", "random", "facts_file"),
                  data_dir and manual_dir for TFDS, facts_file (a JSON list of prompt
-                 records: id, prompt, label, ...), max_prompts (0 = all), filter_correct, label_prefix,
-                 num_prompts / prompt_length for random token prompts
+                 records: id, prompt, label, ...), max_prompts (0 = all), filter_correct,
+                 label_prefix, num_prompts / prompt_length for random token prompts
   sweep          kind ("resample", "zero", "mean"), num_sources K, seed of the source
                  draw, path ("incremental", "full"), chunk_size prompts per saved chunk,
                  check (run the consistency checks)
@@ -65,8 +65,8 @@ def defaults() -> ml_collections.ConfigDict:
   config.distributed = "auto"
   config.model = open_model_section()
   config.data = ml_collections.ConfigDict(dict(
-      name="embedded", data_dir="", manual_dir="", facts_file="", max_prompts=0, filter_correct=True,
-      label_prefix=" ", num_prompts=256, prompt_length=16))
+      name="embedded", data_dir="", manual_dir="", facts_file="", max_prompts=0,
+      filter_correct=True, label_prefix=" ", num_prompts=256, prompt_length=16))
   config.sweep = ml_collections.ConfigDict(dict(
       kind="resample", num_sources=15, seed=0, path="incremental", chunk_size=64, check=False))
   config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))

@@ -7,9 +7,10 @@
 Model sources (config.model_source): the embedded tiny model, a Hugging Face directory,
 a hydra_jax checkpoint, or a random initialisation of config.model. Prompt sets
 (config.data.name): the embedded model's facts, known facts or CounterFact (TFDS,
-read from data.manual_dir offline), the records of a JSON facts file, or random token prompts (for models without a
-tokenizer, e.g. a randomly initialised Chinchilla 7B). Prompts are tokenized, bucketed
-by length, and kept when the model's top prediction is the label's first token.
+read from data.manual_dir offline), the records of a JSON facts file (data.facts_file),
+or random token prompts (for models without a tokenizer, e.g. a randomly initialised
+Chinchilla 7B). Prompts are tokenized, bucketed by length, and kept when the model's
+top prediction is the label's first token.
 
 Shapes: N kept prompts, T padded length, V vocabulary.
 """

@@ -23,7 +23,6 @@ Shapes: N prompts, C = 2L components.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +91,3 @@ def concatenate(parts: list[dict[str, Any]]) -> dict[str, np.ndarray]:
   return {key: np.concatenate([np.asarray(part[key]) for part in parts]) for key in keys
           if np.ndim(parts[0][key]) >= 1}
 
-
-def describe(workdir: str | Path) -> dict[str, Any]:
-  """summary.json of a finished (single-job) variant, {} when there is none."""
-  path = os.path.join(workdir, report.SUMMARY_FILE)
-  return json.loads(Path(path).read_text()) if os.path.isfile(path) else {}
