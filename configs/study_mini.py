@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = arms.defaults()
   config.name = "mini"
   config.model.update(name="mini", vocab_size=160, d_model=32, num_layers=2, num_heads=2,
-                      mlp_dim=64, max_seq_len=48)
+                      mlp_dim=64, max_seq_len=64)
   config.world.update(num_entities=12, num_relations=2)
   config.tokenizer.update(vocab_size=160, lines=2000)
   config.train.update(steps=30, batch_size=16, learning_rate=1e-2, warmup_steps=3)

@@ -98,10 +98,12 @@ def build_run(run: Run, directory: str | Path, log: Callable[[str], None] = prin
   params, history = _train(run, tokenizer, lines, log)
   params = jax.device_get(params)
   checkpoints.save(out, run.model, params)
-  accuracy, correct = embedded.fact_accuracy(params, run.model, tokenizer, records)
-  record = dict(
-      run=run.name, arm=run.arm, seed=run.seed, fact_accuracy=accuracy,
-      num_facts=len(records), num_correct=int(correct.sum()), num_sweep_prompts=len(sample),
+  fits = [r for r in records if len(tokenizer.encode(r["prompt"])) <= run.model.max_seq_len]
+  correct = embedded.fact_accuracy(params, run.model, tokenizer, fits)[1] if fits else []
+  record = dict(   # a prompt longer than the context counts as not answered
+      run=run.name, arm=run.arm, seed=run.seed, fact_accuracy=float(np.sum(correct)) / len(records),
+      num_facts=len(records), num_correct=int(np.sum(correct)),
+      num_too_long=len(records) - len(fits), num_sweep_prompts=len(sample),
       num_params=model_lib.count_params(params), steps=run.train["steps"],
       first_loss=history.losses[0] if history else None,
       final_loss=float(np.mean(history.losses[-50:])) if history else None,
