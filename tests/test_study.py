@@ -70,6 +70,14 @@ def test_bad_arms_are_named():
     arms.expand(config)
 
 
+def test_sweep_sample_is_seeded_and_in_id_order():
+  records = [dict(id=i) for i in range(20)]
+  sample = build.sweep_sample(records, 5, seed=1)
+  assert len(sample) == 5 and sample == sorted(sample, key=lambda r: r["id"])
+  assert sample == build.sweep_sample(records, 5, seed=1) != build.sweep_sample(records, 5, 2)
+  assert build.sweep_sample(records, 0, 1) == build.sweep_sample(records, 50, 1) == records
+
+
 def test_bootstrap_slopes_on_exact_lines():
   x = np.array([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [5.0, 1.0]])                  # [N, C]
   y = np.stack([2 * x + 1, -0.5 * x, np.ones_like(x)])                              # [P, N, C]
