@@ -200,6 +200,12 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
   model_config, params = checkpoints.load(model_dir)
   assert model_config.num_layers == 2 and tokenizers.load(model_dir).vocab_size <= 160
   assert (first / "resample" / "summary.json").is_file()
+  summary_stamp = (first / "resample" / "summary.json").stat().st_mtime_ns
+  config.bootstrap.resamples = 50                   # new CIs from the saved sweeps, no new sweep
+  again = runner.run_study(config, str(tmp_path), log=lambda line: None)
+  assert [e["variants"]["resample"]["bootstrap"]["resamples"] for e in again["runs"]] == [50, 50]
+  assert (first / "resample" / "summary.json").stat().st_mtime_ns == summary_stamp
+  assert built == []
   config.train.steps = 31
   with pytest.raises(ValueError, match="train.steps"):
     runner.run_study(config, str(tmp_path), log=lambda line: None)

@@ -16,8 +16,9 @@ The workdir holds
 A sweep that stops with a ValueError (say, too few prompts answered to draw K sources)
 is logged and listed in study.md, and the other runs go on; the next call retries it.
 Every step is skipped when its output is on disk (a model folder with training.json,
-a measures.json), and an interrupted sweep resumes from its saved chunks, so running
-the same command after a kill continues where it stopped. Progress: one line per
+a measures.json made with the same bootstrap settings; other settings recompute the
+measures from the saved sweep), and an interrupted sweep resumes from its saved chunks,
+so running the same command after a kill continues where it stopped. Progress: one line per
 step, with the time spent and an estimate of the time left.
 """
 
@@ -66,12 +67,15 @@ def _model(run: arms.Run, directory: Path, log) -> dict[str, Any]:
 
 def _measures(run: arms.Run, variant: str, run_dir: Path, bootstrap, log) -> dict[str, Any]:
   path = run_dir / variant / MEASURES_FILE
+  settings = dict(resamples=bootstrap.resamples, seed=bootstrap.seed)
   if path.is_file():
-    log(f"  sweep {variant}: already measured")
-    return json.loads(path.read_text())
-  log(f"  sweep {variant}")
+    saved = json.loads(path.read_text())
+    if saved.get("bootstrap") == settings:
+      log(f"  sweep {variant}: already measured")
+      return saved
+  log(f"  sweep {variant}")           # a finished sweep is only read again (results.npz)
   arrays = sweeps.sweep_variant(run, run_dir / "model", variant, run_dir / variant)
-  measures = statistics.measures(arrays, bootstrap.resamples, bootstrap.seed)
+  measures = dict(statistics.measures(arrays, **settings), bootstrap=settings)
   store.atomic_write_text(str(path), json.dumps(measures, indent=1))
   return measures
 
