@@ -32,7 +32,8 @@ generic_share=0.75)).
 Time (2 CPU cores, nothing else running; `estimated_seconds()` adds it up from the
 config): a training step of 8 layers x d_model 128, batch 32 x 64 tokens, costs 0.82 s
 (../shared/FINDINGS.md: 990 s for 1,200 steps; in this session, on a machine loaded by
-other jobs, 1.65 CPU-seconds a step, i.e. 0.82 s on two cores); sublayer stochastic
+other jobs, 1.49 CPU-seconds a step over 80 steps and 1.65 over 12, i.e. 0.74-0.82 s on
+two cores; the estimate takes 0.82); sublayer stochastic
 depth adds nothing measurable (1.156 against 1.171 CPU-s a step at d_model 96) and
 dropout adds 11% (1.83 against 1.65 CPU-s a step at d_model 128). A resample sweep of
 1,000 prompts x 16 components x 15 sources is ~240,000 ablated forwards, ~45 s at the
