@@ -106,6 +106,7 @@ def _layer_rows(entries) -> list[str]:
     for variant, m in entry["variants"].items():
       attn = m["per_layer"]["attn"]
       cells = [_with_ci(s, ci) for s, ci in zip(attn["slope_attn"], attn["ci_attn"])]
+      cells[-1] = "— (no later attention)"
       lines.append(f"| {entry['run']} | {variant} | " + " | ".join(cells) + " |")
   return lines
 
@@ -182,6 +183,6 @@ def write(workdir: str, name: str, entries: list[dict[str, Any]],
   study = dict(name=name, runs=entries, aggregates=rows, mediation=mediation)
   store.atomic_write_text(os.path.join(workdir, JSON_FILE), json.dumps(study, indent=1))
   store.atomic_write_text(os.path.join(workdir, MARKDOWN_FILE),
-                          markdown(name, entries, rows) + "\n".join(_mediation_lines(mediation)))
+                          "\n".join([markdown(name, entries, rows), *_mediation_lines(mediation)]))
   figure(entries, os.path.join(workdir, FIGURE_FILE))
   return study
