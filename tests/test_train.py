@@ -24,16 +24,16 @@ def rule_rows(count, length, vocab, seed=0):
   return rows
 
 
-def train_micro(dropout_rate, seed=0):
+def train_micro(dropout_rate, seed=0, sublayer_drop=0.0):
   config = hj.ModelConfig(**MICRO, dropout_rate=dropout_rate)
   batches = train.batch_stream(rule_rows(64, 12, 24), batch_size=16, seq_len=12, seed=0)
   return config, *train.train(config, batches, steps=40, learning_rate=1e-2, warmup_steps=5,
-                              seed=seed, log_every=0)
+                              seed=seed, log_every=0, sublayer_drop=sublayer_drop)
 
 
-@pytest.mark.parametrize("dropout_rate", [0.0, 0.1])
-def test_micro_model_loss_falls(dropout_rate):
-  config, params, history = train_micro(dropout_rate)
+@pytest.mark.parametrize("dropout_rate, sublayer_drop", [(0.0, 0.0), (0.1, 0.0), (0.0, 0.2)])
+def test_micro_model_loss_falls(dropout_rate, sublayer_drop):
+  config, params, history = train_micro(dropout_rate, sublayer_drop=sublayer_drop)
   assert len(history.losses) == 40 and history.seconds > 0
   assert np.mean(history.losses[-5:]) < 0.6 * history.losses[0]
   assert history.learning_rates[0] == 0.0 and max(history.learning_rates) <= 1e-2
@@ -116,3 +116,47 @@ def test_weight_decay_spares_norms_and_biases():
       expected = -0.05 * params[module][name] if name in ("embeddings", "q", "k", "v", "o",
                                                          "w_r", "w_in", "w_out", "w") else 0.0
       np.testing.assert_allclose(update, expected, rtol=1e-6, err_msg=f"{module}/{name}")
+
+
+def test_stochastic_depth_drops_sublayers_at_the_requested_rate():
+  intervention = train.sublayer_drop_intervention(jax.random.PRNGKey(0), 0.15, 400, 8, 5)
+  attn, mlp = np.asarray(intervention.attn_out.weight), np.asarray(intervention.mlp_out.weight)
+  assert attn.shape == mlp.shape == (400, 8, 5) and set(np.unique(attn)) <= {0.0, 1.0}
+  assert (attn == attn[:, :, :1]).all()                   # one draw per example and layer
+  for weight in (attn, mlp):                              # 3,200 draws: sd of the rate 0.006
+    assert abs(weight[:, :, 0].mean() - 0.15) < 0.02
+  assert abs((attn[:, :, 0] * mlp[:, :, 0]).mean() - 0.15 ** 2) < 0.01   # independent draws
+  assert float(np.asarray(intervention.attn_out.value)) == 0.0
+
+
+def test_a_dropped_sublayer_adds_nothing_to_the_residual():
+  config = hj.ModelConfig(**MICRO)
+  params = hj.init_params(config, seed=0)
+  tokens = np.array(rule_rows(6, 8, 24, seed=1)[0][:6] * 2, np.int32).reshape(2, 6)
+  draw = lambda seed: train.sublayer_drop_intervention(jax.random.PRNGKey(seed), 0.5, 2, 2, 6)
+  mixed = lambda i: all(0 < np.asarray(s.weight).mean() < 1 for s in (i.attn_out, i.mlp_out))
+  intervention = next(draw(seed) for seed in range(100) if mixed(draw(seed)))
+  out = hj.forward(params, config, tokens, intervention)
+  clean = hj.forward(params, config, tokens)
+  for site, weight in (("attn_out", intervention.attn_out.weight),
+                       ("mlp_out", intervention.mlp_out.weight)):
+    dropped = np.asarray(weight)[:, :, 0] == 1                                  # [B, L]
+    assert dropped.any() and not dropped.all()
+    assert (np.asarray(getattr(out, site))[dropped] == 0).all()
+    assert (np.abs(np.asarray(getattr(clean, site))[dropped]) > 0).any()
+  rebuilt = out.embed + np.asarray(out.attn_out + out.mlp_out).sum(1)           # z^L
+  np.testing.assert_allclose(out.resid_final, rebuilt, atol=1e-5)
+
+
+def test_stochastic_depth_changes_the_training_loss_only_when_on():
+  config = hj.ModelConfig(**MICRO)
+  params = hj.init_params(config, seed=0)
+  tokens = np.array([rule_rows(4, 12, 24)[i][:4] for i in range(4)], np.int32)
+  lengths = np.full((4,), 4, np.int32)
+  key = jax.random.PRNGKey(0)
+  plain = float(train.next_token_loss(params, config, tokens, lengths, key))
+  assert float(train.next_token_loss(params, config, tokens, lengths, key, 0.0)) == plain
+  assert float(train.next_token_loss(params, config, tokens, lengths, key, 0.5)) != plain
+  assert float(train.next_token_loss(params, config, tokens, lengths, None, 0.5)) == plain
+  with pytest.raises(ValueError, match="sublayer_drop"):
+    train.train(config, iter([]), steps=2, warmup_steps=1, sublayer_drop=1.0)

@@ -13,9 +13,10 @@ the command line, e.g. `--config.sweep.num_sources=5`:
   model          ModelConfig fields. For "random" they define the model; for the others
                  every field that is set (not None) must match the loaded model, except
                  `dtype`, which casts it
-  data           name ("embedded", "known_facts", "counterfact", "random"), data_dir and
-                 manual_dir for TFDS, max_prompts (0 = all), filter_correct, label_prefix,
-                 num_prompts / prompt_length for random token prompts
+  data           name ("embedded", "known_facts", "counterfact", "random", "facts_file"),
+                 data_dir and manual_dir for TFDS, facts_file (a JSON list of prompt
+                 records: id, prompt, label, ...), max_prompts (0 = all), filter_correct,
+                 label_prefix, num_prompts / prompt_length for random token prompts
   sweep          protocol ("layers": the paper's sweep; "heads": self-repair per head at
                  every position, `hydra_jax.job.heads`), kind ("resample", "zero", "mean",
                  "noise"), num_sources K (noise: draws),
@@ -58,7 +59,7 @@ from ml_collections import config_dict
 from hydra_jax.model.config import ModelConfig
 
 MODEL_SOURCES = ("embedded", "hf", "checkpoint", "random")
-DATASETS = ("embedded", "known_facts", "counterfact", "random")
+DATASETS = ("embedded", "known_facts", "counterfact", "random", "facts_file")
 KINDS = ("resample", "zero", "mean", "noise")
 SOURCE_DRAWS = ("uniform", "same_relation")
 RESPONSE_SCALES = ("clean", "ablated")
@@ -83,8 +84,8 @@ def defaults() -> ml_collections.ConfigDict:
   config.distributed = "auto"
   config.model = open_model_section()
   config.data = ml_collections.ConfigDict(dict(
-      name="embedded", data_dir="", manual_dir="", max_prompts=0, filter_correct=True,
-      label_prefix=" ", num_prompts=256, prompt_length=16))
+      name="embedded", data_dir="", manual_dir="", facts_file="", max_prompts=0,
+      filter_correct=True, label_prefix=" ", num_prompts=256, prompt_length=16))
   config.sweep = ml_collections.ConfigDict(dict(
       protocol="layers", kind="resample", num_sources=15, seed=0, sources="uniform",
       path="incremental", chunk_size=64, check=True, response_scale="clean",
@@ -191,6 +192,8 @@ def check(config: ml_collections.ConfigDict) -> None:
     _require(data.prompt_length >= 1, "data.prompt_length", data.prompt_length, "must be >= 1")
     _require(not data.filter_correct, "data.filter_correct", data.filter_correct,
              "random token prompts have no labels: set it to False")
+  if data.name == "facts_file":
+    _require(os.path.isfile(data.facts_file), "data.facts_file", data.facts_file, "no such file")
   if data.name in ("known_facts", "counterfact") and data.manual_dir:
     _require(os.path.isdir(data.manual_dir), "data.manual_dir", data.manual_dir,
              "no such directory")

@@ -8,9 +8,10 @@
 Model sources (config.model_source): the embedded tiny model, a Hugging Face directory,
 a hydra_jax checkpoint, or a random initialisation of config.model. Prompt sets
 (config.data.name): the embedded model's facts, known facts or CounterFact (TFDS,
-read from data.manual_dir offline), or random token prompts (for models without a
-tokenizer, e.g. a randomly initialised Chinchilla 7B). Prompts are tokenized, bucketed
-by length, and kept when the model's top prediction is the label's first token.
+read from data.manual_dir offline), the records of a JSON facts file (data.facts_file),
+or random token prompts (for models without a tokenizer, e.g. a randomly initialised
+Chinchilla 7B). Prompts are tokenized, bucketed by length, and kept when the model's
+top prediction is the label's first token.
 
 Shapes: N kept prompts, T padded length, V vocabulary.
 """
@@ -162,11 +163,24 @@ def load_model(config: ml_collections.ConfigDict, mesh=None) -> Model:
 # The prompts ----------------------------------------------------------------------------------
 
 
+def read_facts_file(path: str) -> list[dict[str, Any]]:
+  """The prompt records of a facts file (data.name="facts_file"): a JSON list of dicts."""
+  try:
+    records = json.loads(Path(path).read_text())
+  except json.JSONDecodeError as error:
+    raise ValueError(f"data.facts_file={path!r} is not valid JSON: {error}") from None
+  if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+    raise ValueError(f"data.facts_file={path!r} must hold a JSON list of prompt records")
+  return records
+
+
 def _records(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
   name = config.data.name
   if name == "embedded":
     from hydra_jax.train import embedded
     return list(embedded.load().records)
+  if name == "facts_file":
+    return read_facts_file(config.data.facts_file)
   from hydra_jax.data import loading
   return loading.load_records(name, config.data.data_dir or None, config.data.manual_dir or None)
 

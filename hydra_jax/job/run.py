@@ -93,6 +93,8 @@ def plan_for(config, model_config, shape: tuple[int, int]) -> plan_lib.Plan:
     if data.name == "embedded":
       from hydra_jax.train import embedded
       available = len(embedded.load().records)
+    elif data.name == "facts_file":
+      available = len(inputs.read_facts_file(data.facts_file))
     else:
       available = NOMINAL_PROMPTS[data.name]
     num_prompts = min(data.max_prompts or available, available)

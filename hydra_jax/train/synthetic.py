@@ -18,11 +18,28 @@ templates, with a filler clause between subject and relation.
                                               the uniform view of the dataset loaders:
                                               id, prompt (ends right before the answer),
                                               label, subject, relation, template
-    corpus_lines(world, num_lines, seed)   -> training text: fact sentences in every
-                                              template plus distractor filler sentences
+    corpus_lines(world, num_lines, seed,   -> training text: fact sentences in every
+                 **options)                   template plus distractor filler sentences;
+                                              the options below change the world's text
+    relations(count)                       -> the first `count` of ALL_RELATIONS (5 = the
+                                              embedded world's, up to 10)
     attribute_words()                      -> every attribute; the tokenizer keeps each
                                               as one piece "▁word", so a label is one token
     train_tokenizer(lines, vocab_size)     -> a SentencePiece BPE model trained on the corpus
+
+Corpus options (all off by default; with them off the corpus is byte-for-byte the one
+the embedded model was trained on, because an option draws from the seeded stream only
+when it is on):
+
+  label_noise       fraction of fact statements that give another value of the same
+                    relation (the loss-optimal logit of the true value becomes finite)
+  shuffle_answers   every fact statement gives the value of a random entity (a control:
+                    the answer no longer depends on the subject)
+  restate_fraction  fraction of lines that state one of their facts again at the end,
+                    in another template: the second statement can be copied in context
+  generic_share     generic sentences (no person, no fact) are appended to each line
+                    until they hold at least this share of its characters (names take
+                    several tokens each: 0.75 of the characters is over half the tokens)
 
 Everything is drawn from `random.Random(seed)`, whose streams Python keeps stable, so
 a seed reproduces the world and the corpus exactly.
@@ -34,66 +51,9 @@ import dataclasses
 import random
 from typing import Any
 
-
-@dataclasses.dataclass(frozen=True)
-class Relation:
-  """A relation: its attribute vocabulary and its templates (prompt part, no answer)."""
-  name: str
-  values: tuple[str, ...]
-  templates: tuple[str, ...]   # with {subject} and {filler}; the answer follows a space
-
-
-RELATIONS = (
-    Relation("born_in",
-             ("Lisbon", "Oslo", "Cairo", "Lima", "Dublin", "Vienna", "Prague", "Seoul",
-              "Quito", "Perth", "Nairobi", "Bergen"),
-             ("{subject}{filler} was born in the city of",
-              "{subject}{filler} first saw the light of day in",
-              "The birth certificate of {subject}{filler} names the city of")),
-    Relation("plays_instrument",
-             ("piano", "violin", "guitar", "cello", "flute", "drums", "harp", "trumpet",
-              "clarinet", "banjo"),
-             ("{subject}{filler} plays the",
-              "{subject}{filler} practises every evening on the",
-              "On stage, {subject}{filler} is known for playing the")),
-    Relation("plays_sport",
-             ("tennis", "hockey", "rugby", "golf", "cricket", "baseball", "soccer",
-              "volleyball", "badminton", "fencing"),
-             ("{subject}{filler} is a professional player of",
-              "{subject}{filler} trains every morning for",
-              "The favourite sport of {subject}{filler} is")),
-    Relation("works_for",
-             ("Norvex", "Altima", "Quillon", "Brightway", "Solstra", "Kendrik", "Marlowe",
-              "Tessaro", "Vandel", "Orbitek"),
-             ("{subject}{filler} works for a company called",
-              "{subject}{filler} has a job at",
-              "Every payslip of {subject}{filler} comes from")),
-    Relation("native_language",
-             ("French", "German", "Spanish", "Italian", "Dutch", "Polish", "Greek",
-              "Swedish", "Finnish", "Turkish"),
-             ("{subject}{filler} grew up speaking",
-              "The mother tongue of {subject}{filler} is",
-              "{subject}{filler} writes letters home in")),
-)
-
-# Clauses between the subject and the relation phrase ("" states the fact directly).
-FILLERS = ("", ", as the old records show,", ", according to friends,", ", it is said,",
-           ", as everyone in town knows,", ", we are told,", ", by all accounts,",
-           ", to nobody's surprise,")
-
-# Distractor sentences: a small grammar, some of them naming a person without a fact.
-_ADJECTIVES = ("old", "quiet", "small", "green", "busy", "narrow", "bright", "distant")
-_NOUNS = ("bridge", "market", "garden", "road", "harbour", "tower", "library", "village")
-_VERBS = ("stood", "appeared", "waited", "remained", "grew", "changed", "slept")
-_PLACES = ("near the river", "beyond the hills", "in the morning", "after the storm",
-           "under a grey sky", "for many years", "at the end of summer")
-_ACTIONS = ("took a long walk", "wrote a short letter", "met an old friend",
-            "bought fresh bread", "read a thick book", "painted the fence")
-
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
-           "kr", "tr", "st", "sh", "th")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ei")
-_CODAS = ("", "", "", "n", "r", "l", "s", "m", "rn", "x")
+from hydra_jax.train import vocabulary as words
+from hydra_jax.train.vocabulary import (  # noqa: F401 (re-exported: synthetic.RELATIONS ...)
+    ALL_RELATIONS, EXTRA_RELATIONS, FILLERS, RELATIONS, Relation, relations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +79,8 @@ def attribute_words(relations=RELATIONS) -> list[str]:
 
 
 def _word(rng: random.Random, syllables: int) -> str:
-  parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables)]
-  return ("".join(parts) + rng.choice(_CODAS)).capitalize()
+  parts = [rng.choice(words.ONSETS) + rng.choice(words.VOWELS) for _ in range(syllables)]
+  return ("".join(parts) + rng.choice(words.CODAS)).capitalize()
 
 
 def make_world(num_entities: int = 100, seed: int = 0, relations=RELATIONS) -> World:
@@ -171,39 +131,98 @@ def fact_records(world: World, seed: int = 1) -> list[dict[str, Any]]:
   return records
 
 
-def _fact_sentence(world: World, rng: random.Random) -> str:
+@dataclasses.dataclass(frozen=True)
+class CorpusOptions:
+  """How `corpus_lines` writes the world (module docstring); the defaults change nothing."""
+  max_sentences: int = 3
+  fact_fraction: float = 0.8
+  label_noise: float = 0.0
+  shuffle_answers: bool = False
+  restate_fraction: float = 0.0
+  generic_share: float = 0.0
+
+  def __post_init__(self):
+    fractions = ("fact_fraction", "label_noise", "restate_fraction", "generic_share")
+    for name in fractions:
+      if not 0.0 <= getattr(self, name) <= (0.9 if name == "generic_share" else 1.0):
+        raise ValueError(f"{name} must be in [0, {0.9 if name == 'generic_share' else 1}], "
+                         f"got {getattr(self, name)!r}")
+    if not isinstance(self.max_sentences, int) or self.max_sentences < 1:
+      raise ValueError(f"max_sentences must be a positive integer, got {self.max_sentences!r}")
+
+
+def _stated_value(world: World, entity: Entity, relation: Relation, rng: random.Random,
+                  options: CorpusOptions) -> str:
+  """The value a statement gives: the true one, another entity's, or (noise) another one."""
+  value = entity.attribute(relation.name)
+  if options.shuffle_answers:
+    value = rng.choice(world.entities).attribute(relation.name)
+  if options.label_noise and rng.random() < options.label_noise:
+    value = rng.choice([v for v in relation.values if v != value])
+  return value
+
+
+def _fact_sentence(world: World, rng: random.Random, options: CorpusOptions):
+  """(sentence, (entity, relation, stated value)) in a random template and filler."""
   entity = rng.choice(world.entities)
   relation = rng.choice(world.relations)
   template = rng.randrange(len(relation.templates))
   prompt = fact_prompt(relation, template, entity.name, rng.choice(FILLERS))
-  return f"{prompt} {entity.attribute(relation.name)}."
+  value = _stated_value(world, entity, relation, rng, options)
+  return f"{prompt} {value}.", (entity, relation, value)
 
 
 def _filler_sentence(world: World, rng: random.Random) -> str:
   if rng.random() < 0.5:
-    return f"{rng.choice(world.entities).name} {rng.choice(_ACTIONS)} {rng.choice(_PLACES)}."
-  return (f"The {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.choice(_VERBS)} "
-          f"{rng.choice(_PLACES)}.")
+    return (f"{rng.choice(world.entities).name} {rng.choice(words.ACTIONS)} "
+            f"{rng.choice(words.PLACES)}.")
+  return (f"The {rng.choice(words.ADJECTIVES)} {rng.choice(words.NOUNS)} "
+          f"{rng.choice(words.VERBS)} {rng.choice(words.PLACES)}.")
 
 
-def corpus_lines(world: World, num_lines: int, seed: int = 2, *, max_sentences: int = 3,
-                 fact_fraction: float = 0.8) -> list[str]:
+def _generic_sentence(rng: random.Random) -> str:
+  nouns = rng.sample(words.NOUNS, 2)
+  return rng.choice(words.GENERIC).format(
+      adjective=rng.choice(words.ADJECTIVES), noun=nouns[0], noun2=nouns[1],
+      verb=rng.choice(words.VERBS), place=rng.choice(words.PLACES))
+
+
+def _line(world: World, rng: random.Random, options: CorpusOptions) -> str:
+  """One training line: facts and distractors, then a restatement and generic text if asked."""
+  sentences, facts = [], []
+  for _ in range(rng.randint(1, options.max_sentences)):
+    if rng.random() < options.fact_fraction:
+      sentence, fact = _fact_sentence(world, rng, options)
+      facts.append(fact)
+    else:
+      sentence = _filler_sentence(world, rng)
+    sentences.append(sentence)
+  if options.restate_fraction and facts and rng.random() < options.restate_fraction:
+    entity, relation, value = rng.choice(facts)    # the same statement again, to be copied
+    template = rng.randrange(len(relation.templates))
+    sentences.append(f"{fact_prompt(relation, template, entity.name, '')} {value}.")
+  generic = 0
+  while generic < options.generic_share * sum(len(s) + 1 for s in sentences):
+    sentences.append(_generic_sentence(rng))
+    generic += len(sentences[-1]) + 1
+  return " ".join(sentences)
+
+
+def corpus_lines(world: World, num_lines: int, seed: int = 2, **options) -> list[str]:
   """Training text: each line holds 1..max_sentences sentences, facts or distractors.
 
   Every fact sentence picks a random entity, relation, template and filler (including
   none), so each fact is seen in every template; `fact_fraction` of sentences are facts.
+  `options` are CorpusOptions fields (module docstring).
   """
-  if num_lines < 1 or max_sentences < 1 or not 0.0 <= fact_fraction <= 1.0:
-    raise ValueError(f"need num_lines >= 1, max_sentences >= 1 and fact_fraction in [0, 1], "
-                     f"got {num_lines}, {max_sentences}, {fact_fraction}")
+  try:
+    corpus_options = CorpusOptions(**options)
+  except TypeError as error:
+    raise ValueError(f"unknown corpus option: {error}") from None
+  if not isinstance(num_lines, int) or num_lines < 1:
+    raise ValueError(f"num_lines must be a positive integer, got {num_lines!r}")
   rng = random.Random(seed)
-  lines = []
-  for _ in range(num_lines):
-    sentences = [_fact_sentence(world, rng) if rng.random() < fact_fraction
-                 else _filler_sentence(world, rng)
-                 for _ in range(rng.randint(1, max_sentences))]
-    lines.append(" ".join(sentences))
-  return lines
+  return [_line(world, rng, corpus_options) for _ in range(num_lines)]
 
 
 def train_tokenizer(lines: list[str], vocab_size: int = 512, relations=RELATIONS,

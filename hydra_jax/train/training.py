@@ -15,6 +15,13 @@ Dropout is on at `config.dropout_rate` (the model's `forward(..., rng=key)`), wi
 fresh key per step folded in from `seed`; a rate of 0 trains without dropout, like
 the paper's Chinchilla.
 
+Sublayer stochastic depth (LayerDrop, `sublayer_drop=p`): in every training step each
+example drops each layer's attention output a^l and, independently, its MLP output m^l
+with probability p, at every position. It is built from the intervention pytree, not
+inside the model: a zero ablation at the attn_out and mlp_out sites whose weights are
+Bernoulli(p) draws per example and layer (`sublayer_drop_intervention`). Survivors are
+not rescaled (as in LayerDrop): at evaluation every sublayer is on.
+
     python -m hydra_jax.train --build_embedded [--out hydra_jax/assets/tiny]
 
 rebuilds the embedded default model (world, corpus, tokenizer, model, evaluation,
@@ -36,6 +43,7 @@ import numpy as np
 import optax
 
 from hydra_jax.data.batching import right_pad
+from hydra_jax.model import interventions
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 
@@ -71,16 +79,42 @@ def make_optimizer(*, learning_rate: float, warmup_steps: int, steps: int,
   return optax.chain(optax.clip_by_global_norm(clip_norm), adamw) if clip_norm else adamw
 
 
-def next_token_loss(params, config: ModelConfig, tokens, lengths, rng=None) -> jax.Array:
-  """Mean cross-entropy of token t + 1 given tokens <= t over real positions (a scalar)."""
-  logits = model_lib.forward(params, config, tokens, rng=rng).logits[:, :-1]   # [B, T-1, V]
+def sublayer_drop_intervention(key: jax.Array, rate: float, batch: int, num_layers: int,
+                               seq_len: int) -> interventions.Intervention:
+  """Zero ablation of a^l and m^l where Bernoulli(rate) draws [B, L] say so, at all positions.
+
+  The attention and MLP draws are independent; the weights are [B, L, T] (0 or 1).
+  """
+  attn_key, mlp_key = jax.random.split(key)
+  def site(site_key):
+    dropped = jax.random.bernoulli(site_key, rate, (batch, num_layers))             # [B, L]
+    weight = jnp.broadcast_to(dropped[:, :, None], (batch, num_layers, seq_len))    # [B, L, T]
+    return interventions.Site(weight=weight.astype(jnp.float32), value=jnp.zeros((), jnp.float32))
+  return interventions.Intervention(attn_out=site(attn_key), mlp_out=site(mlp_key))
+
+
+def next_token_loss(params, config: ModelConfig, tokens, lengths, rng=None,
+                    sublayer_drop: float = 0.0) -> jax.Array:
+  """Mean cross-entropy of token t + 1 given tokens <= t over real positions (a scalar).
+
+  With `rng`, dropout is on and, when `sublayer_drop` > 0, sublayers are dropped too.
+  """
+  intervention = None
+  if rng is not None and sublayer_drop > 0:
+    rng, drop_key = jax.random.split(rng)
+    intervention = sublayer_drop_intervention(drop_key, sublayer_drop, *tokens.shape[:1],
+                                              config.num_layers, tokens.shape[1])
+  logits = model_lib.forward(params, config, tokens, intervention, rng=rng).logits[:, :-1]  # [B, T-1, V]
   targets = tokens[:, 1:]                                                        # [B, T-1]
   real = jnp.arange(targets.shape[1])[None, :] < (lengths[:, None] - 1)          # [B, T-1]
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)     # [B, T-1]
   return jnp.sum(losses * real) / jnp.maximum(jnp.sum(real), 1)
 
 
-def _check(steps, learning_rate, warmup_steps, weight_decay, clip_norm, log_every):
+def _check(steps, learning_rate, warmup_steps, weight_decay, clip_norm, log_every,
+           sublayer_drop):
+  if not 0.0 <= sublayer_drop < 1.0:
+    raise ValueError(f"sublayer_drop must be in [0, 1), got {sublayer_drop!r}")
   if not isinstance(steps, int) or steps < 1:
     raise ValueError(f"steps must be a positive integer, got {steps!r}")
   if not learning_rate > 0:
@@ -96,14 +130,15 @@ def _check(steps, learning_rate, warmup_steps, weight_decay, clip_norm, log_ever
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_step(config: ModelConfig, hyper: tuple):
+def _compiled_step(config: ModelConfig, hyper: tuple, sublayer_drop: float):
   """(optimizer, jitted step) for one configuration: repeated runs reuse the compile."""
   optimizer = make_optimizer(**dict(hyper))
 
   @jax.jit
   def step_fn(params, opt_state, tokens, lengths, dropout_key, step):
     rng = jax.random.fold_in(dropout_key, step)                          # fresh dropout mask
-    loss, grads = jax.value_and_grad(next_token_loss)(params, config, tokens, lengths, rng)
+    loss, grads = jax.value_and_grad(next_token_loss)(params, config, tokens, lengths, rng,
+                                                      sublayer_drop)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads)
 
@@ -112,17 +147,18 @@ def _compiled_step(config: ModelConfig, hyper: tuple):
 
 def train(config: ModelConfig, batches: Iterable, *, steps: int, learning_rate: float = 1e-3,
           warmup_steps: int = 100, weight_decay: float = 0.01, clip_norm: Optional[float] = 1.0,
-          seed: int = 0, log_every: int = 100, params=None,
+          seed: int = 0, log_every: int = 100, params=None, sublayer_drop: float = 0.0,
           log: Callable[[str], None] = print):
   """Trains `config` for `steps` batches from `batches`; returns (params, History).
 
   Starts from `init_params(config, seed)` unless `params` is given. Every `log_every`
   steps (0: never) `log` gets a line with the step, mean loss and wall time.
+  `sublayer_drop` is the stochastic-depth rate of attention and MLP sublayers.
   """
-  _check(steps, learning_rate, warmup_steps, weight_decay, clip_norm, log_every)
+  _check(steps, learning_rate, warmup_steps, weight_decay, clip_norm, log_every, sublayer_drop)
   hyper = dict(learning_rate=learning_rate, warmup_steps=warmup_steps, steps=steps,
                weight_decay=weight_decay, clip_norm=clip_norm)
-  optimizer, step_fn = _compiled_step(config, tuple(sorted(hyper.items())))
+  optimizer, step_fn = _compiled_step(config, tuple(sorted(hyper.items())), float(sublayer_drop))
   dropout_key = jax.random.PRNGKey(seed + 1)
   schedule = learning_rate_schedule(learning_rate, warmup_steps, steps)
   params = model_lib.init_params(config, seed) if params is None else params

@@ -1,0 +1,91 @@
+"""Issue 12's study: does dropout, sublayer stochastic depth or label noise give small
+models trained from scratch the Hydra effect?
+
+    python -m hydra_jax.study --config=configs/study_dropout.py --workdir=/tmp/study_dropout
+
+Base: the 8-layer Chinchilla-style model and the world of ../shared/FINDINGS.md (200
+people x 5 relations, 1,000 facts; with 20% label noise both of its seeds showed
+compensation). Arms, each swept with the main job (every fact prompt answered, K = 15
+uniform resample sources):
+
+  no_dropout           the paper's condition
+  dropout              dropout 0.1 on every residual branch (and the embedding)
+  stochastic_depth     each attention and MLP sublayer dropped with probability 0.15 per
+                       example (LayerDrop): the positive control for robustness to losing
+                       a layer, the direct test of the "natural dropout" conjecture
+  *_noise              the same with 20% label noise (a finite loss-optimal logit); the
+                       conclusion rests on these: 3 training seeds each
+  control_random_init  the base model never trained (every prompt swept, scoring its argmax)
+  control_shuffled     trained on answers shuffled across entities (no fact to recall;
+                       every prompt swept)
+
+Alternatives to uniform resampling on no_dropout_noise (its 3 seeds): mean ablation
+(sweep.kind="mean") and same-relation resample sources (each relation's prompts swept as
+a job of its own, so every source shares the prompt's relation).
+
+The richer world options (synthetic.relations(10), 300+ people, restate_fraction,
+generic_share) are not in this grid: a 3,000-fact world diluted by generic text needs
+several times the training steps, which 3 hours on 2 cores do not hold next to 3 seeds.
+Any arm can add them (e.g. world=dict(num_entities=300, num_relations=10,
+generic_share=0.75)).
+
+Time (2 CPU cores, nothing else running; `estimated_seconds()` adds it up from the
+config): a training step of 8 layers x d_model 128, batch 32 x 64 tokens, costs 0.82 s
+(../shared/FINDINGS.md: 990 s for 1,200 steps; in this session, on a machine loaded by
+other jobs, 1.49 CPU-seconds a step over 80 steps and 1.65 over 12, i.e. 0.74-0.82 s on
+two cores; the estimate takes 0.82); sublayer stochastic
+depth adds nothing measurable (1.156 against 1.171 CPU-s a step at d_model 96) and
+dropout adds 11% (1.83 against 1.65 CPU-s a step at d_model 128). A resample sweep of
+1,000 prompts x 16 components x 15 sources is ~240,000 ablated forwards, ~45 s at the
+5,400/s measured here for this model size after compiling (a random 8-layer d_model 128
+model, 256 prompts, 61,440 forwards: 34 CPU-seconds in all, compile and figures
+included), ~70 s with compile, clean source runs and figures; chunks of 512 prompts keep
+the clean runs of the sources they need to two per sweep. Each run also generates its corpus,
+trains its tokenizer and evaluates its facts (~50 s). 14 runs, 13 of them trained for
+750 steps: about 10,500 s, 2.9 hours (`estimated_seconds()`). The steps are fewer than
+FINDINGS' 1,200 to fit: check the facts answered per arm (study.md) before reading its
+slopes, and compare dropout arms at matched accuracy, not matched steps.
+"""
+
+import ml_collections
+
+from hydra_jax.study import arms
+
+NOISE = dict(label_noise=0.2)
+SEEDS = (3, 4, 5)
+# Measured costs on 2 idle CPU cores (module docstring), for the base model's size only.
+COSTS = dict(seconds_per_step=0.82, dropout_factor=1.11, run_seconds=50,
+             sweep_seconds=dict(resample=70, mean=30, zero=30, same_relation=150))
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = arms.defaults()
+  config.name = "dropout"
+  config.model.update(name="study8", vocab_size=512, d_model=128, num_layers=8, num_heads=4,
+                      mlp_dim=512, max_seq_len=64)
+  config.world.update(num_entities=200, num_relations=5)
+  config.train.update(steps=750, batch_size=32, learning_rate=3e-3, warmup_steps=60,
+                      weight_decay=0.01)
+  config.sweep.update(num_sources=15, chunk_size=512, max_prompts=0, filter_correct=True)
+  unfiltered = dict(filter_correct=False)
+  config.arms = ml_collections.ConfigDict(dict(
+      no_dropout=dict(seeds=(3,)),
+      dropout=dict(seeds=(3,), model=dict(dropout_rate=0.1)),
+      stochastic_depth=dict(seeds=(3,), train=dict(sublayer_drop=0.15)),
+      no_dropout_noise=dict(seeds=SEEDS, world=NOISE,
+                            variants=("resample", "mean", "same_relation")),
+      dropout_noise=dict(seeds=SEEDS, world=NOISE, model=dict(dropout_rate=0.1)),
+      stochastic_depth_noise=dict(seeds=SEEDS, world=NOISE, train=dict(sublayer_drop=0.15)),
+      control_random_init=dict(seeds=(3,), train=dict(steps=0), sweep=unfiltered),
+      control_shuffled=dict(seeds=(3,), world=dict(shuffle_answers=True), sweep=unfiltered),
+  ))
+  return config
+
+
+def estimated_seconds(config=None, costs=COSTS) -> float:
+  """The study's wall time on 2 idle CPU cores, from the measured costs of its parts."""
+  runs = arms.expand(config or get_config())
+  training = sum(run.train["steps"] * costs["seconds_per_step"]
+                 * (costs["dropout_factor"] if run.model.dropout_rate else 1.0) for run in runs)
+  sweeping = sum(costs["sweep_seconds"][variant] for run in runs for variant in run.variants)
+  return training + sweeping + len(runs) * costs["run_seconds"]

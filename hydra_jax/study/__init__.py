@@ -1,0 +1,12 @@
+"""Studies: train a grid of small models and compare their Hydra effect (issue 12).
+
+  arms        the study config (defaults, checks) and its runs: one per (arm, seed)
+  build       one run's model: synthetic world, corpus, tokenizer, training, model folder
+  sweeps      the main job's sweep of a run's model (hydra_jax.job.run), per variant
+  statistics  per-layer slopes of compensation on lost DE with bootstrap CIs, and more
+  compare     study.json, study.md, study.png
+  runner      the resumable loop over runs; `python -m hydra_jax.study`
+  mediation   the mediation check of one (ablated, responding) attention-layer pair
+
+Shapes follow the package glossary (hydra_jax/__init__.py).
+"""

@@ -1,0 +1,188 @@
+"""The study's comparison: study.json, study.md and study.png from every run's measures.
+
+    write(workdir, name, entries) -> the content of study.json
+
+`entries` holds one dict per run: run, arm, seed, training (build.TRAINING_FILE's
+record) and variants {variant: statistics.measures(...)}. study.json holds them and,
+per (arm, variant) over its seeds, the mean and standard deviation of every slope per
+ablated layer and how many seeds have the attention slope's CI above 0. study.md
+sets the runs side by side at the middle attention layer whose attention slope has the
+highest lower CI bound ("best"), then the attention slopes of every layer, then the
+seed aggregates. study.png: attention-part and total slopes with their CIs per ablated
+attention layer, one line per (run, variant).
+
+Shapes: L layers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from hydra_jax import store
+from hydra_jax.report import summary as report
+
+JSON_FILE, MARKDOWN_FILE, FIGURE_FILE = "study.json", "study.md", "study.png"
+SLOPES = ("attn", "mlp", "total", "norm")
+
+
+def best_middle_layer(measures: dict[str, Any]) -> int:
+  """The middle attention layer with a later attention layer (so a Hydra effect can exist)
+  whose attention slope has the highest lower CI bound."""
+  attn = measures["per_layer"]["attn"]
+  layers = [l for l in measures["middle_layers"] if l < measures["num_layers"] - 1] or [0]
+  lower = [(attn["ci_attn"][l][0] if attn["ci_attn"][l][0] is not None else -math.inf)
+           for l in layers]
+  return layers[int(np.argmax(lower))]
+
+
+def best_run(entries: list[dict[str, Any]], variant: str = "resample") -> Optional[str]:
+  """The run whose best middle attention layer has the highest lower CI bound (`variant`);
+  None when no run has that sweep."""
+  def lower(entry):
+    m = entry["variants"].get(variant)
+    bound = m["per_layer"]["attn"]["ci_attn"][best_middle_layer(m)][0] if m else None
+    return -math.inf if bound is None else bound
+  swept = [entry for entry in entries if variant in entry["variants"]]
+  return max(swept, key=lower)["run"] if swept else None
+
+
+def aggregate(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Per (arm, variant): mean and sd over seeds of each attention-layer slope [L]."""
+  groups: dict[tuple, list] = {}
+  for entry in entries:
+    for variant, measures in entry["variants"].items():
+      groups.setdefault((entry["arm"], variant), []).append(measures["per_layer"]["attn"])
+  rows = []
+  for (arm, variant), layers in groups.items():
+    row = dict(arm=arm, variant=variant, seeds=len(layers))
+    for part in SLOPES:
+      values = np.array([[np.nan if v is None else v for v in m[f"slope_{part}"]] for m in layers])
+      row[f"slope_{part}_mean"] = np.nanmean(values, 0).tolist() if values.size else []
+      row[f"slope_{part}_sd"] = (np.nanstd(values, 0, ddof=1).tolist() if len(layers) > 1
+                                 else [None] * values.shape[1])
+    row["seeds_attn_ci_above_0"] = np.sum([[ci[0] is not None and ci[0] > 0 for ci in m["ci_attn"]]
+                                           for m in layers], 0).tolist()
+    rows.append(row)
+  return report._finite(rows)
+
+
+def _num(value, digits=2) -> str:
+  return "n/a" if value is None else f"{value:+.{digits}f}"
+
+
+def _with_ci(value, ci) -> str:
+  return f"{_num(value)} [{_num(ci[0])}, {_num(ci[1])}]"
+
+
+def _run_rows(entries) -> list[str]:
+  lines = ["| run | variant | facts answered | prompts | best middle attn layer | attention slope "
+           "[95% CI] | MLP slope [CI] | total slope [CI] | R² total | fraction restored | "
+           "norm share | DE-TE r | late-MLP DE (change) |", "|" + " --- |" * 13]
+  for entry in entries:
+    for variant, m in entry["variants"].items():
+      l = best_middle_layer(m)
+      attn = m["per_layer"]["attn"]
+      lines.append(
+          f"| {entry['run']} | {variant} | {entry['training']['fact_accuracy']:.3f} | "
+          f"{m['num_prompts']} | {l} | {_with_ci(attn['slope_attn'][l], attn['ci_attn'][l])} | "
+          f"{_with_ci(attn['slope_mlp'][l], attn['ci_mlp'][l])} | "
+          f"{_with_ci(attn['slope_total'][l], attn['ci_total'][l])} | {_num(attn['r2_total'][l])} | "
+          f"{_num(attn['fraction_restored'][l])} | {_num(attn['norm_share'][l])} | "
+          f"{_num(attn['de_te_correlation'][l])} | {_num(m['late_mlp_direct_effect'])} "
+          f"({_num(attn['late_mlp_change'][l])}) |")
+  return lines
+
+
+def _layer_rows(entries) -> list[str]:
+  num_layers = max((m["num_layers"] for e in entries for m in e["variants"].values()), default=0)
+  lines = ["| run | variant | " + " | ".join(f"attn {l}" for l in range(num_layers)) + " |",
+           "|" + " --- |" * (num_layers + 2)]
+  for entry in entries:
+    for variant, m in entry["variants"].items():
+      attn = m["per_layer"]["attn"]
+      cells = [_with_ci(s, ci) for s, ci in zip(attn["slope_attn"], attn["ci_attn"])]
+      cells[-1] = "— (no later attention)"
+      lines.append(f"| {entry['run']} | {variant} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def _aggregate_rows(rows) -> list[str]:
+  lines = ["| arm | variant | seeds | attention slope per layer: mean ± sd (seeds with CI > 0) |",
+           "| --- | --- | --- | --- |"]
+  for row in rows:
+    cells = [f"{_num(m)} ± {'n/a' if s is None else f'{s:.2f}'} ({k})" for m, s, k in zip(
+        row["slope_attn_mean"], row["slope_attn_sd"], row["seeds_attn_ci_above_0"])]
+    lines.append(f"| {row['arm']} | {row['variant']} | {row['seeds']} | " + "; ".join(cells) + " |")
+  return lines
+
+
+def _error_lines(entries) -> list[str]:
+  failed = [f"- {e['run']} {variant}: {message}" for e in entries
+            for variant, message in e.get("errors", {}).items()]
+  return ["## Sweeps that did not run", "", *failed, ""] if failed else []
+
+
+def markdown(name: str, entries, rows) -> str:
+  return "\n".join([
+      f"# Study {name}: the Hydra effect per arm", "",
+      "Slopes: least-squares slope across prompts of each compensation part on the lost "
+      "direct effect of ablating an attention layer; [..]: bootstrap 95% CI over prompts. "
+      "'norm share': mean norm remainder / mean lost DE. Late-MLP DE: clean direct effect "
+      "of the last MLPs (negative: erasure), in brackets its change under the ablation.", "",
+      "## Runs at their best middle attention layer", "", *_run_rows(entries), "",
+      "## Attention-part slope per ablated attention layer", "", *_layer_rows(entries), "",
+      "## Over seeds", "", *_aggregate_rows(rows), "", *_error_lines(entries),
+      f"![slopes]({FIGURE_FILE})", ""])
+
+
+def figure(entries, path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+  for entry in entries:
+    for variant, m in entry["variants"].items():
+      attn = m["per_layer"]["attn"]
+      for axis, part in zip(axes, ("attn", "total")):
+        slope = np.array([np.nan if v is None else v for v in attn[f"slope_{part}"]])
+        ci = np.array([[np.nan if v is None else v for v in c] for c in attn[f"ci_{part}"]])
+        axis.errorbar(np.arange(len(slope)), slope, yerr=np.abs(ci.T - slope), capsize=2,
+                      marker="o", label=f"{entry['run']} {variant}")
+  for axis, title in zip(axes, ("attention part (Hydra effect)", "total compensation")):
+    axis.axhline(0, color="grey", lw=0.8)
+    axis.set(title=f"slope of {title} on lost DE", xlabel="ablated attention layer")
+  axes[0].legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def _mediation_lines(check: Optional[dict[str, Any]]) -> list[str]:
+  if check is None:
+    return []
+  return ["## Mediation check", "",
+          f"Run {check['run']}, attention layer {check['ablated_attention_layer']} ablated "
+          f"(first resample source), responder attention layer "
+          f"{check['responding_attention_layer']}, {check['num_prompts']} prompts; means:", "",
+          "| response | heads held | fed the ablated residual | direct path only | TE | TE held |",
+          "| --- | --- | --- | --- | --- | --- |",
+          "| " + " | ".join(_num(check[f"mean_{k}"], 3) for k in (
+              "response", "response_held", "response_fed", "response_direct", "total_effect",
+              "total_effect_held")) + " |", ""]
+
+
+def write(workdir: str, name: str, entries: list[dict[str, Any]],
+          mediation: Optional[dict[str, Any]]) -> dict[str, Any]:
+  """study.json, study.md and study.png in `workdir`; returns study.json's content."""
+  rows = aggregate(entries)
+  study = dict(name=name, runs=entries, aggregates=rows, mediation=mediation)
+  store.atomic_write_text(os.path.join(workdir, JSON_FILE), json.dumps(study, indent=1))
+  store.atomic_write_text(os.path.join(workdir, MARKDOWN_FILE),
+                          "\n".join([markdown(name, entries, rows), *_mediation_lines(mediation)]))
+  figure(entries, os.path.join(workdir, FIGURE_FILE))
+  return study

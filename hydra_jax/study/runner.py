@@ -1,0 +1,112 @@
+"""Running a study: every run's model, its sweeps, then the comparison. Resumable.
+
+    run_study(config, workdir, log=print) -> study.json's content
+
+The workdir holds
+
+  study_config.json                 the flattened study config (a later call with a
+                                    config that differs in a result-changing key stops)
+  runs/<run>/model/                 the run's model folder (`hydra_jax.study.build`)
+  runs/<run>/<variant>/             the main job's workdir of each sweep variant
+  runs/<run>/<variant>/measures.json  the study's measures of that sweep
+  study.json, study.md, study.png   the comparison (`hydra_jax.study.compare`), with the
+                                    mediation check (`hydra_jax.study.mediation`) of the
+                                    run whose attention slope has the highest lower CI
+
+A sweep that stops with a ValueError (say, too few prompts answered to draw K sources)
+is logged and listed in study.md, and the other runs go on; the next call retries it.
+Every step is skipped when its output is on disk (a model folder with training.json,
+a measures.json made with the same bootstrap settings; other settings recompute the
+measures from the saved sweep), and an interrupted sweep resumes from its saved chunks,
+so running the same command after a kill continues where it stopped. Progress: one line per
+step, with the time spent and an estimate of the time left.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import ml_collections
+
+from hydra_jax import store
+from hydra_jax.study import arms, build, compare, mediation, statistics, sweeps
+
+CONFIG_FILE, MEASURES_FILE = "study_config.json", "measures.json"
+RESULT_NEUTRAL = ("name", "bootstrap.")   # keys that only change the comparison
+
+
+def claim(workdir: Path, config: ml_collections.ConfigDict) -> None:
+  """Write study_config.json, or check that the one there matches `config`."""
+  flat = store.flatten(config.to_dict())
+  path = workdir / CONFIG_FILE
+  if path.is_file():
+    stored = json.loads(path.read_text())
+    differing = [k for k in store.config_differences(stored, flat)
+                 if not k.startswith(RESULT_NEUTRAL)]
+    if differing:
+      raise ValueError(f"{workdir} holds a study with other settings ({', '.join(differing)}): "
+                       "use a fresh --workdir or the same config")
+  workdir.mkdir(parents=True, exist_ok=True)
+  store.atomic_write_text(str(path), json.dumps(flat, indent=1, default=str))
+
+
+def _model(run: arms.Run, directory: Path, log) -> dict[str, Any]:
+  if build.is_built(directory):
+    log(f"  model already built in {directory}")
+  else:
+    log(f"  building the model ({run.train['steps']} training steps)")
+    build.build_run(run, directory, log)
+  record = json.loads((directory / build.TRAINING_FILE).read_text())
+  log(f"  facts answered: {record['fact_accuracy']:.3f} ({record['num_correct']}/"
+      f"{record['num_facts']}), training {record['train_seconds']:.0f} s")
+  return record
+
+
+def _measures(run: arms.Run, variant: str, run_dir: Path, bootstrap, log) -> dict[str, Any]:
+  path = run_dir / variant / MEASURES_FILE
+  settings = dict(resamples=bootstrap.resamples, seed=bootstrap.seed)
+  if path.is_file():
+    saved = json.loads(path.read_text())
+    if saved.get("bootstrap") == settings:
+      log(f"  sweep {variant}: already measured")
+      return saved
+  log(f"  sweep {variant}")           # a finished sweep is only read again (results.npz)
+  arrays = sweeps.sweep_variant(run, run_dir / "model", variant, run_dir / variant)
+  measures = dict(statistics.measures(arrays, **settings), bootstrap=settings)
+  store.atomic_write_text(str(path), json.dumps(measures, indent=1))
+  return measures
+
+
+def run_study(config: ml_collections.ConfigDict, workdir: str,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Build and sweep every run of `config` in `workdir`, then write the comparison."""
+  runs = arms.expand(config)
+  root = Path(workdir)
+  claim(root, config)
+  start, entries = time.time(), []
+  for index, run in enumerate(runs):
+    log(f"[{index + 1}/{len(runs)}] {run.name}")
+    run_dir = root / "runs" / run.name
+    record = _model(run, run_dir / "model", log)
+    variants, errors = {}, {}
+    for variant in run.variants:   # a sweep that cannot run is reported, the study goes on
+      try:
+        variants[variant] = _measures(run, variant, run_dir, config.bootstrap, log)
+      except ValueError as error:
+        errors[variant] = str(error)
+        log(f"  sweep {variant} failed: {error}")
+    entries.append(dict(run=run.name, arm=run.arm, seed=run.seed, training=record,
+                        variants=variants, errors=errors))
+    spent = time.time() - start
+    log(f"  done; {spent:.0f} s in this call, about "
+        f"{spent / (index + 1) * (len(runs) - index - 1):.0f} s left at this pace")
+  best, check = compare.best_run(entries), None
+  if best is not None:
+    log(f"mediation check on {best} (its strongest attention pair)")
+    check = dict(run=best, **mediation.check_run(root / "runs" / best))
+  study = compare.write(str(root), config.name, entries, check)
+  log(f"study written to {root / compare.MARKDOWN_FILE} ({time.time() - start:.0f} s)")
+  return study

@@ -1,0 +1,211 @@
+"""Studies (issue 12): the arms of a config, the bootstrap slopes, the mediation check, and
+the two-arm miniature end to end with an interruption and a resumption.
+
+The miniature trains two 2-layer models for 30 steps and sweeps each with the main job;
+under a minute on 2 idle CPU cores (most of it compiling).
+"""
+
+import importlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hydra_jax as hj
+from hydra_jax import checkpoints
+from hydra_jax.data import tokenizers
+from hydra_jax.job import config as run_config
+from hydra_jax.job import loading as job_inputs
+from hydra_jax.study import arms, build, mediation, runner, statistics, sweeps
+from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
+
+from tests.test_configs import load_config as study_config
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_arms_expand_to_one_run_per_seed_with_their_changes():
+  config = study_config("study_dropout")
+  runs = arms.expand(config)
+  names = [run.name for run in runs]
+  assert len(names) == len(set(names))
+  by_name = {run.name: run for run in runs}
+  noisy = [run for run in runs if run.world["label_noise"] > 0]
+  assert noisy and all(run.world["label_noise"] == 0.2 for run in noisy)
+  assert {run.arm for run in runs if run.model.dropout_rate == 0.1}
+  assert any(run.train["sublayer_drop"] > 0 for run in runs)
+  assert any(run.train["steps"] == 0 for run in runs)                # the random-init control
+  assert any(run.world["shuffle_answers"] for run in runs)           # the shuffled control
+  assert all(run.model.num_layers >= 8 for run in runs)
+  three_seeds = [arm for arm in {r.arm for r in runs} if sum(r.arm == arm for r in runs) >= 3]
+  assert len(three_seeds) >= 3
+  assert by_name[names[0]].model.dropout_rate == config.model.dropout_rate
+
+
+def test_the_dropout_study_fits_three_hours_on_two_cores():
+  study = importlib.import_module("configs.study_dropout")
+  seconds = study.estimated_seconds()
+  assert 2 * 3600 < seconds <= 3 * 3600
+  config = study.get_config()
+  config.arms.no_dropout.seeds = (3, 4, 5)            # two more trained models do not fit
+  assert study.estimated_seconds(config) > 3 * 3600
+
+
+def test_bad_arms_are_named():
+  config = study_config("study_mini")
+  config.arms.no_noise.train = dict(stepz=3)
+  with pytest.raises(ValueError, match="no_noise.*stepz"):
+    arms.expand(config)
+  config = study_config("study_mini")
+  config.arms.no_noise.variants = ("resample", "noise")
+  with pytest.raises(ValueError, match="variants"):
+    arms.expand(config)
+  config = study_config("study_mini")
+  config.arms.no_noise.world = dict(label_noise=1.5)
+  with pytest.raises(ValueError, match="label_noise"):
+    arms.expand(config)
+
+
+def test_sweep_sample_is_seeded_and_in_id_order():
+  records = [dict(id=i) for i in range(20)]
+  sample = build.sweep_sample(records, 5, seed=1)
+  assert len(sample) == 5 and sample == sorted(sample, key=lambda r: r["id"])
+  assert sample == build.sweep_sample(records, 5, seed=1) != build.sweep_sample(records, 5, 2)
+  assert build.sweep_sample(records, 0, 1) == build.sweep_sample(records, 50, 1) == records
+
+
+def test_bootstrap_slopes_on_exact_lines():
+  x = np.array([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [5.0, 1.0]])                  # [N, C]
+  y = np.stack([2 * x + 1, -0.5 * x, np.ones_like(x)])                              # [P, N, C]
+  slope, r2, ci = statistics.bootstrap_slopes(x, y, resamples=200, seed=0)
+  np.testing.assert_allclose(slope[:, 0], [2.0, -0.5, 0.0], atol=1e-12)
+  np.testing.assert_allclose(r2[:2, 0], [1.0, 1.0])
+  assert np.isnan(r2[2, 0]) and np.isnan(slope[:, 1]).all()       # y or x without variance
+  np.testing.assert_allclose(ci[0, 0], [2.0, 2.0], atol=1e-12)     # every draw on the line
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(400, 1))
+  y = (0.3 * x + rng.normal(size=(400, 1)))[None]
+  slope, _, ci = statistics.bootstrap_slopes(x, y, resamples=500, seed=0)
+  assert ci[0, 0, 0] < 0.3 < ci[0, 0, 1] and ci[0, 0, 1] - ci[0, 0, 0] < 0.3
+  with pytest.raises(ValueError, match="need x"):
+    statistics.bootstrap_slopes(x, y[0])
+
+
+@pytest.mark.parametrize("variant", ["chinchilla", "pythia"])
+def test_mediation_check_on_a_tiny_random_model(variant):
+  config = tiny_config(**TINY_VARIANTS[variant])
+  params = hj.init_params(config, seed=1)
+  tokens = random_tokens(config, batch=4, length=7)
+  lengths = np.array([7, 6, 5, 7], np.int32)
+  found = mediation.mediation(params, config, tokens, lengths, ablated=1, responder=2)
+  assert np.abs(found.response).max() > 1e-3                       # the responder does respond
+  np.testing.assert_allclose(found.response_held, 0.0, atol=1e-5)  # held heads: no response
+  np.testing.assert_allclose(found.response_fed, found.response, rtol=1e-4, atol=1e-6)
+  assert np.abs(found.total_effect_held - found.total_effect).max() > 1e-4
+  if config.parallel_block:   # nothing between attention 1 and layer 2 reads a^1 but the stream
+    np.testing.assert_allclose(found.response_direct, found.response, rtol=1e-4, atol=1e-6)
+  else:                       # m^1 reads a^1: part of the response runs through it
+    assert np.abs(found.response_direct - found.response).max() > 1e-5
+  with pytest.raises(ValueError, match="ablated < responder"):
+    mediation.mediation(params, config, tokens, lengths, ablated=2, responder=1)
+
+
+def test_facts_file_data_needs_an_existing_file(tmp_path):
+  config = run_config.defaults()
+  config.data.name = "facts_file"
+  config.data.facts_file = str(tmp_path / "absent.json")
+  with pytest.raises(ValueError, match="data.facts_file"):
+    run_config.check(config)
+  bad = tmp_path / "bad.json"
+  for text, why in (("{not json", "not valid JSON"), ('{"id": 0}', "JSON list")):
+    bad.write_text(text)
+    with pytest.raises(ValueError, match=why):
+      job_inputs.read_facts_file(str(bad))
+
+
+def test_the_command_line_names_a_bad_override_in_one_line(tmp_path):
+  command = [sys.executable, "-m", "hydra_jax.study", "--config=configs/study_mini.py",
+             "--config.trian.steps=3", f"--workdir={tmp_path}"]
+  done = subprocess.run(command, capture_output=True, text=True, cwd=CONFIGS.parent,
+                        env={**os.environ, "PYTHONPATH": str(CONFIGS.parent)})
+  assert done.returncode != 0
+  assert done.stderr.strip().splitlines()[-1] == (
+      "hydra_jax.study: error: bad config override: 'trian' Did you mean \"train\" instead of "
+      "\"trian\"?")
+  assert "Traceback" not in done.stderr
+
+
+def _counting(monkeypatch, module, name, fail_on=None, error=KeyboardInterrupt):
+  """Wrap module.name, counting calls; raise `error` when the run is `fail_on`."""
+  calls, original = [], getattr(module, name)
+
+  def wrapper(run, *args, **kwargs):
+    calls.append(run.name)
+    if run.name == fail_on:
+      raise error("simulated failure")
+    return original(run, *args, **kwargs)
+  monkeypatch.setattr(module, name, wrapper)
+  return calls
+
+
+def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypatch):
+  config = study_config("study_mini")
+  with monkeypatch.context() as patch:
+    _counting(patch, sweeps, "sweep_variant", fail_on="no_noise_s0")
+    with pytest.raises(KeyboardInterrupt):
+      runner.run_study(config, str(tmp_path), log=lambda line: None)
+  first = tmp_path / "runs" / "label_noise_s0"
+  assert (first / "resample" / runner.MEASURES_FILE).is_file()
+  assert build.is_built(tmp_path / "runs" / "no_noise_s0" / "model")
+  stamp = (first / "model" / build.TRAINING_FILE).stat().st_mtime_ns
+  with monkeypatch.context() as patch:             # a sweep that cannot run: listed, study goes on
+    _counting(patch, sweeps, "sweep_variant", fail_on="no_noise_s0", error=ValueError)
+    partial = runner.run_study(config, str(tmp_path), log=lambda line: None)
+  assert partial["runs"][1]["errors"] == {"resample": "simulated failure"}
+  assert "- no_noise_s0 resample: simulated failure" in (tmp_path / "study.md").read_text()
+
+  built = _counting(monkeypatch, build, "build_run")
+  swept = _counting(monkeypatch, sweeps, "sweep_variant")
+  lines = []
+  study = runner.run_study(config, str(tmp_path), log=lines.append)
+  assert built == [] and swept == ["no_noise_s0"]          # only what was left
+  assert (first / "model" / build.TRAINING_FILE).stat().st_mtime_ns == stamp
+  assert any("already built" in line for line in lines) and lines[0].startswith("[1/2]")
+
+  saved = json.loads((tmp_path / "study.json").read_text())
+  assert saved == json.loads(json.dumps(study))
+  assert [r["run"] for r in saved["runs"]] == ["label_noise_s0", "no_noise_s0"]  # sorted
+  for entry in saved["runs"]:
+    assert 0.0 <= entry["training"]["fact_accuracy"] <= 1.0
+    attn = entry["variants"]["resample"]["per_layer"]["attn"]
+    for field in ("slope_attn", "ci_attn", "slope_mlp", "ci_mlp", "slope_total", "r2_total",
+                  "fraction_restored", "norm_share", "slope_norm", "de_te_correlation",
+                  "late_mlp_change"):
+      assert len(attn[field]) == 2, field
+    assert attn["ci_attn"][0][0] <= attn["slope_attn"][0] <= attn["ci_attn"][0][1]
+  assert {row["arm"] for row in saved["aggregates"]} == {"no_noise", "label_noise"}
+  assert (tmp_path / "study.md").read_text().count("| no_noise_s0 | resample |") == 2
+  assert (tmp_path / "study.png").stat().st_size > 0
+  check = saved["mediation"]                        # on the run with the best attention CI
+  assert check["run"] in {"no_noise_s0", "label_noise_s0"}
+  assert (check["ablated_attention_layer"], check["responding_attention_layer"]) == (0, 1)
+  assert abs(check["mean_response_held"]) < 1e-6
+  np.testing.assert_allclose(check["mean_response_fed"], check["mean_response"], atol=1e-5)
+
+  model_dir = first / "model"                       # any run can be swept again by the job
+  model_config, params = checkpoints.load(model_dir)
+  assert model_config.num_layers == 2 and tokenizers.load(model_dir).vocab_size <= 160
+  assert (first / "resample" / "summary.json").is_file()
+  summary_stamp = (first / "resample" / "summary.json").stat().st_mtime_ns
+  config.bootstrap.resamples = 50                   # new CIs from the saved sweeps, no new sweep
+  again = runner.run_study(config, str(tmp_path), log=lambda line: None)
+  assert [e["variants"]["resample"]["bootstrap"]["resamples"] for e in again["runs"]] == [50, 50]
+  assert (first / "resample" / "summary.json").stat().st_mtime_ns == summary_stamp
+  assert built == []
+  config.train.steps = 31
+  with pytest.raises(ValueError, match="train.steps"):
+    runner.run_study(config, str(tmp_path), log=lambda line: None)
