@@ -2,7 +2,8 @@
 
 Packages, each importing only those below it:
 
-  job          the main job (config, plan, loading, chunks, run); `python -m hydra_jax.main`
+  study        grids of trained models swept alike (`python -m hydra_jax.study`)
+  job          the main job (config, plan, loading, chunks, run, heads); `python -m hydra_jax.main`
   report       summary.json, the paper's figures, report.md
   store        the workdir's chunk and results files (read by the job and the report)
   sweep        the Hydra sweep: effects, ablation paths, batching, sharding, engine

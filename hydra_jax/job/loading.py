@@ -19,6 +19,8 @@ Shapes: N kept prompts, T padded length, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any, Optional
 
 import jax

@@ -22,7 +22,6 @@ R bootstrap resamples.
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 

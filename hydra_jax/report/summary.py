@@ -158,16 +158,16 @@ def per_layer(components: Mapping[str, list]) -> dict[str, dict[str, list]]:
           for offset, kind in enumerate(figures.KIND_NAMES)}
 
 
-def _finite(value):
+def json_ready(value):
   """JSON has no NaN: write it as null."""
   if isinstance(value, float) and not math.isfinite(value):
     return None
   if isinstance(value, dict):
-    return {k: _finite(v) for k, v in value.items()}
+    return {k: json_ready(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return [_finite(v) for v in value]
+    return [json_ready(v) for v in value]
   if isinstance(value, np.generic):
-    return _finite(value.item())
+    return json_ready(value.item())
   return value
 
 
@@ -212,7 +212,7 @@ def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> dict
   num_late = choices["late_mlps"] or report_headline.late_mlp_count(num_layers)
   ablated = report_headline.choose_ablated(arrays, choices)
   headline = report_headline.headline(arrays, components, num_layers, ablated, num_late, counts)
-  return _finite(dict(
+  return json_ready(dict(
       info, num_prompts=int(num_prompts), sweep_options=sweep_options(info),
       bootstrap=dict(resamples=int(choices["bootstrap"]), seed=int(choices["bootstrap_seed"]),
                      level=statistics.LEVEL),

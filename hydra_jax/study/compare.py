@@ -68,7 +68,7 @@ def aggregate(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     row["seeds_attn_ci_above_0"] = np.sum([[ci[0] is not None and ci[0] > 0 for ci in m["ci_attn"]]
                                            for m in layers], 0).tolist()
     rows.append(row)
-  return report._finite(rows)
+  return report.json_ready(rows)
 
 
 def _num(value, digits=2) -> str:

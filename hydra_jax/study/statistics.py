@@ -13,8 +13,7 @@ prompts are resampled with replacement, the same draws for every part and compon
 and the DE-TE correlation. Late-MLP erasure: the clean direct effect summed over the
 last MLPs (negative: they erase), and its change when each component is ablated.
 
-A bootstrap regression shared with the report (hydra_jax/report/statistics.py) is being
-written separately; this one stays small until the two are unified.
+The fits and the bootstrap are the report's (`hydra_jax.report.statistics`).
 
 Shapes: N prompts, C = 2L components, P parts, R resamples.
 """
@@ -22,49 +21,32 @@ Shapes: N prompts, C = 2L components, P parts, R resamples.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Mapping
 
 import numpy as np
 
+from hydra_jax.report import statistics
 from hydra_jax.report import summary as report
 
 PARTS = ("attn", "mlp", "total", "norm")
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Slope and R^2 of y on x over axis -2: x [..., N, C], y [..., P, N, C] -> [..., P, C].
-
-  NaN where x or y does not vary.
-  """
-  x = x[..., None, :, :]
-  dx = x - x.mean(-2, keepdims=True)
-  dy = y - y.mean(-2, keepdims=True)
-  sxx, syy, sxy = (dx * dx).sum(-2), (dy * dy).sum(-2), (dx * dy).sum(-2)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    slope = np.where(sxx > 0, sxy / sxx, np.nan)
-    r2 = np.where((sxx > 0) & (syy > 0), sxy ** 2 / (sxx * syy), np.nan)
-  return slope, r2
-
-
 def bootstrap_slopes(x: np.ndarray, y: np.ndarray, resamples: int = 1000, seed: int = 0):
   """(slope [P, C], r2 [P, C], ci [P, C, 2]) of each part y[p] [N, C] on x [N, C].
 
-  The CI is the 2.5th and 97.5th percentile of the slopes over `resamples` bootstrap
-  draws of the N prompts (NaN when no draw gives a slope).
+  The fits and the percentile bootstrap are the report's (`report.statistics`): the same
+  resampled prompts for every part and component (NaN where no draw gives a slope).
   """
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   if x.ndim != 2 or y.ndim != 3 or y.shape[1:] != x.shape:
     raise ValueError(f"need x [N, C] and y [P, N, C], got {x.shape} and {y.shape}")
   if x.shape[0] < 3 or resamples < 1:
     raise ValueError(f"need at least 3 prompts and 1 resample, got {x.shape[0]} and {resamples}")
-  slope, r2 = _fit(x, y)
-  draws = np.random.default_rng(seed).integers(0, x.shape[0], (resamples, x.shape[0]))  # [R, N]
-  boot = np.stack([_fit(x[d], y[:, d])[0] for d in draws])                           # [R, P, C]
-  with warnings.catch_warnings():          # an all-NaN column (no variance) gives NaN quietly
-    warnings.simplefilter("ignore", RuntimeWarning)
-    ci = np.moveaxis(np.nanpercentile(boot, [2.5, 97.5], axis=0), 0, -1)               # [P, C, 2]
-  return slope, r2, ci
+  counts = statistics.resample_counts(x.shape[0], resamples, seed)                  # [R, N]
+  fits = [statistics.fits(x, part) for part in y]
+  ci = [statistics.interval(statistics.weighted_fits(counts, x, part).slope).T for part in y]
+  return (np.stack([f.slope for f in fits]), np.stack([f.r2 for f in fits]),
+          np.stack(ci))                                                            # [P, C, 2]
 
 
 def _late_mlps(num_layers: int) -> list[int]:
@@ -97,7 +79,7 @@ def measures(arrays: Mapping[str, np.ndarray], resamples: int = 1000, seed: int 
     per_component[f"r2_{part}"] = r2[p].tolist()
     per_component[f"ci_{part}"] = ci[p].tolist()
   layers = report.per_layer(per_component)
-  return report._finite(dict(
+  return report.json_ready(dict(
       num_prompts=int(lost.shape[0]), num_layers=num_components // 2,
       middle_layers=report.middle_layers(num_components // 2),
       late_mlps=[c // 2 for c in late],

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Optional
 
 import jax
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hydra_jax.model.partitioning import MODEL, MODEL_AXIS, param_shardings  # noqa: F401
