@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -38,6 +39,29 @@ def _multi_host() -> bool:
   return "," in hosts or bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
 
 
+def _initialize_distributed(mode: str) -> bool:
+  """Join the other hosts (True when it did): a process of `hydra_jax.launch_local` joins its
+  local pod, a host of a TPU slice (or one told JAX_COORDINATOR_ADDRESS) lets JAX find them."""
+  from hydra_jax import launch_local
+  if launch_local.launched():
+    if mode == "off":
+      raise ValueError("config.distributed='off', but hydra_jax.launch_local started this job as "
+                       "one of several processes: use 'auto' or 'on'")
+    launch_local.join()
+    return True
+  if mode == "on" or (mode == "auto" and _multi_host()):
+    import jax
+    jax.distributed.initialize()
+    return True
+  return False
+
+
+def _lost_peer(error: Exception) -> bool:
+  """Whether `error` is a collective or coordination failure: another process went away."""
+  import jax
+  return isinstance(error, jax.errors.JaxRuntimeError) and jax.process_count() > 1
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -47,17 +71,39 @@ def main(argv) -> None:
   from hydra_jax.job import config as run_config  # after flag parsing, so --help stays fast
   # JAX reports at INFO that it found no TPU on machines without one: not news for a user.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  joined = False
   try:
     run_config.check(config)
     if not config.dry_run and not _WORKDIR.value:
       raise ValueError("--workdir=DIR is required: the folder that receives the results")
-    if config.distributed == "on" or (config.distributed == "auto" and _multi_host()):
-      import jax
-      jax.distributed.initialize()
+    joined = _initialize_distributed(config.distributed)
     from hydra_jax.job import run as job
     job.run(config, _WORKDIR.value)
   except (ValueError, FileNotFoundError) as error:  # the project's "bad input" errors
-    sys.exit(f"hydra_jax.main: error: {error}")
+    _stop(f"hydra_jax.main: error: {error}", joined)
+  except Exception as error:
+    if not joined:
+      raise
+    if not _lost_peer(error):
+      traceback.print_exc()
+    import jax
+    _stop(f"hydra_jax.main: error: process {jax.process_index()} stopped: {_first_line(error)}"
+          + (" (lost contact with another process: did one of them die?)"
+             if _lost_peer(error) else ""), joined)
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _stop(message: str, joined: bool) -> None:
+  """Exit with `message`. A process of a multi-host job exits at once: JAX's exit-time
+  shutdown would wait for every other process (which may be gone or stuck), then abort."""
+  if not joined:
+    sys.exit(message)
+  print(message, file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(1)
 
 
 def _unknown_overrides(argv: list[str]) -> list[str]:
