@@ -34,9 +34,8 @@ from typing import Optional, Sequence
 ENV_COORDINATOR = "HYDRA_JAX_COORDINATOR"
 ENV_NUM_PROCESSES = "HYDRA_JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "HYDRA_JAX_PROCESS_ID"
-ENV_HEARTBEAT = "HYDRA_JAX_HEARTBEAT_SECONDS"
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
-HEARTBEAT_SECONDS = 10      # a process missing this long counts as dead: its peers stop
+HEARTBEAT_SECONDS = 20      # a process missing this long counts as dead: its peers stop
 CONNECT_SECONDS = 60        # how long a process waits for all the others to join
 GRACE_SECONDS = 5           # SIGTERM, then this long, then SIGKILL
 PR_SET_PDEATHSIG = 1
@@ -58,7 +57,7 @@ def join() -> None:
   jax.distributed.initialize(
       coordinator_address=env[ENV_COORDINATOR], num_processes=int(env[ENV_NUM_PROCESSES]),
       process_id=int(env[ENV_PROCESS_ID]), initialization_timeout=CONNECT_SECONDS,
-      heartbeat_timeout_seconds=int(env.get(ENV_HEARTBEAT, HEARTBEAT_SECONDS)))
+      heartbeat_timeout_seconds=HEARTBEAT_SECONDS, shutdown_timeout_seconds=CONNECT_SECONDS)
 
 
 # The launcher's side ----------------------------------------------------------------------------
@@ -87,19 +86,27 @@ def _die_with_parent() -> None:
     pass
 
 
-def start(job_args: Sequence[str], num_processes: int, devices: int) -> list:
-  """Popen of every process; process 0 writes to this terminal, the others to temp files."""
+def start(job_args: Sequence[str], num_processes: int, devices: int, env=None,
+          capture_all: bool = False) -> list:
+  """Popen of every process, each with `.log`: its output file (None for process 0, which
+  writes to this terminal, unless capture_all)."""
   port, processes = free_port(), []
   for index in range(num_processes):
-    log = None if index == 0 else tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile() if index or capture_all else None
     processes.append(subprocess.Popen(
         [sys.executable, "-m", "hydra_jax.main", *job_args],
-        env=process_env(os.environ, index, num_processes, devices, port),
+        env=process_env(os.environ if env is None else env, index, num_processes, devices, port),
         stdout=log, stderr=subprocess.STDOUT if log else None, preexec_fn=_die_with_parent))
     processes[-1].log = log
     print(f"hydra_jax.launch_local: process {index} of {num_processes}: pid "
           f"{processes[-1].pid}", file=sys.stderr, flush=True)
   return processes
+
+
+def output(process) -> str:
+  """What a process started with a log file has written so far."""
+  process.log.seek(0)
+  return process.log.read().decode("utf-8", "replace").rstrip()
 
 
 def stop(processes) -> None:
@@ -132,12 +139,9 @@ def supervise(processes, timeout: float = 0) -> int:
       stop(processes)
       break
     time.sleep(0.1)
-  for index in range(1, len(processes)):
-    log = processes[index].log
-    log.seek(0)
-    output = log.read().decode("utf-8", "replace").rstrip()
-    if output:
-      print(f"--- output of process {index} ---\n{output}", file=sys.stderr)
+  for index, process in enumerate(processes):
+    if process.log and output(process):
+      print(f"--- output of process {index} ---\n{output(process)}", file=sys.stderr)
   reason = (f"process {failed[0]} {how_it_ended(codes[failed[0]])}" if failed
             else f"the pod ran past --timeout={timeout:g} s")
   print(f"hydra_jax.launch_local: error: {reason}; stopped the other processes",

@@ -195,9 +195,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """The whole job; returns the summary written to workdir (None for a dry run)."""
   start = time.time()
   run_config.check(config)
+  say(f"{jax.default_backend()}: {jax.device_count()} devices ({jax.devices()[0].device_kind}) in "
+      f"{jax.process_count()} process{'es' if jax.process_count() > 1 else ''}")
   if plan_first(config):
     return None
   mesh = make_mesh(config)
+  say("mesh: " + " x ".join(f"{name}={size}" for name, size in mesh.shape.items()))
   store = results_store.ResultStore(workdir)
   if jax.process_index() == 0:
     store.claim(results_store.flatten(config.to_dict()))
