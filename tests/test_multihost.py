@@ -57,7 +57,7 @@ AUDIT_HOOK = textwrap.dedent('''
       path = os.path.abspath(os.fsdecode(args[0]))
       if path.startswith(_root) and _writes(event, args):
         with open(f"{_log}.{_id}", "a") as f:
-          f.write(f"{event} {path}\n")
+          f.write(f"{event} {path}\\n")
 
     if _root and _id is not None:
       sys.addaudithook(_hook)
@@ -143,7 +143,7 @@ def written_by(log_prefix, process_id) -> list[str]:
 
 def test_pod_on_a_data_by_model_mesh_matches_one_process(runs):
   pod, out = runs["pod_data_model"]
-  assert "cpu: 8 devices in 2 processes" in out and "mesh: data=4 x model=2" in out
+  assert "cpu: 8 devices (cpu) in 2 processes" in out and "mesh: data=4 x model=2" in out
   results = load(pod)
   assert_same(results, load(runs["eight_data_model"][0]))
   assert_same(results, load(runs["one_device"][0]), atol=1e-5)
