@@ -153,9 +153,6 @@ class ResultStore:
   def chunk_path(self, index: int) -> epath.Path:
     return self.chunk_dir / f"chunk_{index:05d}.npz"
 
-  def has_chunk(self, index: int) -> bool:
-    return self.chunk_path(index).exists()
-
   def finished_chunks(self) -> list[int]:
     if not self.chunk_dir.is_dir():
       return []

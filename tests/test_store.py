@@ -68,7 +68,7 @@ def test_a_bucket_workdir_holds_every_file_of_a_run(bucket, tmp_path):
 
   again = results_store.ResultStore(workdir)   # the same command after a preemption
   again.claim(dict(CONFIG, **{"mesh.data": 8}))   # a new mesh is no new config
-  assert again.finished_chunks() == [0, 1] and again.has_chunk(1) and not again.has_chunk(2)
+  assert again.finished_chunks() == [0, 1]
   merged = again.load_all(again.finished_chunks())
   for name, value in arrays.items():
     np.testing.assert_array_equal(merged[name], value, err_msg=name)
