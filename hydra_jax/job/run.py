@@ -195,8 +195,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """The whole job; returns the summary written to workdir (None for a dry run)."""
   start = time.time()
   run_config.check(config)
-  say(f"{jax.default_backend()}: {jax.device_count()} devices ({jax.devices()[0].device_kind}) in "
-      f"{jax.process_count()} process{'es' if jax.process_count() > 1 else ''}")
+  plural = lambda count, word, ending: f"{count} {word}{ending if count > 1 else ''}"
+  say(f"{jax.default_backend()}: {plural(jax.device_count(), 'device', 's')} "
+      f"({jax.devices()[0].device_kind}) in {plural(jax.process_count(), 'process', 'es')}")
   if plan_first(config):
     return None
   mesh = make_mesh(config)
