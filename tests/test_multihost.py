@@ -36,6 +36,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--config=configs/tiny.py", "--config.data.max_prompts=32", "--config.sweep.num_sources=2"]
 DATA_ONLY = ["--config.sweep.chunk_size=8"]                      # 8 divides the data axis (8)
 DATA_BY_MODEL = ["--config.sweep.chunk_size=6", "--config.mesh.data=4", "--config.mesh.model=2"]
+POD_SECONDS = 540      # a hung pod (a collective deadlock) is stopped by the launcher
 STOP_SECONDS = 90      # a surviving process stops within this (heartbeat 20 s; loaded machine)
 
 AUDIT_HOOK = textwrap.dedent('''
@@ -93,7 +94,7 @@ def launch(env, workdir, *args, devices=None, processes=2):
   job = [*SMALL, *args, f"--workdir={workdir}"]
   if processes > 1:
     command = [sys.executable, "-m", "hydra_jax.launch_local", f"--num_processes={processes}",
-               "--devices_per_process=4", "--", *job]
+               "--devices_per_process=4", f"--timeout={POD_SECONDS}", "--", *job]
   else:
     command = [sys.executable, "-m", "hydra_jax.main", *job]
     env = dict(env, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
