@@ -24,6 +24,7 @@ setuptools.setup(
         "importlib_resources",  # tensorflow-datasets imports it through etils on Python 3.11
     ],
     extras_require={
+        "gcs": ["gcsfs"],  # workdirs in a gs:// bucket (etils epath's backend for them)
         "test": [
             "pytest>=7",
             "chex>=0.1.86",

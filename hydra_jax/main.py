@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from typing import Optional
+import traceback
 
 from absl import app
 from absl import flags
@@ -33,6 +34,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "folder for the chunks and the report")
 
 
+def _lost_peer(error: Exception) -> bool:
+  """Whether `error` is a collective or coordination failure: another process went away."""
+  import jax
+  return isinstance(error, jax.errors.JaxRuntimeError) and jax.process_count() > 1
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -45,7 +52,31 @@ def main(argv) -> None:
   try:
     job.run(config, _WORKDIR.value)      # checks the config first, before any device use
   except (ValueError, FileNotFoundError) as error:  # the project's "bad input" errors
-    sys.exit(f"hydra_jax.main: error: {error}")
+    _stop(f"hydra_jax.main: error: {error}", job.joined())
+  except Exception as error:
+    joined = job.joined()
+    if not joined:
+      raise
+    if not _lost_peer(error):
+      traceback.print_exc()
+    import jax
+    _stop(f"hydra_jax.main: error: process {jax.process_index()} stopped: {_first_line(error)}"
+          + (" (lost contact with another process: did one of them die?)"
+             if _lost_peer(error) else ""), joined)
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _stop(message: str, joined: bool) -> None:
+  """Exit with `message`. A process of a multi-host job exits at once: JAX's exit-time
+  shutdown would wait for every other process (which may be gone or stuck), then abort."""
+  if not joined:
+    sys.exit(message)
+  print(message, file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(1)
 
 
 def _config_path(argv: list[str]) -> Optional[str]:

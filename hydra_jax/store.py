@@ -5,11 +5,15 @@ A run's workdir holds
   run_config.json        the flattened config that produced the chunks (dotted keys)
   chunks/chunk_00000.npz one file per finished chunk of prompts, written atomically
 
-Every file is written to a temporary name in the same folder and then moved into
-place with `os.replace`, which is atomic on POSIX filesystems: a run killed at any
-moment leaves either a complete chunk file or none. Running the same command again
-skips the chunks already on disk, so an interrupted run ends with exactly the arrays
-of an uninterrupted one.
+The workdir is a local folder or a bucket (`gs://bucket/run`): every file of a run
+(these, and the report's) goes through `etils.epath` paths and the writers here. A
+local file is written to a temporary name in the same folder and then moved into
+place with `os.replace`, atomic on POSIX filesystems; an object store makes a new
+object visible only once its upload is complete, so a direct write is atomic there.
+Either way a run killed at any moment leaves a complete chunk file or none, and a
+preempted VM loses nothing that a bucket holds. Running the same command again skips
+the chunks already stored, so an interrupted run ends with exactly the arrays of an
+uninterrupted one. (Buckets need an epath backend: `pip install gcsfs`.)
 
 A workdir whose run_config.json differs from the current config in a key that
 changes results is refused, naming the differing keys. Keys that only change how
@@ -19,12 +23,14 @@ differ between the runs.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Union
 
 import numpy as np
+from etils import epath
 
 CONFIG_FILE = "run_config.json"
 CHUNK_DIR = "chunks"
@@ -52,57 +58,75 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) ->
           and stored.get(key, "<absent>") != current.get(key, "<absent>")]
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-  """Write `data` to `path` so that readers see the old file or the whole new one."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+PathLike = Union[str, os.PathLike]
+
+
+def as_path(location: PathLike) -> epath.Path:
+  """A local path or a bucket URL (gs://...) as one path type."""
+  return epath.Path(location)
+
+
+def is_local(path: PathLike) -> bool:
+  return "://" not in os.fspath(path)
+
+
+def _write_atomically(path: PathLike, write: Callable[[Any], None]) -> None:
+  """Call write(binary file) so that readers of `path` see the old file or the whole new one."""
+  path = as_path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if not is_local(path):            # an object appears only when its upload is complete
+    with path.open("wb") as f:
+      write(f)
+    return
+  handle, temporary = tempfile.mkstemp(dir=os.fspath(path.parent), prefix=".tmp-",
+                                       suffix=path.name)
   try:
     with os.fdopen(handle, "wb") as f:
-      f.write(data)
+      write(f)
       f.flush()
       os.fsync(f.fileno())
-    os.replace(temporary, path)
+    os.replace(temporary, os.fspath(path))
   except BaseException:
     if os.path.exists(temporary):
       os.remove(temporary)
     raise
 
 
-def atomic_write_text(path: str, text: str) -> None:
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+  """Write `data` to `path` so that readers see the old file or the whole new one."""
+  _write_atomically(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
   atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-  """np.savez to a temporary file in the same folder, then os.replace into `path`."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(handle, "wb") as f:
-      np.savez(f, **{name: np.asarray(value) for name, value in arrays.items()})
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temporary, path)
-  except BaseException:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-    raise
+def atomic_save_npz(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+  """np.savez of `arrays` into `path`, atomically."""
+  _write_atomically(path, lambda f: np.savez(
+      f, **{name: np.asarray(value) for name, value in arrays.items()}))
 
 
-def load_npz(path: str) -> dict[str, np.ndarray]:
-  with np.load(path, allow_pickle=False) as data:
+def load_npz(path: PathLike) -> dict[str, np.ndarray]:
+  with as_path(path).open("rb") as f:
+    buffer = io.BytesIO(f.read())   # np.load wants seeking, which not every bucket file offers
+  with np.load(buffer, allow_pickle=False) as data:
     return {name: data[name] for name in data.files}
+
+
+def read_json(path: PathLike) -> Any:
+  return json.loads(as_path(path).read_text())
 
 
 class ResultStore:
   """The chunk files and run config of one workdir."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: PathLike):
     if not workdir:
       raise ValueError("--workdir is required: the folder that receives the results")
-    self.workdir = workdir
-    self.chunk_dir = os.path.join(workdir, CHUNK_DIR)
+    self.workdir = os.fspath(workdir)
+    self.root = as_path(workdir)
+    self.chunk_dir = self.root / CHUNK_DIR
 
   # The config guard ------------------------------------------------------------------
 
@@ -112,11 +136,10 @@ class ResultStore:
     Raises ValueError naming every differing key when the workdir holds chunks of a
     run with another config.
     """
-    path = os.path.join(self.workdir, CONFIG_FILE)
+    path = self.root / CONFIG_FILE
     flat_config = json.loads(json.dumps(dict(flat_config), default=str))
-    if os.path.exists(path):
-      with open(path) as f:
-        stored = json.load(f)
+    if path.exists():
+      stored = read_json(path)
       differing = config_differences(stored, flat_config)
       if differing and self.finished_chunks():
         details = ", ".join(f"{key} ({stored.get(key, '<absent>')!r} there, "
@@ -127,14 +150,15 @@ class ResultStore:
 
   # Chunks -----------------------------------------------------------------------------
 
-  def chunk_path(self, index: int) -> str:
-    return os.path.join(self.chunk_dir, f"chunk_{index:05d}.npz")
+  def chunk_path(self, index: int) -> epath.Path:
+    return self.chunk_dir / f"chunk_{index:05d}.npz"
 
   def finished_chunks(self) -> list[int]:
-    if not os.path.isdir(self.chunk_dir):
+    if not self.chunk_dir.is_dir():
       return []
-    names = (n for n in os.listdir(self.chunk_dir) if n.startswith("chunk_") and n.endswith(".npz"))
-    return sorted(int(n[len("chunk_"):-len(".npz")]) for n in names)
+    names = (p.name for p in self.chunk_dir.iterdir())
+    return sorted(int(n[len("chunk_"):-len(".npz")]) for n in names
+                  if n.startswith("chunk_") and n.endswith(".npz"))
 
   def save_chunk(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
     atomic_save_npz(self.chunk_path(index), arrays)

@@ -11,6 +11,8 @@
 # global mesh through jax.distributed, which hydra_jax initialises on multi-host VMs);
 # (4) copy the workdir back from worker 0, the host that writes the results.
 # Run the same command again after a preemption: the job resumes from its saved chunks.
+# With --bucket gs://BUCKET the workdir defaults to gs://BUCKET/hydra_jax/NAME, which
+# survives a preempted (Spot) VM's lost disk, and step 4 copies it from the bucket.
 #
 # --dry-run prints every gcloud command instead of running it. Anything after `--` is
 # passed to hydra_jax.main (config overrides).
@@ -22,7 +24,8 @@ PROJECT=""
 ACCELERATOR="v4-8"
 VERSION="tpu-ubuntu2204-base"
 CONFIG="configs/tiny.py"
-WORKDIR="/tmp/hydra_jax_run"
+WORKDIR=""
+BUCKET=""
 RESULTS="./results"
 MANUAL_DIR=""
 SPOT=0
@@ -31,7 +34,7 @@ DRY_RUN=0
 EXTRA_ARGS=()
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
   cat <<EOF
 Options (defaults in brackets):
   --name NAME               TPU VM name [$NAME]
@@ -40,7 +43,9 @@ Options (defaults in brackets):
   --accelerator-type TYPE   e.g. v4-8, v4-32, v5litepod-16 [$ACCELERATOR]
   --version VERSION         TPU VM software version [$VERSION]
   --config FILE             job config, relative to the repository [$CONFIG]
-  --workdir DIR             results folder on the VM [$WORKDIR]
+  --workdir DIR             results folder on the VM or a bucket URL
+                            [gs://BUCKET/hydra_jax/NAME with --bucket, else /tmp/hydra_jax_run]
+  --bucket gs://BUCKET      keep the workdir in this Cloud Storage bucket (preemption-safe)
   --results DIR             local folder that receives the results [$RESULTS]
   --manual-dir DIR          local folder with known_1000.json / counterfact.json to copy over
   --spot                    create a Spot VM (cheaper, may be preempted: rerun to resume)
@@ -58,6 +63,7 @@ while [[ $# -gt 0 ]]; do
     --version) VERSION="$2"; shift 2 ;;
     --config) CONFIG="$2"; shift 2 ;;
     --workdir) WORKDIR="$2"; shift 2 ;;
+    --bucket) BUCKET="${2%/}"; shift 2 ;;
     --results) RESULTS="$2"; shift 2 ;;
     --manual-dir) MANUAL_DIR="$2"; shift 2 ;;
     --spot) SPOT=1; shift ;;
@@ -70,6 +76,13 @@ while [[ $# -gt 0 ]]; do
 done
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -n "$BUCKET" && "$BUCKET" != gs://* ]]; then
+  echo "tpu_vm.sh: --bucket must be a gs:// URL, not $BUCKET" >&2
+  exit 2
+fi
+if [[ -z "$WORKDIR" ]]; then
+  if [[ -n "$BUCKET" ]]; then WORKDIR="$BUCKET/hydra_jax/$NAME"; else WORKDIR="/tmp/hydra_jax_run"; fi
+fi
 if [[ ! -f "$REPO/$CONFIG" ]]; then
   echo "tpu_vm.sh: no config file $REPO/$CONFIG" >&2
   exit 2
@@ -92,9 +105,14 @@ if [[ "$DRY_RUN" == 1 ]]; then
   echo "# (create runs only when describe finds no VM)"
   run "${GCLOUD[@]}" describe "$NAME" "${WHERE[@]}"
   CREATE=1
-elif "${GCLOUD[@]}" describe "$NAME" "${WHERE[@]}" >/dev/null 2>&1; then
-  echo "# reusing $NAME"
-  CREATE=0
+elif STATE="$("${GCLOUD[@]}" describe "$NAME" "${WHERE[@]}" --format='value(state)' 2>/dev/null)"; then
+  if [[ "$STATE" == PREEMPTED ]]; then   # a preempted Spot VM cannot restart: make a new one
+    run "${GCLOUD[@]}" delete "$NAME" "${WHERE[@]}" --quiet
+    CREATE=1
+  else
+    echo "# reusing $NAME ($STATE)"
+    CREATE=0
+  fi
 else
   CREATE=1
 fi
@@ -113,6 +131,7 @@ fi
 run "${GCLOUD[@]}" scp "$ARCHIVE" "$NAME:~/" "${WHERE[@]}" --worker=all
 INSTALL="rm -rf ~/$REMOTE_SRC ~/hydra_jax_data && mkdir -p ~/$REMOTE_SRC && tar xzf ~/$(basename "$ARCHIVE") -C ~/$REMOTE_SRC"
 INSTALL+=" && python3 -m pip install -q -U 'jax[tpu]' dm-haiku && python3 -m pip install -q -e ~/$REMOTE_SRC"
+if [[ "$WORKDIR" == gs://* ]]; then INSTALL+=" && python3 -m pip install -q gcsfs"; fi   # epath's gs:// backend
 run "${GCLOUD[@]}" ssh "$NAME" "${WHERE[@]}" --worker=all --command="$INSTALL"
 MAIN_ARGS=(--config="$CONFIG" --workdir="$WORKDIR" --config.distributed=auto)
 if [[ -n "$MANUAL_DIR" ]]; then
@@ -129,7 +148,11 @@ run "${GCLOUD[@]}" ssh "$NAME" "${WHERE[@]}" --worker=all --command="$COMMAND"
 
 echo "# 4. copy the results back from worker 0"
 if [[ "$DRY_RUN" == 0 ]]; then mkdir -p "$RESULTS"; fi
-run "${GCLOUD[@]}" scp --recurse "$NAME:$WORKDIR" "$RESULTS" "${WHERE[@]}" --worker=0
+if [[ "$WORKDIR" == gs://* ]]; then
+  run gcloud storage cp --recursive "$WORKDIR" "$RESULTS"
+else
+  run "${GCLOUD[@]}" scp --recurse "$NAME:$WORKDIR" "$RESULTS" "${WHERE[@]}" --worker=0
+fi
 
 if [[ "$DELETE" == 1 ]]; then
   echo "# 5. delete the TPU VM"

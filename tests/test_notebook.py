@@ -84,3 +84,25 @@ def test_tpu_vm_script_rejects_unknown_options():
   done = subprocess.run(["bash", str(TPU_SCRIPT), "--dry-run", "--zones", "x"],
                         capture_output=True, text=True, timeout=60)
   assert done.returncode == 2 and "unknown option --zones" in done.stderr
+
+
+def test_tpu_vm_dry_run_with_a_bucket_keeps_the_workdir_there(tmp_path):
+  """--bucket: the job's workdir defaults to a path in the bucket (which outlives a preempted
+  VM, so the same command resumes), gcsfs is installed for it, and the results come back
+  from the bucket rather than from worker 0's disk."""
+  env = dict(os.environ, PATH=f"{tmp_path}:/usr/bin:/bin")
+  done = subprocess.run(
+      ["bash", str(TPU_SCRIPT), "--dry-run", "--name", "hydra-spot", "--spot", "--bucket",
+       "gs://my-bucket/", "--results", str(tmp_path / "back")],
+      capture_output=True, text=True, env=env, timeout=60)
+  assert done.returncode == 0, done.stderr
+  commands = [shlex.split(line) for line in done.stdout.splitlines()
+              if line.startswith("gcloud ")]
+  install, run, copy_back = commands[3], commands[4], commands[5]
+  assert "pip install -q gcsfs" in install[-1]
+  assert "--workdir=gs://my-bucket/hydra_jax/hydra-spot" in shlex.split(run[-1].split("&&", 1)[1])
+  assert copy_back == ["gcloud", "storage", "cp", "--recursive", "gs://my-bucket/hydra_jax/hydra-spot",
+                       str(tmp_path / "back")]
+  refused = subprocess.run(["bash", str(TPU_SCRIPT), "--dry-run", "--bucket", "my-bucket"],
+                           capture_output=True, text=True, env=env, timeout=60)
+  assert refused.returncode == 2 and "--bucket must be a gs:// URL" in refused.stderr

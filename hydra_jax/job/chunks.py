@@ -73,10 +73,11 @@ def sweep_chunk(prepared: engine.Prepared, prompts, layout: Layout, index: int, 
   """Sweep chunk `index`; its arrays (the HydraResult fields, the prompts' ids and sources), each
   [n], and response_by_source [n', K, C, C] for its rows among the first keep_sources prompts."""
   rows = layout.chunk(index)
-  measured, checked = prepared.run_rows(rows)
+  measured, checked = prepared.run_rows(rows)                          # [B >= n] rows each
   if check:
-    checks.raise_if_inconsistent(checked, check_rtol, upstream=prepared.upstream_checked)
-  arrays = {name: to_host(value) for name, value in measured.items() if value is not None}
+    checks.raise_if_inconsistent({name: to_host(value)[:len(rows)] for name, value in checked.items()},
+                                 check_rtol, upstream=prepared.upstream_checked)
+  arrays = {name: to_host(value)[:len(rows)] for name, value in measured.items() if value is not None}
   if "response_by_source" in arrays:
     arrays["response_by_source"] = arrays["response_by_source"][:max(0, keep_sources - rows[0])]
   arrays["prompt_id"] = prompts.ids[rows]

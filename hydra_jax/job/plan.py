@@ -4,8 +4,10 @@
 and estimates, for the chosen mesh of `data` x `model` devices:
 
   bytes per device   the weights split over the model axis, plus one chunk's working set
-                     split over the data axis: the clean run's key/value cache and
-                     logits, and the activations of all its ablated runs in flight
+                     split over the data axis (`working_set`: the clean key/value cache,
+                     the clean run's or the ablation lanes' activations, and the layer
+                     weights the layer-skipping path gathers), checked within 25% of
+                     XLA's memory analysis and the peak RSS by benchmarks/memory.py
   FLOPs              of the whole sweep: a clean forward of every prompt, plus 2L x K
                      ablated runs per prompt (a one-token decode against the clean cache
                      on the incremental path, a whole forward on the full path), at
@@ -16,7 +18,7 @@ and estimates, for the chosen mesh of `data` x `model` devices:
 A run whose bytes per device exceed the usable memory of a device stops before
 allocating anything, printing the plan (`check_fits`). Memory per device is the
 accelerator's `bytes_limit`, or on CPU the host's available memory shared by its
-devices. All figures are estimates for planning, good to tens of percent.
+devices. All figures are estimates for planning.
 
 Shapes (the package glossary, hydra_jax/__init__.py): N prompts, T prompt length,
 K sources, C = 2L components, L layers, D d_model, H heads, G kv heads, E head size,
@@ -147,12 +149,45 @@ def _host_available_bytes() -> Optional[int]:
     return None
 
 
+def expected_rows(num_prompts: int, chunk_size: int, num_sources: int) -> int:
+  """R of a chunk's sweep batch: its prompts plus the distinct other prompts its chunk x K
+  source draws hit (drawn uniformly from N), padded to 8 as `hydra_jax.job.chunks` does."""
+  size = min(chunk_size, num_prompts)
+  others = (num_prompts - size) * (1 - math.exp(-size * num_sources / max(num_prompts, 1)))
+  return min(num_prompts, -(-math.ceil(size + others) // 8) * 8)
+
+
+def working_set(config: ModelConfig, shapes, T: int, K: int, chunk_size: int, rows: int,
+                data: int, model: int, path: str) -> int:
+  """Bytes per device a chunk's sweep program holds beyond the weights.
+
+  Fitted term by term to XLA's memory analysis of the compiled sweep (benchmarks/memory.py):
+  the clean key/value cache of the scored prompts and its per-lane gather (2 copies); the
+  larger of the clean run's activations over all R rows and the ablation lanes in flight
+  (L lanes x K sources per prompt), each about T (or 1) x (F + 4D) floats; and on the
+  layer-skipping (incremental) path one copy of the layer stack's weights, which every
+  scan step gathers per lane.
+  """
+  prompts, rows = math.ceil(min(chunk_size, rows) / data), math.ceil(rows / data)
+  itemsize = np.dtype(config.dtype).itemsize
+  kv_cache = 2 * config.num_layers * T * config.kv_heads * config.head_size * itemsize
+  width = (config.mlp_width + 4 * config.d_model) * 4 / model                # floats, sharded
+  activations = max(rows * T * width, prompts * config.num_layers * K * width)
+  gathered = 0
+  if path == "incremental":
+    gathered = sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize
+                   for name, module in shapes.items() if name.startswith("layers/")
+                   for leaf in module.values()) / model
+  return int(prompts * 2 * kv_cache + activations + gathered)
+
+
 def make_plan(config: ModelConfig, *, num_prompts: int, prompt_length: int, num_sources: int,
               chunk_size: int, mesh_shape: tuple[int, int], path: str = "incremental",
               memory_per_device: Optional[int] = None,
               devices_available: Optional[int] = None) -> Plan:
   """The plan of sweeping `num_prompts` prompts of up to `prompt_length` tokens."""
-  shapes = jax.tree_util.tree_leaves(param_shapes(config))
+  tree = param_shapes(config)
+  shapes = jax.tree_util.tree_leaves(tree)
   num_params = int(sum(math.prod(s.shape) for s in shapes))
   param_bytes = int(sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in shapes))
   C, T, K = config.num_components, prompt_length, num_sources
@@ -164,13 +199,8 @@ def make_plan(config: ModelConfig, *, num_prompts: int, prompt_length: int, num_
   flops = num_prompts * (forward_flops(config, T, T) + ablations_per_prompt * ablated)
 
   data, model = mesh_shape
-  itemsize = np.dtype(config.dtype).itemsize
-  prompts_per_device = math.ceil(chunk_size / data)
-  kv_cache = 2 * config.num_layers * T * config.kv_heads * config.head_size * itemsize
-  clean_logits = T * config.vocab_size * 4
-  in_flight = ablations_per_prompt * (8 * config.d_model + 2 * config.mlp_width
-                                      + config.vocab_size) * 4 / model
-  work = int(prompts_per_device * (kv_cache + clean_logits + in_flight))
+  rows = expected_rows(num_prompts, chunk_size, K)
+  work = working_set(config, tree, T, K, chunk_size, rows, data, model, path)
   param_per_device = math.ceil(param_bytes / model)
 
   if memory_per_device is None:
@@ -179,7 +209,7 @@ def make_plan(config: ModelConfig, *, num_prompts: int, prompt_length: int, num_
     devices_available = jax.device_count()
   if memory_per_device:
     # Perfect sharding of the weights and of one chunk's working set over n devices.
-    unsharded_work = chunk_size * (kv_cache + clean_logits + in_flight * model)
+    unsharded_work = working_set(config, tree, T, K, chunk_size, rows, 1, 1, path)
     needed = max(1, math.ceil((param_bytes + unsharded_work) / (USABLE_FRACTION * memory_per_device)))
   else:
     needed = data * model

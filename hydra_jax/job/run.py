@@ -56,12 +56,31 @@ def say(message: str) -> None:
 # 1. Devices and plan --------------------------------------------------------------------------
 
 
+_JOINED = []   # set when this process joined others (jax.distributed): see `joined`
+
+
 def start_devices(config: ml_collections.ConfigDict) -> None:
-  """jax.distributed on a multi-host TPU slice (config.distributed), before any device use."""
+  """Join the other processes before any device use: a process of `hydra_jax.launch_local`
+  joins its local pod; a host of a multi-host TPU slice (or one told
+  JAX_COORDINATOR_ADDRESS) initialises jax.distributed (config.distributed)."""
+  from hydra_jax import launch_local
+  if launch_local.launched():
+    if config.distributed == "off":
+      raise ValueError("config.distributed='off', but hydra_jax.launch_local started this job as "
+                       "one of several processes: use 'auto' or 'on'")
+    launch_local.join()
+    _JOINED.append(True)
+    return
   hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
   multi_host = "," in hosts or bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
   if config.distributed == "on" or (config.distributed == "auto" and multi_host):
     jax.distributed.initialize()
+    _JOINED.append(True)
+
+
+def joined() -> bool:
+  """Whether this process joined others: then an error must stop it at once (`main`)."""
+  return bool(_JOINED)
 
 
 def mesh_shape(config: ml_collections.ConfigDict) -> tuple[int, int]:
@@ -230,6 +249,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if not config.dry_run and not workdir:
     raise ValueError("--workdir=DIR is required: the folder that receives the results")
   start_devices(config)
+  plural = lambda count, word, ending: f"{count} {word}{ending if count > 1 else ''}"
+  say(f"{jax.default_backend()}: {plural(jax.device_count(), 'device', 's')} "
+      f"({jax.devices()[0].device_kind}) in {plural(jax.process_count(), 'process', 'es')}")
   shape = mesh_shape(config)
   if config.sweep.protocol == "heads":   # self-repair per head: its own driver
     from hydra_jax.job import heads
@@ -237,6 +259,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if plan_first(config, shape):
     return None
   mesh = make_mesh(shape)
+  say("mesh: " + " x ".join(f"{name}={size}" for name, size in mesh.shape.items()))
   store = results_store.ResultStore(workdir)
   if jax.process_index() == 0:
     store.claim(results_store.flatten(config.to_dict()))

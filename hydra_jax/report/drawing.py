@@ -10,13 +10,13 @@ Shapes: N prompts, L layers, C = 2L components.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import numpy as np
 
 from hydra_jax.report import figures
 from hydra_jax.report import headline as report_headline
+from hydra_jax import store as results_store
 from hydra_jax.report import regression_figures
 
 FIGURE_DIR = "figures"
@@ -32,13 +32,12 @@ def draw_figures(workdir: str, arrays, summary: Mapping[str, Any],
                  choices: Mapping[str, Any]) -> dict[str, str]:
   """Write the PNG figures under workdir/figures; returns name -> relative path (in the
   order report.md shows them). choices: config.report with its defaults."""
-  os.makedirs(os.path.join(workdir, FIGURE_DIR), exist_ok=True)
   num_layers = arrays["direct_effect"].shape[1] // 2
   ablated = report_headline.choose_ablated(arrays, choices)
   num_late = choices["late_mlps"] or report_headline.late_mlp_count(num_layers)
   layers = regression_layers(num_layers, choices["regression_layers"])
   stats = summary["per_layer"]
-  path = lambda name: os.path.join(workdir, FIGURE_DIR, name + ".png")
+  path = lambda name: results_store.as_path(workdir) / FIGURE_DIR / (name + ".png")
   drawings = dict(
       intact_vs_ablated=lambda p: figures.intact_vs_ablated(arrays, ablated, p),
       de_vs_te=lambda p: figures.de_vs_te(arrays, p),

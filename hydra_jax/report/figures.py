@@ -22,12 +22,16 @@ Shapes: N prompts, M prompts with per-source arrays, K sources, L layers, C = 2L
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
+
+from hydra_jax import store as results_store  # noqa: E402
 
 KIND_NAMES = ("attn", "mlp")
 KIND_COLOURS = {"attn": "#1f77b4", "mlp": "#d62728"}
@@ -44,10 +48,13 @@ def ablated_direct_effects(arrays, component: int) -> np.ndarray:
   return ablated
 
 
-def save(fig, path: str) -> str:
+def save(fig, path) -> str:
+  """Write the figure as PNG to `path` (local or a bucket, through `hydra_jax.store`)."""
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  image = io.BytesIO()
+  fig.savefig(image, format="png", dpi=110)
   plt.close(fig)
+  results_store.atomic_write_bytes(path, image.getvalue())
   return path
 
 

@@ -18,7 +18,6 @@ Shapes: N sequences, T-1 scored positions, L layers, H heads.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Mapping
 
 import matplotlib
@@ -28,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hydra_jax import store  # noqa: E402
+from hydra_jax.report import figures  # noqa: E402
 
 SPLIT = ("repair_heads", "repair_mlps", "repair_norm")
 SPLIT_NAMES = {"repair_heads": "later heads", "repair_mlps": "MLPs", "repair_norm": "final norm"}
@@ -90,11 +90,9 @@ def summarize(arrays: Mapping[str, np.ndarray], top_k: int) -> dict[str, Any]:
 # Figures -------------------------------------------------------------------------------------
 
 
-def _save(fig, path: str) -> str:
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return os.path.basename(path)
+def _save(fig, path) -> str:
+  """Write the figure (local or a bucket, `figures.save`); its file name, for report.md."""
+  return store.as_path(figures.save(fig, path)).name
 
 
 def heatmaps(means, path: str) -> str:
@@ -191,10 +189,10 @@ def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
   """summary.json, the figures and report.md in workdir; returns the summary."""
   summary = dict(summarize(arrays, top_k), info=info)
   means = per_head_means(arrays)
-  figures = {name: draw(means, os.path.join(workdir, f"heads_{name}.png"))
+  figures = {name: draw(means, store.as_path(workdir) / f"heads_{name}.png")
              for name, draw in (("heatmaps", heatmaps), ("de_vs_te", de_vs_te),
                                 ("split", split_by_layer), ("fractions", fraction_histogram))}
-  store.atomic_write_text(os.path.join(workdir, "summary.json"),
+  store.atomic_write_text(store.as_path(workdir) / "summary.json",
                           json.dumps(summary, indent=2, default=str, allow_nan=True))
-  store.atomic_write_text(os.path.join(workdir, "report.md"), _markdown(summary, figures))
+  store.atomic_write_text(store.as_path(workdir) / "report.md", _markdown(summary, figures))
   return summary

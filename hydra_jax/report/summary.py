@@ -223,28 +223,25 @@ def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> dict
 def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any],
           *, save_arrays: bool = True) -> dict[str, Any]:
   """Write results.npz (unless already saved), summary.json, the figures and report.md."""
-  os.makedirs(workdir, exist_ok=True)
+  root = results_store.as_path(workdir)
   if save_arrays:
-    results_store.atomic_save_npz(os.path.join(workdir, RESULTS_FILE), arrays)
+    results_store.atomic_save_npz(root / RESULTS_FILE, arrays)
   summary = summarize(arrays, info)
-  results_store.atomic_write_text(os.path.join(workdir, SUMMARY_FILE),
-                                  json.dumps(summary, indent=2, default=str))
+  results_store.atomic_write_text(root / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
   paths = drawing.draw_figures(workdir, arrays, summary, _choices(summary))
-  results_store.atomic_write_text(os.path.join(workdir, REPORT_FILE),
-                                  report_markdown.render(summary, paths))
+  results_store.atomic_write_text(root / REPORT_FILE, report_markdown.render(summary, paths))
   return summary
 
 
 def redraw(workdir: str) -> dict[str, Any]:
   """Recompute summary.json, the figures and report.md from a workdir's saved results."""
-  results_path = os.path.join(workdir, RESULTS_FILE)
-  if not os.path.exists(results_path):
+  results_path = results_store.as_path(workdir) / RESULTS_FILE
+  if not results_path.exists():
     raise ValueError(f"{results_path} does not exist: run hydra_jax.main with --workdir={workdir} first")
   arrays = results_store.load_npz(results_path)
   info = {}
-  summary_path = os.path.join(workdir, SUMMARY_FILE)
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      saved = json.load(f)
+  summary_path = results_store.as_path(workdir) / SUMMARY_FILE
+  if summary_path.exists():
+    saved = results_store.read_json(summary_path)
     info = {k: saved[k] for k in ("config", "model", "prompts", "timing") if k in saved}
   return write(workdir, arrays, info, save_arrays=False)

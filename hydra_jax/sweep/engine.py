@@ -206,11 +206,12 @@ def _table(params, config, tokens, lengths, kind, mean_activations, batch, mesh)
 
 
 def run_rows(prepared: Prepared, rows: np.ndarray):
-  """(measures, checks) of the scored prompts `rows` [n <= batch] (indices into the N prompts),
-  as dicts of arrays with a leading axis of n."""
+  """(measures, checks) of the scored prompts `rows` [n <= batch] (indices into the N prompts):
+  dicts of arrays with a leading axis of B >= n rows, the first n of them `rows` (the rest
+  padding). Not cut here: on a multi-host mesh a slice of a global array is a collective
+  every process must join, so callers cut after gathering (`chunks.to_host`)."""
   arrays = _batch_arrays(prepared, np.asarray(rows))
-  measured, checks = prepared.program(prepared.params, *arrays[:2], prepared.table, arrays[2])
-  return jax.tree_util.tree_map(lambda x: x[:len(rows)], (measured, checks))
+  return prepared.program(prepared.params, *arrays[:2], prepared.table, arrays[2])
 
 
 def _batch_arrays(prepared: Prepared, rows: np.ndarray):
@@ -251,7 +252,8 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
   """
   prepared = prepare(params, config, tokens, lengths, sources, kind=kind, path=path, mesh=mesh,
                      **options)
-  parts = [run_rows(prepared, rows) for rows in batching.batches(prepared.num_scored, prepared.batch)]
+  parts = [jax.tree_util.tree_map(lambda x, n=len(rows): x[:n], run_rows(prepared, rows))
+           for rows in batching.batches(prepared.num_scored, prepared.batch)]
   measured, checks = jax.tree_util.tree_map(
       lambda *xs: jnp.concatenate(xs) if len(xs) > 1 else xs[0], *parts)
   if check:
