@@ -95,6 +95,14 @@ def _save(fig, path) -> str:
   return store.as_path(figures.save(fig, path)).name
 
 
+def _finish(fig, ax, path, legend_size, **labels) -> str:
+  """Label the axes (a legend of that font size, unless None) and save the figure."""
+  ax.set(**labels)
+  if legend_size:
+    ax.legend(fontsize=legend_size)
+  return _save(fig, path)
+
+
 def heatmaps(means, path: str) -> str:
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   for ax, name, title in ((axes[0], "direct_effect", "clean direct effect (centred logit)"),
@@ -116,10 +124,8 @@ def de_vs_te(means, path: str) -> str:
                color=plt.cm.viridis(layer / max(L - 1, 1)), label=f"layer {layer}")
   lims = np.array([min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])])
   ax.plot(lims, lims, "k--", lw=0.8, label="TE = direct change")
-  ax.set(xlabel="direct change (mean over positions)", ylabel="total effect",
-         title="each head's ablation")
-  ax.legend(fontsize=7)
-  return _save(fig, path)
+  return _finish(fig, ax, path, 7, xlabel="direct change (mean over positions)",
+                 ylabel="total effect", title="each head's ablation")
 
 
 def split_by_layer(means, path: str) -> str:
@@ -133,19 +139,16 @@ def split_by_layer(means, path: str) -> str:
     above, below = above + np.maximum(value, 0), below + np.minimum(value, 0)
   ax.plot(layers, means["self_repair"].mean(1), "ko-", label="self-repair (sum)")
   ax.axhline(0, color="k", lw=0.5)
-  ax.set(xlabel="ablated head's layer", ylabel="mean over the layer's heads",
-         title="self-repair by mechanism")
-  ax.legend(fontsize=8)
-  return _save(fig, path)
+  return _finish(fig, ax, path, 8, xlabel="ablated head's layer",
+                 ylabel="mean over the layer's heads", title="self-repair by mechanism")
 
 
 def fraction_histogram(means, path: str) -> str:
   fig, ax = plt.subplots(figsize=(5, 3.5))
   values = means["self_repair_fraction"][np.isfinite(means["self_repair_fraction"])]
   ax.hist(np.clip(values, -2, 2), bins=20)
-  ax.set(xlabel="self-repair fraction (clipped to [-2, 2])", ylabel="heads",
-         title="distribution over heads")
-  return _save(fig, path)
+  return _finish(fig, ax, path, None, xlabel="self-repair fraction (clipped to [-2, 2])",
+                 ylabel="heads", title="distribution over heads")
 
 
 # report.md -----------------------------------------------------------------------------------
