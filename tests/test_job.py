@@ -49,8 +49,8 @@ def test_mesh_shape_takes_what_the_model_axis_leaves():
 
 def test_bad_input_stops_before_anything_is_written(tmp_path):
   config = job_config("tiny")
-  config.sweep.kind = "noise"
-  with pytest.raises(ValueError, match="config.sweep.kind='noise': must be one of"):
+  config.sweep.kind = "gaussian"
+  with pytest.raises(ValueError, match="config.sweep.kind='gaussian': must be one of"):
     job.run(config, str(tmp_path / "a"))
   with pytest.raises(ValueError, match="--workdir=DIR is required"):
     job.run(job_config("tiny"), "")

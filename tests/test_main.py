@@ -143,7 +143,7 @@ def test_bad_configs_stop_with_one_message(tmp_path):
   cases = {
       "unknown key": (["--config.sweep.num_source=3"], "unknown config key --config.sweep.num_source"),
       "wrong type": (["--config.sweep.num_sources=many"], "--config.sweep.num_sources=many"),
-      "bad value": (["--config.sweep.kind=noise"], "config.sweep.kind='noise': must be one of"),
+      "bad value": (["--config.sweep.kind=gaussian"], "config.sweep.kind='gaussian': must be one of"),
       "missing checkpoint": (["--config.model_source=checkpoint",
                               f"--config.checkpoint={tmp_path / 'absent'}"], "no such directory"),
       "checkpoint mismatch": (["--config.model_source=checkpoint",

@@ -149,7 +149,7 @@ def test_pod_on_a_data_by_model_mesh_matches_one_process(runs):
   assert "cpu: 8 devices (cpu) in 2 processes" in out and "mesh: data=4 x model=2" in out
   results = load(pod)
   assert_same(results, load(runs["eight_data_model"][0]))
-  assert_same(results, load(runs["one_device"][0]), atol=1e-5)
+  assert_same(results, load(runs["one_device"][0]), atol=1e-4)
 
 
 def test_killed_process_stops_the_other_and_the_rerun_resumes(runs, audit):
@@ -184,7 +184,7 @@ def test_killed_process_stops_the_other_and_the_rerun_resumes(runs, audit):
   assert f"{finished} already finished" in out
   results = load(workdir)
   assert_same(results, load(runs["eight_data"][0]))
-  assert_same(results, load(runs["one_device"][0]), atol=1e-5)
+  assert_same(results, load(runs["one_device"][0]), atol=1e-4)
 
 
 def test_only_process_zero_writes(runs, audit):

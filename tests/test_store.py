@@ -79,7 +79,8 @@ def test_a_bucket_workdir_holds_every_file_of_a_run(bucket, tmp_path):
   files = {key[len(workdir) + 1:]: data for key, data in bucket.items()}
   names = {"run_config.json", "chunks/chunk_00000.npz", "chunks/chunk_00001.npz", "results.npz",
            "summary.json", "report.md"} | {f"figures/{name}.png" for name in (
-               "intact_vs_ablated", "de_vs_te", "compensation_fits", "response_heatmap",
+               "intact_vs_ablated", "de_vs_te", "downstream_response", "compensation_fits",
+               "slopes_by_layer", "compensation_parts", "localisation", "response_heatmap",
                "late_mlp_erasure")}
   assert set(files) == names
   assert files["figures/de_vs_te.png"].getvalue()[:8] == PNG_MAGIC

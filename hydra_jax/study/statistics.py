@@ -9,7 +9,7 @@ total, and the norm remainder - the least-squares slope across prompts of the pa
 the lost direct effect (-direct change), its R^2, and a percentile bootstrap 95% CI:
 prompts are resampled with replacement, the same draws for every part and component
 (paired). The other per-layer measures come from the main job's report code
-(`hydra_jax.report.summary.per_component`): fraction restored, with the norm's share,
+(`hydra_jax.report.summary.per_component`): the ratio of means, the norm's share,
 and the DE-TE correlation. Late-MLP erasure: the clean direct effect summed over the
 last MLPs (negative: they erase), and its change when each component is ablated.
 
@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hydra_jax.report import statistics
+from hydra_jax.report import headline, statistics
 from hydra_jax.report import summary as report
 
 PARTS = ("attn", "mlp", "total", "norm")
@@ -51,7 +51,7 @@ def bootstrap_slopes(x: np.ndarray, y: np.ndarray, resamples: int = 1000, seed: 
 
 def _late_mlps(num_layers: int) -> list[int]:
   """Components of the last MLP layers (as many as the report's erasure figure shows)."""
-  count = report.late_mlp_count(num_layers)
+  count = headline.late_mlp_count(num_layers)
   return [2 * l + 1 for l in range(num_layers - count, num_layers)]
 
 
@@ -68,8 +68,9 @@ def measures(arrays: Mapping[str, np.ndarray], resamples: int = 1000, seed: int 
   late_change = np.asarray(arrays["response"])[:, :, late].sum(-1).mean(0)           # [C]
   per_component = dict(
       lost_direct_effect=components["lost_direct_effect"],
-      fraction_restored=components["fraction_restored"],
-      fraction_restored_with_norm=components["fraction_restored_with_norm"],
+      fraction_restored=slope[PARTS.index("total")].tolist(),       # the paper's reading: a slope
+      fraction_restored_with_norm=(slope[PARTS.index("total")] + slope[PARTS.index("norm")]).tolist(),
+      ratio_of_means_restored=components["ratio_of_means_restored"],
       norm_share=[_share(r, l) for r, l in zip(components["norm_remainder"],
                                                 components["lost_direct_effect"])],
       de_te_correlation=components["de_te_correlation"],
@@ -81,7 +82,7 @@ def measures(arrays: Mapping[str, np.ndarray], resamples: int = 1000, seed: int 
   layers = report.per_layer(per_component)
   return report.json_ready(dict(
       num_prompts=int(lost.shape[0]), num_layers=num_components // 2,
-      middle_layers=report.middle_layers(num_components // 2),
+      middle_layers=headline.middle_layers(num_components // 2),
       late_mlps=[c // 2 for c in late],
       late_mlp_direct_effect=float(np.asarray(arrays["direct_effect"])[:, late].sum(-1).mean()),
       per_layer=layers))
