@@ -76,3 +76,19 @@ def test_kept_prompts_are_answered_correctly_in_order_of_length():
   labels = [data.first_label_token(model.tokenizer, label, label_prefix="")
             for label in prompts.labels]
   np.testing.assert_array_equal(answers, labels)
+
+
+def test_noise_ablation_noises_the_subject_tokens_where_marked():
+  from hydra_jax.data import batching
+  from hydra_jax.job import chunks
+  from hydra_jax.train import embedded
+  bundle = embedded.load()
+  record = bundle.records[0]                      # "<subject>, <filler>, <relation phrase>"
+  tokens = bundle.tokenizer.encode(record["prompt"])
+  start, end = batching.subject_span(bundle.tokenizer, record["prompt"], record["subject"])
+  assert 0 <= start < end < len(tokens)
+  assert bundle.tokenizer.decode(tokens[start:end]).strip() == record["subject"]
+  assert batching.subject_span(bundle.tokenizer, record["prompt"], "no such name") == (0, 0)
+  mask = chunks.noise_positions([(start, end), (0, 0)], np.array([len(tokens), 3]), len(tokens))
+  np.testing.assert_array_equal(mask[0], (np.arange(len(tokens)) >= start) & (np.arange(len(tokens)) < end))
+  np.testing.assert_array_equal(mask[1], np.arange(len(tokens)) < 3)   # no subject: every token

@@ -108,6 +108,9 @@ def test_noise_ablation_replaces_components_by_their_values_under_noisy_embeddin
   cfg, params, tokens = setup()
   silent = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, kind="noise", noise_scale=0.0, noise_draws=2)
   np.testing.assert_allclose(silent.total_effect, 0.0, atol=1e-6)     # no noise: the clean values
+  nowhere = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, kind="noise", noise_draws=2,
+                              noise_positions=np.zeros(tokens.shape))
+  np.testing.assert_allclose(nowhere.total_effect, 0.0, atol=1e-6)    # no position noised
   noisy = sweep.hydra_sweep(params, cfg, tokens, LENGTHS, kind="noise", noise_draws=2, check=True)
   assert noisy.total_effect.shape == (6, 2, cfg.num_components)
   assert np.abs(np.asarray(noisy.total_effect)).max() > 1e-2

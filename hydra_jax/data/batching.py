@@ -175,6 +175,19 @@ def tokenize_records(records: Sequence[Mapping[str, Any]], tokenizer: Tokenizer,
   return prompts
 
 
+def subject_span(tokenizer: Tokenizer, prompt: str, subject: str) -> tuple[int, int]:
+  """(start, end): the positions of `subject`'s tokens in tokenizer.encode(prompt), from the
+  lengths of the encoded prefixes up to its first occurrence and up to its end (the same
+  added tokens, e.g. BOS, count in all three); (0, 0) when the prompt does not contain it."""
+  where = prompt.find(subject) if subject else -1
+  if where < 0:
+    return 0, 0
+  length = lambda text: len(tokenizer.encode(text))
+  total = length(prompt)
+  start = min(length(prompt[:where]), total) if where else len(tokenizer.encode(""))
+  return start, min(max(length(prompt[:where + len(subject)]), start + 1), total)
+
+
 def first_label_token(tokenizer: Tokenizer, label: str, *, label_prefix: str = " ",
                       added: Optional[list[int]] = None, where: str = "label") -> int:
   """The first token of `label_prefix + label`, skipping what the tokenizer adds (e.g. BOS)."""

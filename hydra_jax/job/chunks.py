@@ -53,10 +53,21 @@ def pad_tokens(rows, max_len: int):
 
 def prepare(model, prompts, sources: Optional[np.ndarray], layout: Layout, *, kind: str, path: str,
             mesh=None, **options) -> engine.Prepared:
-  """The engine prepared for every kept prompt, `layout.size` scored rows per program call."""
+  """The engine prepared for every kept prompt, `layout.size` scored rows per program call.
+  Noise ablation noises the subject's tokens where the prompt set marks the subject."""
   tokens, lengths = pad_tokens(prompts.tokens, model.config.max_seq_len)
+  if kind == "noise":
+    options["noise_positions"] = noise_positions(prompts.subjects, lengths, tokens.shape[1])
   return engine.prepare(model.params, model.config, tokens, lengths, sources, kind=kind, path=path,
                         mesh=mesh, batch_size=layout.size, **options)
+
+
+def noise_positions(subjects, lengths: np.ndarray, length: int) -> np.ndarray:
+  """float32 [N, T]: 1 on each prompt's subject tokens, or on all its tokens without one."""
+  positions = np.arange(length)[None, :]                               # [1, T]
+  spans = np.array([span if span[1] > span[0] else (0, n) for span, n in
+                    zip(subjects or [(0, 0)] * len(lengths), lengths)])  # [N, 2]
+  return ((positions >= spans[:, :1]) & (positions < spans[:, 1:])).astype(np.float32)
 
 
 def to_host(array) -> np.ndarray:

@@ -54,6 +54,7 @@ class Prompts:
   tokens: tuple[tuple[int, ...], ...]
   counts: dict[str, Any]            # dataset, total, kept, dropped {reason: count}
   relations: tuple[str, ...] = ()   # each prompt's relation, where the prompt set has them
+  subjects: tuple[tuple[int, int], ...] = ()   # each prompt's subject tokens [start, end), or (0, 0)
 
   def __len__(self) -> int:
     return len(self.tokens)
@@ -217,9 +218,12 @@ def load_prompts(config: ml_collections.ConfigDict, model: Model) -> Prompts:
   rows = [row for batch in kept for row in batch.rows()]
   dropped = {"longer than the context": report.too_long, "answered wrongly": report.wrong_answer}
   relation_of = {int(r["id"]): str(r.get("relation", r.get("relation_id", ""))) for r in records}
+  subject_of = {int(r["id"]): str(r.get("subject", "")) for r in records}
   return Prompts(ids=np.array([r.id for r in rows], np.int64), texts=tuple(r.prompt for r in rows),
                  labels=tuple(r.label for r in rows), tokens=tuple(r.tokens for r in rows),
                  relations=tuple(relation_of[r.id] for r in rows),
+                 subjects=tuple(batching.subject_span(model.tokenizer, r.prompt, subject_of[r.id])
+                                for r in rows),
                  counts=dict(dataset=data.name, total=report.total, kept=report.kept,
                              correct=report.correct,
                              dropped={k: v for k, v in dropped.items() if v}))

@@ -103,15 +103,16 @@ def regression(result: HydraResult, part: str = "total") -> effects.Fit:
 
 
 def _sweep_batch(params, tokens, lengths, table, sources, *, config, settings):
-  """tokens [B, T], lengths [B]; table [N, C, D] with sources [B, K] (resample), the noise
-  std with sources = the rows' prompt indices [B] (noise), or one value [C, D]."""
+  """tokens [B, T], lengths [B]; table [N, C, D] with sources [B, K] (resample), (noise std,
+  noised positions [N, T]) with sources = the rows' prompt indices [B] (noise), or one
+  value [C, D]."""
   clean = paths.clean_run(params, config, tokens, lengths)
   if settings.kind == "resample":
     values = table[sources]                                            # [B, K, C, D]
   elif settings.kind == "noise":
-    real = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]).astype(jnp.float32)  # [B, T]
-    values = noise.noised_components(params, config, tokens, lengths, sources, real, std=table,
-                                     draws=settings.noise_draws, seed=settings.noise_seed)
+    std, positions = table
+    values = noise.noised_components(params, config, tokens, lengths, sources, positions[sources],
+                                     std=std, draws=settings.noise_draws, seed=settings.noise_seed)
   else:
     values = jnp.broadcast_to(table, (tokens.shape[0], 1) + table.shape)  # [B, 1, C, D]
   setup = paths.Setup(params, config, tokens, clean, settings.freeze_final_scale,
@@ -170,7 +171,7 @@ def prepare(params, config: ModelConfig, tokens, lengths, sources=None, *, kind:
             skip_unchanged_layers: bool = True, batch_size: Optional[int] = None,
             source_chunk: Optional[int] = None, lane_chunk: Optional[int] = None,
             keep_sources: bool = False, noise_scale: float = 3.0, noise_draws: int = 15,
-            noise_seed: int = 0, table=None) -> Prepared:
+            noise_seed: int = 0, noise_positions=None, table=None) -> Prepared:
   """Validate, compile and compute the replacement table once; see `hydra_sweep` for arguments.
 
   `table` (internal) passes a precomputed table (e.g. ShapeDtypeStructs for lowering).
@@ -179,10 +180,16 @@ def prepare(params, config: ModelConfig, tokens, lengths, sources=None, *, kind:
       config, tokens, lengths, sources, kind=kind, path=path, num_scored=num_scored,
       mean_activations=mean_activations, response_scale=response_scale, batch_size=batch_size,
       source_chunk=source_chunk, lane_chunk=lane_chunk, mesh=mesh)
+  if noise_positions is not None and np.shape(noise_positions) != tokens.shape:
+    raise ValueError(f"noise_positions must have the tokens' shape {tokens.shape}, got "
+                     f"{np.shape(noise_positions)}")
   batch = batching.round_up(min(batch_size or n, n), sharding.data_size(mesh))
   params = sharding.place_params(params, mesh)
   if table is None and kind == "noise":
-    table = jnp.float32(noise_scale * noise.embedding_std(params, config))
+    if noise_positions is None:                                        # every real token
+      noise_positions = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    table = (jnp.float32(noise_scale * noise.embedding_std(params, config)),
+             jnp.asarray(noise_positions, jnp.float32))               # (std, [N, T])
   elif table is None:
     table = _table(params, config, tokens, lengths, kind, mean_activations, batch, mesh)
   skip = path == "incremental" and skip_unchanged_layers
@@ -234,7 +241,8 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
       sources[b] (indices into all N; see `draw_sources`). None for "zero" and "mean".
     kind: "resample", "zero", "mean" (the mean over all N prompts, or mean_activations) or
       "noise" (`hydra_jax.sweep.noise`: the component in runs of the same prompt with noisy
-      input embeddings, noise_draws draws of std noise_scale x the embeddings' std).
+      input embeddings, noise_draws draws of std noise_scale x the embeddings' std, at
+      noise_positions [N, T] (default: every real token; the job passes the subject's)).
     path: "incremental" (default) or "full"; both give the same numbers.
     mesh: a jax.sharding.Mesh with a "data" (and optionally "model") axis, or None.
     check: raise ConsistencyError when a check of METHOD.md fails (tolerance check_rtol,
@@ -268,7 +276,8 @@ def lower_sweep(params, config: ModelConfig, tokens, lengths, sources=None, **op
   kind = options.get("kind", "resample")
   table = {"resample": jax.ShapeDtypeStruct((np.shape(tokens)[0], config.num_components, config.d_model),
                                             jnp.dtype(config.dtype)),
-           "noise": jax.ShapeDtypeStruct((), jnp.float32)}.get(
+           "noise": (jax.ShapeDtypeStruct((), jnp.float32),
+                     jax.ShapeDtypeStruct(np.shape(tokens), jnp.float32))}.get(
                kind, jax.ShapeDtypeStruct((config.num_components, config.d_model), jnp.float32))
   prepared = prepare(params, config, tokens, lengths, sources, table=table, **options)
   arrays = _batch_arrays(prepared, np.arange(min(prepared.batch, len(prepared.tokens))))
