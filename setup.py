@@ -27,6 +27,7 @@ setuptools.setup(
         "gcs": ["gcsfs"],  # workdirs in a gs:// bucket (etils epath's backend for them)
         "test": [
             "pytest>=7",
+            "pytest-xdist>=3",  # the README's test command runs the files on 2 workers
             "chex>=0.1.86",
             "torch==2.13.0",  # this machine's CPU wheel; an unpinned torch pulls CUDA builds
             "transformers>=4.40",

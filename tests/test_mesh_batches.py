@@ -5,8 +5,10 @@ scored prompts did not fill a multiple of the mesh's data axis and some sources 
 prompts outside the batch, those sources read copies of prompt 0. One subprocess with 8
 host devices (XLA_FLAGS) runs `hydra_sweep` and the main job on a data-4 and a
 data-2 x model-2 mesh, with batch / chunk sizes that do and do not divide the data axis,
-sources outside each batch, for resample, mean and zero ablation; every result is
-compared with the same sweep on one device. About 60 s on 2 CPU cores.
+sources outside each batch, for resample, mean and zero ablation (the main job: resample
+and mean; it runs the same engine calls, and tests/test_multihost.py runs it on more
+meshes); every result is compared with the same sweep on one device. About 90 s on 2
+CPU cores.
 """
 
 import json
@@ -43,15 +45,16 @@ SCRIPT = textwrap.dedent("""
     tokens = random_tokens(cfg, batch=7, length=6, seed=1)
     lengths = np.array([6, 3, 5, 2, 6, 4, 5])
     sources = hj.draw_sources(7, 3, seed=0)[:5]      # 5 scored prompts; 5 and 6 are sources only
-    for kind in ("resample", "mean", "zero"):
+    cases = {"resample": [("data4", 2), ("data4", 4), ("data2_model2", 2)],
+             "mean": [("data4", 2), ("data2_model2", 2)], "zero": [("data4", 2)]}
+    for kind, kind_cases in cases.items():
       args = dict(kind=kind, num_scored=5, check=True)
       given = sources if kind == "resample" else None
       single = hj.hydra_sweep(params, cfg, tokens, lengths, given, **args)
-      for mesh_name, mesh in meshes.items():
-        for batch_size in (2, 4):
-          sharded = hj.hydra_sweep(params, cfg, tokens, lengths, given, mesh=mesh,
-                                   batch_size=batch_size, **args)
-          report[f"sweep/{kind}/{mesh_name}/batch{batch_size}"] = worst(sharded, single)
+      for mesh_name, batch_size in kind_cases:
+        sharded = hj.hydra_sweep(params, cfg, tokens, lengths, given, mesh=meshes[mesh_name],
+                                 batch_size=batch_size, **args)
+        report[f"sweep/{kind}/{mesh_name}/batch{batch_size}"] = worst(sharded, single)
 
     def run_job(workdir, kind, chunk_size, data, model):
       config = tiny.get_config()
@@ -61,8 +64,7 @@ SCRIPT = textwrap.dedent("""
       job.run(config, workdir)
       return dict(np.load(workdir + "/results.npz"))
 
-    for kind, cases in (("resample", [(6, 4, 1), (8, 4, 1), (6, 2, 2)]), ("mean", [(6, 4, 1)]),
-                        ("zero", [(6, 4, 1)])):
+    for kind, cases in (("resample", [(6, 4, 1), (6, 2, 2)]), ("mean", [(6, 4, 1)])):
       reference = run_job(f"{sys.argv[1]}/{kind}_one", kind, 6, 1, 1)
       for chunk_size, data, model in cases:
         name = f"job/{kind}/data{data}_model{model}/chunk{chunk_size}"
@@ -85,15 +87,14 @@ def report(tmp_path_factory):
   return json.loads(line[len("REPORT "):])
 
 
-@pytest.mark.parametrize("kind", ["resample", "mean", "zero"])
-@pytest.mark.parametrize("mesh", ["data4", "data2_model2"])
-@pytest.mark.parametrize("batch_size", [2, 4])
-def test_hydra_sweep_batches_on_a_mesh_equal_one_device(report, kind, mesh, batch_size):
-  assert report[f"sweep/{kind}/{mesh}/batch{batch_size}"] < 1e-5
+@pytest.mark.parametrize("case", ["resample/data4/batch2", "resample/data4/batch4",
+                                  "resample/data2_model2/batch2", "mean/data4/batch2",
+                                  "mean/data2_model2/batch2", "zero/data4/batch2"])
+def test_hydra_sweep_batches_on_a_mesh_equal_one_device(report, case):
+  assert report[f"sweep/{case}"] < 1e-5
 
 
-@pytest.mark.parametrize("case", ["resample/data4_model1/chunk6", "resample/data4_model1/chunk8",
-                                  "resample/data2_model2/chunk6", "mean/data4_model1/chunk6",
-                                  "zero/data4_model1/chunk6"])
+@pytest.mark.parametrize("case", ["resample/data4_model1/chunk6", "resample/data2_model2/chunk6",
+                                  "mean/data4_model1/chunk6"])
 def test_main_job_chunks_on_a_mesh_equal_one_device(report, case):
   assert report[f"job/{case}"] < 1e-4
