@@ -150,11 +150,18 @@ def _host_available_bytes() -> Optional[int]:
 
 
 def expected_rows(num_prompts: int, chunk_size: int, num_sources: int) -> int:
-  """R of a chunk's sweep batch: its prompts plus the distinct other prompts its chunk x K
-  source draws hit (drawn uniformly from N), padded to 8 as `hydra_jax.job.chunks` does."""
-  size = min(chunk_size, num_prompts)
-  others = (num_prompts - size) * (1 - math.exp(-size * num_sources / max(num_prompts, 1)))
-  return min(num_prompts, -(-math.ceil(size + others) // 8) * 8)
+  """R of a chunk's sweep batch: its scored prompts only. Sources never enter a batch (the
+  engine gathers their components from the clean table, `table_bytes`); num_sources is
+  kept for the plan's callers."""
+  del num_sources
+  return min(chunk_size, num_prompts)
+
+
+def table_bytes(config: ModelConfig, num_prompts: int, data: int) -> int:
+  """Bytes per device of the engine's clean table: every prompt's final-position components
+  [N, C, D] (the resample values), split over the data axis."""
+  itemsize = np.dtype(config.dtype).itemsize
+  return math.ceil(num_prompts / data) * config.num_components * config.d_model * itemsize
 
 
 def working_set(config: ModelConfig, shapes, T: int, K: int, chunk_size: int, rows: int,
@@ -200,7 +207,8 @@ def make_plan(config: ModelConfig, *, num_prompts: int, prompt_length: int, num_
 
   data, model = mesh_shape
   rows = expected_rows(num_prompts, chunk_size, K)
-  work = working_set(config, tree, T, K, chunk_size, rows, data, model, path)
+  work = (working_set(config, tree, T, K, chunk_size, rows, data, model, path)
+          + table_bytes(config, num_prompts, data))
   param_per_device = math.ceil(param_bytes / model)
 
   if memory_per_device is None:
@@ -209,7 +217,8 @@ def make_plan(config: ModelConfig, *, num_prompts: int, prompt_length: int, num_
     devices_available = jax.device_count()
   if memory_per_device:
     # Perfect sharding of the weights and of one chunk's working set over n devices.
-    unsharded_work = working_set(config, tree, T, K, chunk_size, rows, 1, 1, path)
+    unsharded_work = (working_set(config, tree, T, K, chunk_size, rows, 1, 1, path)
+                      + table_bytes(config, num_prompts, 1))
     needed = max(1, math.ceil((param_bytes + unsharded_work) / (USABLE_FRACTION * memory_per_device)))
   else:
     needed = data * model
