@@ -171,11 +171,16 @@ def test_killed_process_stops_the_other_and_the_rerun_resumes(runs, audit):
   finally:
     launch_local.stop(processes)
   output = launch_local.output(processes[0])
-  assert processes[0].returncode == 1, output[-3000:]
   assert stopped < STOP_SECONDS
-  errors = [line for line in output.splitlines() if line.startswith("hydra_jax.main: error:")]
-  assert len(errors) == 1 and "process 0 stopped" in errors[0], output[-3000:]
-  assert "lost contact with another process" in errors[0]
+  if processes[0].returncode == -signal.SIGABRT:
+    # Blocked inside a cross-process gather when its peer died: XLA's coordination agent
+    # ends the process itself once the peer's heartbeats stop, naming the cause.
+    assert "stopped sending heartbeats" in output, output[-3000:]
+  else:
+    assert processes[0].returncode == 1, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("hydra_jax.main: error:")]
+    assert len(errors) == 1 and "process 0 stopped" in errors[0], output[-3000:]
+    assert "lost contact with another process" in errors[0]
   assert not (workdir / "results.npz").exists()
   finished = len([n for n in os.listdir(workdir / "chunks") if n.startswith("chunk_")])
   assert 1 <= finished < 4
