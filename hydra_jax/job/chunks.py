@@ -73,6 +73,8 @@ def noise_positions(subjects, lengths: np.ndarray, length: int) -> np.ndarray:
 def to_host(array) -> np.ndarray:
   """A (possibly multi-host) result array as one numpy array on this host."""
   if isinstance(array, jax.Array) and not array.is_fully_addressable:
+    if array.sharding.is_fully_replicated:      # every process holds it whole: no collective
+      return np.asarray(array.addressable_data(0))
     from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(array, tiled=True))
   return np.asarray(jax.device_get(array))

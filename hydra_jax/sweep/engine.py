@@ -124,9 +124,14 @@ def _sweep_batch(params, tokens, lengths, table, sources, *, config, settings):
 
 @functools.lru_cache(maxsize=None)
 def compiled_batch(config: ModelConfig, settings: Settings, mesh=None):
-  """The jitted program of one batch (cached per config, settings and mesh)."""
+  """The jitted program of one batch (cached per config, settings and mesh). Its results stay
+  split by prompt over the data axis; with several processes they are gathered inside the
+  program instead (replicated: every process reads them without a collective of its own)."""
   fn = functools.partial(_sweep_batch, config=config, settings=settings)
-  return jax.jit(fn) if mesh is None else jax.jit(fn, out_shardings=sharding.data_sharding(mesh))
+  if mesh is None:
+    return jax.jit(fn)
+  return jax.jit(fn, out_shardings=sharding.data_sharding(mesh) if jax.process_count() == 1
+                 else sharding.replicated(mesh))
 
 
 @functools.lru_cache(maxsize=None)

@@ -51,6 +51,11 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA))
 
 
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Every axis replicated: each device (and process) holds the whole array."""
+  return NamedSharding(mesh, PartitionSpec())
+
+
 def place_params(params, mesh: Optional[Mesh]):
   """Put the parameters on the mesh (unchanged without one)."""
   return params if mesh is None else jax.device_put(params, param_shardings(params, mesh))
