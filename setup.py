@@ -21,6 +21,7 @@ setuptools.setup(
         "tensorflow-datasets>=4.9.4",
         "array_record>=0.5",
         "matplotlib>=3.7",
+        "etils[epath]",  # the workdir store (local paths and gs:// buckets)
         "importlib_resources",  # tensorflow-datasets imports it through etils on Python 3.11
     ],
     extras_require={
