@@ -159,7 +159,7 @@ class Prepared:
   params: Any
   tokens: np.ndarray              # [N, T]
   lengths: np.ndarray             # [N]
-  table: Any                      # [N, C, D] clean components (resample) or one value [C, D]
+  table: Any                      # [N, C, D] clean components (resample), (std, [N, T]) (noise), or [C, D]
   sources: Optional[np.ndarray]   # [n, K] into the N prompts, or None
   num_scored: int                 # n: the first n prompts are ablated and scored
   batch: int                      # scored rows per program call (a multiple of the data axis)
