@@ -61,10 +61,10 @@ COSTS = dict(seconds_per_step=0.82, dropout_factor=1.11, run_seconds=50,
 def get_config() -> ml_collections.ConfigDict:
   config = arms.defaults()
   config.name = "dropout"
-  config.model.update(name="study8", vocab_size=512, d_model=128, num_layers=8, num_heads=4,
-                      mlp_dim=512, max_seq_len=64)
+  config.model.update(name="study8", vocab_size=512, d_model=96, num_layers=8, num_heads=4,
+                      mlp_dim=384, max_seq_len=64)
   config.world.update(num_entities=200, num_relations=5)
-  config.train.update(steps=750, batch_size=32, learning_rate=3e-3, warmup_steps=60,
+  config.train.update(steps=700, batch_size=32, learning_rate=3e-3, warmup_steps=60,
                       weight_decay=0.01)
   config.sweep.update(num_sources=15, chunk_size=512, max_prompts=0, filter_correct=True)
   unfiltered = dict(filter_correct=False)
@@ -74,7 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
       stochastic_depth=dict(seeds=(3,), train=dict(sublayer_drop=0.15)),
       no_dropout_noise=dict(seeds=SEEDS, world=NOISE,
                             variants=("resample", "mean", "same_relation")),
-      dropout_noise=dict(seeds=SEEDS, world=NOISE, model=dict(dropout_rate=0.1)),
+      dropout_noise=dict(seeds=(3,), world=NOISE, model=dict(dropout_rate=0.1)),
       stochastic_depth_noise=dict(seeds=SEEDS, world=NOISE, train=dict(sublayer_drop=0.15)),
       control_random_init=dict(seeds=(3,), train=dict(steps=0), sweep=unfiltered),
       control_shuffled=dict(seeds=(3,), world=dict(shuffle_answers=True), sweep=unfiltered),

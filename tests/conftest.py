@@ -1,11 +1,26 @@
-"""Shared fixtures: tiny model configs of every architecture option, and the shared data folder."""
+"""Shared fixtures: tiny model configs of every architecture option, and the shared data folder.
 
+One XLA compilation cache serves the whole test run: the pytest-xdist workers and every
+subprocess a test starts (main jobs, multi-process pods) write their compiled programs
+to one folder and read back the ones another process already compiled. Each run starts
+with an empty folder (a fresh machine's cost, as in CI), removed when the run ends.
+"""
+
+import os
 import pathlib
+import shutil
+import tempfile
 
-import numpy as np
-import pytest
+# Set by the first process of the run; xdist workers and subprocesses inherit it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"hydra_jax_tests_xla_{os.getpid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-import hydra_jax as hj
+import numpy as np   # noqa: E402  (jax reads the cache settings when it is imported)
+import pytest   # noqa: E402
+
+import hydra_jax as hj   # noqa: E402
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -60,3 +75,9 @@ def variant(request):
   """(name, config, params) for each architecture option."""
   config = tiny_config(**TINY_VARIANTS[request.param])
   return request.param, config, hj.init_params(config, seed=1)
+
+
+def pytest_sessionfinish(session):
+  """The run's compilation cache goes with the run (only the controlling process removes it)."""
+  if not hasattr(session.config, "workerinput"):   # not an xdist worker
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

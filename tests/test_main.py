@@ -35,6 +35,7 @@ FIGURES = ("intact_vs_ablated", "de_vs_te", "compensation_fits", "response_heatm
            "late_mlp_erasure")
 SMALL = ["--config=configs/tiny.py", "--config.data.max_prompts=48",
          "--config.sweep.num_sources=3", "--config.sweep.chunk_size=4"]
+NO_FIGURES = [*SMALL, "--config.report.figures=False"]
 LOG_LINE = re.compile(r"^[IWE]\d{4} ")   # absl log lines, not messages of the job
 
 
@@ -99,7 +100,7 @@ def test_embedded_default_writes_the_report(finished_run):
 def test_interrupted_run_resumes_to_identical_results(finished_run, tmp_path):
   workdir = str(tmp_path / "resumed")
   chunk_dir = os.path.join(workdir, "chunks")
-  process = subprocess.Popen(main_command(*SMALL, f"--workdir={workdir}"), cwd=PROJECT_ROOT,
+  process = subprocess.Popen(main_command(*NO_FIGURES, f"--workdir={workdir}"), cwd=PROJECT_ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 240
   while time.time() < deadline and process.poll() is None:
@@ -114,9 +115,11 @@ def test_interrupted_run_resumes_to_identical_results(finished_run, tmp_path):
   total = len([n for n in os.listdir(os.path.join(finished_run[0], "chunks"))])
   assert 1 <= len(finished) < total
 
-  code, out, err = run_main(*SMALL, f"--workdir={workdir}")
+  code, out, err = run_main(*NO_FIGURES, f"--workdir={workdir}")
   assert code == 0, err
   assert f"{len(finished)} already finished" in out
+  assert os.path.isfile(os.path.join(workdir, "report.md"))     # report.figures=False: no PNGs
+  assert not os.path.exists(os.path.join(workdir, "figures"))
   resumed = np.load(os.path.join(workdir, "results.npz"))
   reference = np.load(os.path.join(finished_run[0], "results.npz"))
   assert sorted(resumed.files) == sorted(reference.files)

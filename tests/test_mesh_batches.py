@@ -60,6 +60,7 @@ SCRIPT = textwrap.dedent("""
       config = tiny.get_config()
       config.data.max_prompts = 20
       config.sweep.update(kind=kind, num_sources=3, chunk_size=chunk_size)
+      config.report.figures = False
       config.mesh.update(data=data, model=model)
       job.run(config, workdir)
       return dict(np.load(workdir + "/results.npz"))

@@ -33,7 +33,8 @@ import pytest
 from hydra_jax import launch_local
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--config=configs/tiny.py", "--config.data.max_prompts=32", "--config.sweep.num_sources=2"]
+SMALL = ["--config=configs/tiny.py", "--config.data.max_prompts=32", "--config.sweep.num_sources=2",
+         "--config.report.figures=False"]   # the figures are tested elsewhere
 DATA_ONLY = ["--config.sweep.chunk_size=8"]                      # 8 divides the data axis (8)
 DATA_BY_MODEL = ["--config.sweep.chunk_size=6", "--config.mesh.data=4", "--config.mesh.model=2"]
 POD_SECONDS = 540      # a hung pod (a collective deadlock) is stopped by the launcher

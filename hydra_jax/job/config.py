@@ -39,7 +39,8 @@ the command line, e.g. `--config.sweep.num_sources=5`:
   report         ablated_layer (-1: the attention layer losing most DE) and ablated_kind of
                  figures 1/3, regression_layers of figure 7 (empty: spread evenly),
                  late_mlps of the erasure figure (0: a quarter of the layers, at least 2),
-                 bootstrap resamples of the confidence intervals (1000) and their seed
+                 bootstrap resamples of the confidence intervals (1000) and their seed,
+                 figures (False: no PNGs; summary.json and report.md as usual)
   dry_run        print the plan (size, bytes per device, FLOPs, devices) and stop
   distributed    "auto" (initialise jax.distributed on multi-host TPU VMs), "on", "off"
 
@@ -96,7 +97,7 @@ def defaults() -> ml_collections.ConfigDict:
   config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
   config.report = ml_collections.ConfigDict(dict(
       ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0, bootstrap=1000,
-      bootstrap_seed=0))
+      bootstrap_seed=0, figures=True))
   return config
 
 

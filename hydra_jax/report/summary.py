@@ -33,7 +33,7 @@ per-layer statistics are over prompts:
 
 Config (`config.report`, missing keys take DEFAULT_CHOICES): ablated_layer, ablated_kind,
 regression_layers, late_mlps (figures), bootstrap (resamples, 0: no intervals),
-bootstrap_seed.
+bootstrap_seed, figures (False: summary.json and report.md without the PNGs).
 
 Shapes: N prompts, M prompts with per-source arrays, K sources, L layers, C = 2L components.
 """
@@ -61,7 +61,7 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 FIGURE_DIR = drawing.FIGURE_DIR
 DEFAULT_CHOICES = dict(ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0,
-                       bootstrap=1000, bootstrap_seed=0)
+                       bootstrap=1000, bootstrap_seed=0, figures=True)
 SWEEP_DEFAULTS = dict(kind="resample", num_sources=15, response_scale="clean",
                       freeze_final_scale=False, sources="uniform", check=False, keep_sources=0,
                       noise_scale=3.0)
@@ -222,13 +222,15 @@ def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> dict
 
 def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any],
           *, save_arrays: bool = True) -> dict[str, Any]:
-  """Write results.npz (unless already saved), summary.json, the figures and report.md."""
+  """Write results.npz (unless already saved), summary.json, the figures (unless
+  config.report.figures is False) and report.md."""
   root = results_store.as_path(workdir)
   if save_arrays:
     results_store.atomic_save_npz(root / RESULTS_FILE, arrays)
   summary = summarize(arrays, info)
   results_store.atomic_write_text(root / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
-  paths = drawing.draw_figures(workdir, arrays, summary, _choices(summary))
+  choices = _choices(summary)
+  paths = drawing.draw_figures(workdir, arrays, summary, choices) if choices["figures"] else {}
   results_store.atomic_write_text(root / REPORT_FILE, report_markdown.render(summary, paths))
   return summary
 

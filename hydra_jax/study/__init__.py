@@ -6,6 +6,7 @@
   statistics  per-layer slopes of compensation on lost DE with bootstrap CIs, and more
   compare     study.json, study.md, study.png
   runner      the resumable loop over runs; `python -m hydra_jax.study`
+  workers     several processes sharing the runs, one core each (`--workers=N`)
   mediation   the mediation check of one (ablated, responding) attention-layer pair
 
 Shapes follow the package glossary (hydra_jax/__init__.py).

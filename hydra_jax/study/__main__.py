@@ -2,7 +2,8 @@
 
 Trains every arm's models, sweeps each with the main job and writes DIR/study.md,
 study.json and study.png. Running the same command again continues where it stopped.
-Every field can be overridden, e.g. `--config.train.steps=300`.
+Every field can be overridden, e.g. `--config.train.steps=300`. `--workers=N` shares the
+runs among N processes, one core each (`hydra_jax.study.workers`).
 """
 
 import logging
@@ -14,6 +15,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "study config (configs/study_*.py)",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "folder for the models, sweeps and comparison")
+_WORKERS = flags.DEFINE_integer("workers", 1, "processes sharing the runs, one core each "
+                                "(2 on a 2-core CPU: 1.3x the throughput of one)", lower_bound=1)
 
 
 def main(argv) -> None:
@@ -24,7 +27,7 @@ def main(argv) -> None:
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   from hydra_jax.study import runner   # after flag parsing, so --help stays fast
   try:
-    runner.run_study(_CONFIG.value, _WORKDIR.value)
+    runner.run_study(_CONFIG.value, _WORKDIR.value, workers=_WORKERS.value)
   except (ValueError, FileNotFoundError) as error:   # the project's "bad input" errors
     sys.exit(f"hydra_jax.study: error: {error}")
 

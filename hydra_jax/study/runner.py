@@ -80,26 +80,38 @@ def _measures(run: arms.Run, variant: str, run_dir: Path, bootstrap, log) -> dic
   return measures
 
 
+def run_entry(run: arms.Run, root: Path, config, log) -> dict[str, Any]:
+  """Build and sweep one run (each step skipped when on disk); its study.json entry."""
+  run_dir = root / "runs" / run.name
+  record = _model(run, run_dir / "model", log)
+  variants, errors = {}, {}
+  for variant in run.variants:   # a sweep that cannot run is reported, the study goes on
+    try:
+      variants[variant] = _measures(run, variant, run_dir, config.bootstrap, log)
+    except ValueError as error:
+      errors[variant] = str(error)
+      log(f"  sweep {variant} failed: {error}")
+  return dict(run=run.name, arm=run.arm, seed=run.seed, training=record,
+              variants=variants, errors=errors)
+
+
 def run_study(config: ml_collections.ConfigDict, workdir: str,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Build and sweep every run of `config` in `workdir`, then write the comparison."""
+              log: Callable[[str], None] = print, workers: int = 1) -> dict[str, Any]:
+  """Build and sweep every run of `config` in `workdir`, then write the comparison.
+
+  With `workers` > 1 that many processes (`hydra_jax.study.workers`) first share the
+  runs, each pinned to its own core; then this process collects them from disk.
+  """
   runs = arms.expand(config)
   root = Path(workdir)
   claim(root, config)
   start, entries = time.time(), []
+  if workers > 1:
+    from hydra_jax.study import workers as workers_lib
+    workers_lib.run_in_parallel(config, root, workers, log)
   for index, run in enumerate(runs):
     log(f"[{index + 1}/{len(runs)}] {run.name}")
-    run_dir = root / "runs" / run.name
-    record = _model(run, run_dir / "model", log)
-    variants, errors = {}, {}
-    for variant in run.variants:   # a sweep that cannot run is reported, the study goes on
-      try:
-        variants[variant] = _measures(run, variant, run_dir, config.bootstrap, log)
-      except ValueError as error:
-        errors[variant] = str(error)
-        log(f"  sweep {variant} failed: {error}")
-    entries.append(dict(run=run.name, arm=run.arm, seed=run.seed, training=record,
-                        variants=variants, errors=errors))
+    entries.append(run_entry(run, root, config, log))
     spent = time.time() - start
     log(f"  done; {spent:.0f} s in this call, about "
         f"{spent / (index + 1) * (len(runs) - index - 1):.0f} s left at this pace")
