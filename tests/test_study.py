@@ -209,3 +209,22 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
   config.train.steps = 31
   with pytest.raises(ValueError, match="train.steps"):
     runner.run_study(config, str(tmp_path), log=lambda line: None)
+
+
+def test_a_run_is_claimed_by_one_worker_and_stale_claims_are_cleared(tmp_path, monkeypatch):
+  from hydra_jax.study import workers
+  run_dir = tmp_path / "runs" / "a_s0"
+  assert workers._claim(run_dir) and not workers._claim(run_dir)     # the second claim loses
+  started = []
+
+  class FakeProcess:                           # no real processes: only the claims matter here
+    exitcode = 0
+    def __init__(self, target, args):
+      started.append(args[2])
+    start = join = lambda self: None
+  monkeypatch.setattr(workers.multiprocessing, "get_context",
+                      lambda method: type("Context", (), {"Process": FakeProcess}))
+  lines = []
+  workers.run_in_parallel(study_config("study_mini"), tmp_path, 3, lines.append)
+  assert started == [0, 1, 2] and lines[0].startswith("3 workers on cores")
+  assert workers._claim(run_dir)                 # the claim left by a killed study was cleared
