@@ -8,8 +8,9 @@ prompts (the 7B config's data). For each setting the plan's bytes per device
 
   XLA   the compiled memory_analysis() of the job's sweep program for its first chunk
         (`hydra_jax.sweep.lower_sweep` on the very batch the job builds: the chunk's
-        prompts and the source prompts they need): arguments + outputs + temporaries
-        - aliased bytes, i.e. the buffers the program holds at once;
+        scored prompts, and as an argument every prompt's clean components [N, C, D], the
+        resample table): arguments + outputs + temporaries - aliased bytes, i.e. the
+        buffers the program holds at once;
   RSS   (the executed setting only) the process's peak resident memory minus its
         resident memory before the model was made, after sweeping every chunk.
 
@@ -18,7 +19,8 @@ Settings: "run", a few prompts that are swept for real, and compile-only ones at
 
     python benchmarks/memory.py            # about 3 minutes on 2 CPU cores, 7 GB of RAM
 
-Shapes: N prompts, T prompt length, K sources, C = 2L components, R rows of a sweep batch.
+Shapes: N prompts, T prompt length, K sources, C = 2L components, R scored rows of a sweep
+batch (the chunk size).
 """
 
 from __future__ import annotations
@@ -67,17 +69,16 @@ def resident_bytes() -> int:
 
 
 def first_chunk(config, model):
-  """(prompts, sources, layout, the job's sweep program for chunk 0, lowered). One device:
+  """(prompts, sources, layout, T, the job's sweep program for chunk 0, lowered). One device:
   no mesh (which would place the weights, and these may be shapes only)."""
   prompts = inputs.load_prompts(config, model)
-  sources, _ = job.replacements(config, model, prompts)
-  layout = chunks.make_layout(prompts, sources, config.sweep.chunk_size, model.config.max_seq_len)
-  batch, local_sources = chunks.batch_rows(layout, layout.chunk(0), sources)
-  tokens, lengths = chunks.pad_tokens(prompts, batch, layout.length)          # [R, T], [R]
-  lowered = sweep.lower_sweep(model.params, model.config, tokens, lengths, local_sources,
+  sources = job.draw_sources(config, prompts)
+  layout = chunks.make_layout(len(prompts), config.sweep.chunk_size)
+  tokens, lengths = chunks.pad_tokens(prompts.tokens, model.config.max_seq_len)   # [N, T], [N]
+  lowered = sweep.lower_sweep(model.params, model.config, tokens, lengths, sources,
                               kind=config.sweep.kind, path=config.sweep.path,
-                              num_scored=layout.size)
-  return prompts, sources, layout, lowered
+                              batch_size=layout.size)
+  return prompts, sources, layout, tokens.shape[1], lowered
 
 
 def xla_bytes(compiled) -> int:
@@ -88,23 +89,25 @@ def xla_bytes(compiled) -> int:
 
 def measure(args, name, num_prompts, length, sources, chunk, executed) -> dict:
   config = job_config(args, num_prompts, length, sources, chunk)
-  mesh = job.make_mesh(config)
-  model_config = inputs.peek_model_config(config)
-  plan = job.plan_for(config, model_config)
+  shape = job.mesh_shape(config)
+  mesh = job.make_mesh(shape)
+  model_config = inputs.model_config_of(config)
+  plan = job.plan_for(config, model_config, shape)
   before = resident_bytes()
   if executed:
     model = inputs.load_model(config, mesh)
   else:    # shapes only: nothing allocated, the program compiled but not run
     model = inputs.Model(model_config, plan_lib.param_shapes(model_config), None, {})
-  prompts, source_rows, layout, lowered = first_chunk(config, model)
+  prompts, source_rows, layout, length, lowered = first_chunk(config, model)
   start = time.time()
-  figures = dict(setting=name, params=plan.num_params, rows=layout.rows, length=layout.length,
-                 plan=plan.bytes_per_device, plan_weights=plan.param_bytes_per_device,
-                 xla=xla_bytes(lowered.compile()))
+  figures = dict(setting=name, params=plan.num_params, rows=layout.size, length=length,
+                 prompts=len(prompts), plan=plan.bytes_per_device,
+                 plan_weights=plan.param_bytes_per_device, xla=xla_bytes(lowered.compile()))
   if executed:
+    prepared = chunks.prepare(model, prompts, source_rows, layout, mesh=mesh,
+                              **job.sweep_options(config))
     for index in range(layout.num_chunks):
-      chunks.sweep_chunk(model, prompts, layout, index, source_rows, kind=config.sweep.kind,
-                         path=config.sweep.path, mesh=mesh)
+      chunks.sweep_chunk(prepared, prompts, layout, index)
     figures["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
   figures["seconds"] = time.time() - start
   return figures
