@@ -189,6 +189,7 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
     assert attn["ci_attn"][0][0] <= attn["slope_attn"][0] <= attn["ci_attn"][0][1]
   assert {row["arm"] for row in saved["aggregates"]} == {"no_noise", "label_noise"}
   assert (tmp_path / "study.md").read_text().count("| no_noise_s0 | resample |") == 2
+  assert "| no_noise | resample | 1 | " in (tmp_path / "study.md").read_text().split("## Runs at")[0]
   assert (tmp_path / "study.png").stat().st_size > 0
   check = saved["mediation"]                        # on the run with the best attention CI
   assert check["run"] in {"no_noise_s0", "label_noise_s0"}
@@ -228,3 +229,11 @@ def test_a_run_is_claimed_by_one_worker_and_stale_claims_are_cleared(tmp_path, m
   workers.run_in_parallel(study_config("study_mini"), tmp_path, 3, lines.append)
   assert started == [0, 1, 2] and lines[0].startswith("3 workers on cores")
   assert workers._claim(run_dir)                 # the claim left by a killed study was cleared
+
+
+def test_arms_over_seeds_at_a_fixed_layer():
+  from hydra_jax.study import compare
+  seeds = [dict(slope_attn=[0.5, 0.1], ci_attn=[[0.4, 0.6], [0.05, 0.2]]),
+           dict(slope_attn=[-0.5, 0.3], ci_attn=[[-0.6, -0.4], [-0.1, 0.5]])]
+  assert compare._over_seeds(seeds, "attn", 1) == "+0.20 ± 0.14 (1/2)"     # sd with ddof 1
+  assert compare._over_seeds(seeds[:1], "attn", 1) == "+0.10 [+0.05, +0.20]"

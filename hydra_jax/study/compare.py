@@ -6,8 +6,9 @@
 record) and variants {variant: statistics.measures(...)}. study.json holds them and,
 per (arm, variant) over its seeds, the mean and standard deviation of every slope per
 ablated layer and how many seeds have the attention slope's CI above 0. study.md
-sets the runs side by side at the middle attention layer whose attention slope has the
-highest lower CI bound ("best"), then the attention slopes of every layer, then the
+sets the arms side by side at every middle attention layer (fixed in advance), then the
+runs at the middle attention layer whose attention slope has the highest lower CI bound
+("best": for finding the strongest pair, not for the headline), then the attention slopes of every layer, then the
 seed aggregates. study.png: attention-part and total slopes with their CIs per ablated
 attention layer, one line per (run, variant).
 
@@ -121,6 +122,40 @@ def _aggregate_rows(rows) -> list[str]:
   return lines
 
 
+def _over_seeds(layers: list[dict[str, Any]], part: str, layer: int) -> str:
+  """One seed: slope [CI]; several: mean ± sd over seeds (seeds whose CI lies above 0)."""
+  slopes = [m[f"slope_{part}"][layer] for m in layers]
+  if len(layers) == 1:
+    return _with_ci(slopes[0], layers[0][f"ci_{part}"][layer])
+  values = np.array([np.nan if v is None else v for v in slopes])
+  above = sum(m[f"ci_{part}"][layer][0] is not None and m[f"ci_{part}"][layer][0] > 0
+              for m in layers)
+  return f"{_num(float(np.nanmean(values)))} ± {np.nanstd(values, ddof=1):.2f} ({above}/{len(layers)})"
+
+
+def _middle_rows(entries) -> list[str]:
+  """Per (arm, variant), at every middle attention layer (fixed in advance, not the best):
+  facts answered and the attention-part and total slopes over the arm's seeds."""
+  groups: dict[tuple, list] = {}
+  for entry in entries:
+    for variant, m in entry["variants"].items():
+      groups.setdefault((entry["arm"], variant), []).append((entry, m))
+  if not groups:
+    return []
+  first = next(iter(groups.values()))[0][1]
+  layers = [l for l in first["middle_layers"] if l < first["num_layers"] - 1]
+  lines = ["| arm | variant | seeds | facts answered | " + " | ".join(
+      f"attn {l}: {part}" for l in layers for part in ("attention", "total")) + " |",
+           "|" + " --- |" * (4 + 2 * len(layers))]
+  for (arm, variant), members in groups.items():
+    accuracy = [entry["training"]["fact_accuracy"] for entry, _ in members]
+    per_layer = [m["per_layer"]["attn"] for _, m in members]
+    cells = [_over_seeds(per_layer, part, l) for l in layers for part in ("attn", "total")]
+    lines.append(f"| {arm} | {variant} | {len(members)} | {np.mean(accuracy):.3f} | "
+                 + " | ".join(cells) + " |")
+  return lines
+
+
 def _error_lines(entries) -> list[str]:
   failed = [f"- {e['run']} {variant}: {message}" for e in entries
             for variant, message in e.get("errors", {}).items()]
@@ -134,6 +169,10 @@ def markdown(name: str, entries, rows) -> str:
       "direct effect of ablating an attention layer; [..]: bootstrap 95% CI over prompts. "
       "'norm share': mean norm remainder / mean lost DE. Late-MLP DE: clean direct effect "
       "of the last MLPs (negative: erasure), in brackets its change under the ablation.", "",
+      "## Arms at the middle attention layers", "",
+      "Every middle attention layer, chosen in advance. One seed: slope [95% CI]; several: "
+      "mean ± sd over seeds (seeds whose CI lies above 0 / seeds).", "",
+      *_middle_rows(entries), "",
       "## Runs at their best middle attention layer", "", *_run_rows(entries), "",
       "## Attention-part slope per ablated attention layer", "", *_layer_rows(entries), "",
       "## Over seeds", "", *_aggregate_rows(rows), "", *_error_lines(entries),
