@@ -6,9 +6,9 @@ prompts outside the batch, those sources read copies of prompt 0. One subprocess
 host devices (XLA_FLAGS) runs `hydra_sweep` and the main job on a data-4 and a
 data-2 x model-2 mesh, with batch / chunk sizes that do and do not divide the data axis,
 sources outside each batch, for resample, mean and zero ablation (the main job: resample
-and mean; it runs the same engine calls, and tests/test_multihost.py runs it on more
-meshes); every result is compared with the same sweep on one device. About 90 s on 2
-CPU cores.
+on the data-4 mesh, in chunks of 6 that do not divide it; it runs the same engine calls,
+and tests/test_multihost.py runs it on a data x model mesh and in a pod); every result is
+compared with the same sweep on one device. About 60 s on 2 CPU cores.
 """
 
 import json
@@ -65,7 +65,7 @@ SCRIPT = textwrap.dedent("""
       job.run(config, workdir)
       return dict(np.load(workdir + "/results.npz"))
 
-    for kind, cases in (("resample", [(6, 4, 1), (6, 2, 2)]), ("mean", [(6, 4, 1)])):
+    for kind, cases in (("resample", [(6, 4, 1)]),):   # other meshes: tests/test_multihost.py
       reference = run_job(f"{sys.argv[1]}/{kind}_one", kind, 6, 1, 1)
       for chunk_size, data, model in cases:
         name = f"job/{kind}/data{data}_model{model}/chunk{chunk_size}"
@@ -95,7 +95,6 @@ def test_hydra_sweep_batches_on_a_mesh_equal_one_device(report, case):
   assert report[f"sweep/{case}"] < 1e-5
 
 
-@pytest.mark.parametrize("case", ["resample/data4_model1/chunk6", "resample/data2_model2/chunk6",
-                                  "mean/data4_model1/chunk6"])
+@pytest.mark.parametrize("case", ["resample/data4_model1/chunk6"])
 def test_main_job_chunks_on_a_mesh_equal_one_device(report, case):
   assert report[f"job/{case}"] < 1e-4
