@@ -1,20 +1,21 @@
 """Issue 12's study: does dropout, sublayer stochastic depth or label noise give small
 models trained from scratch the Hydra effect?
 
-    python -m hydra_jax.study --config=configs/study_dropout.py --workdir=/tmp/study_dropout
+    python -m hydra_jax.study --config=configs/study_dropout.py --workdir=/tmp/study_dropout --workers=2
 
-Base: the 8-layer Chinchilla-style model and the world of ../shared/FINDINGS.md (200
-people x 5 relations, 1,000 facts; with 20% label noise both of its seeds showed
-compensation). Arms, each swept with the main job (every fact prompt answered, K = 15
-uniform resample sources):
+Base: an 8-layer Chinchilla-style model (d_model 96, 4 heads, MLP 384, RMSNorm, relative
+positions, 1.06M parameters) on the world of ../shared/FINDINGS.md (200 people x 5
+relations, 1,000 facts), 700 steps of 32 x 64 tokens. Arms, each swept with the main job
+(every fact prompt the model answers, K = 15 uniform resample sources):
 
   no_dropout           the paper's condition
   dropout              dropout 0.1 on every residual branch (and the embedding)
   stochastic_depth     each attention and MLP sublayer dropped with probability 0.15 per
                        example (LayerDrop): the positive control for robustness to losing
                        a layer, the direct test of the "natural dropout" conjecture
-  *_noise              the same with 20% label noise (a finite loss-optimal logit); the
-                       conclusion rests on these: 3 training seeds each
+  *_noise              the same with 20% label noise (a finite loss-optimal logit);
+                       no_dropout_noise and stochastic_depth_noise, which the conclusion
+                       rests on, with 3 training seeds each; dropout_noise with one
   control_random_init  the base model never trained (every prompt swept, scoring its argmax)
   control_shuffled     trained on answers shuffled across entities (no fact to recall;
                        every prompt swept)
@@ -29,22 +30,17 @@ several times the training steps, which 3 hours on 2 cores do not hold next to 3
 Any arm can add them (e.g. world=dict(num_entities=300, num_relations=10,
 generic_share=0.75)).
 
-Time (2 CPU cores, nothing else running; `estimated_seconds()` adds it up from the
-config): a training step of 8 layers x d_model 128, batch 32 x 64 tokens, costs 0.82 s
-(../shared/FINDINGS.md: 990 s for 1,200 steps; in this session, on a machine loaded by
-other jobs, 1.49 CPU-seconds a step over 80 steps and 1.65 over 12, i.e. 0.74-0.82 s on
-two cores; the estimate takes 0.82); sublayer stochastic
-depth adds nothing measurable (1.156 against 1.171 CPU-s a step at d_model 96) and
-dropout adds 11% (1.83 against 1.65 CPU-s a step at d_model 128). A resample sweep of
-1,000 prompts x 16 components x 15 sources is ~240,000 ablated forwards, ~45 s at the
-5,400/s measured here for this model size after compiling (a random 8-layer d_model 128
-model, 256 prompts, 61,440 forwards: 34 CPU-seconds in all, compile and figures
-included), ~70 s with compile, clean source runs and figures; chunks of 512 prompts keep
-the clean runs of the sources they need to two per sweep. Each run also generates its corpus,
-trains its tokenizer and evaluates its facts (~50 s). 14 runs, 13 of them trained for
-750 steps: about 10,500 s, 2.9 hours (`estimated_seconds()`). The steps are fewer than
-FINDINGS' 1,200 to fit: check the facts answered per arm (study.md) before reading its
-slopes, and compare dropout arms at matched accuracy, not matched steps.
+Time (2 CPU cores, `--workers=2`, nothing else running; `estimated_seconds()` adds it up
+from COSTS): two workers, each pinned to one core, train 1.3x faster together than one
+process on both cores; a step of this model costs a worker ~1.3 s (measured in the run
+of 29 Nov 2026: 1.30-1.76 s a step with a test suite running beside it), i.e. ~0.65 s of
+the machine; dropout adds ~10%; sublayer stochastic depth nothing measurable. A resample
+sweep of 1,000 prompts x 16 components x 15 sources (240,000 ablated forwards) takes ~30
+s with its compile; building a run (corpus, tokenizer, evaluation) ~15 s. 14 runs, 12 of
+them trained for 700 steps. At d_model 128 and 750 steps the same grid (with 3 seeds of
+dropout_noise too) came to an estimated 2.9 hours, over the budget once measured. The
+budget is tight for the facts: check the facts answered per arm (study.md) before
+reading its slopes, and compare dropout arms at matched accuracy, not matched steps.
 """
 
 import ml_collections
