@@ -49,9 +49,9 @@ from hydra_jax.study import arms
 
 NOISE = dict(label_noise=0.2)
 SEEDS = (3, 4, 5)
-# Measured costs on 2 idle CPU cores (module docstring), for the base model's size only.
-COSTS = dict(seconds_per_step=0.82, dropout_factor=1.11, run_seconds=50,
-             sweep_seconds=dict(resample=70, mean=30, zero=30, same_relation=150))
+# Measured costs (module docstring): seconds of one worker on one core, for the base model.
+COSTS = dict(workers=2, seconds_per_step=1.1, dropout_factor=1.1, run_seconds=15,
+             sweep_seconds=dict(resample=35, mean=25, zero=25, same_relation=90))
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -79,9 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def estimated_seconds(config=None, costs=COSTS) -> float:
-  """The study's wall time on 2 idle CPU cores, from the measured costs of its parts."""
+  """The study's wall time on 2 idle CPU cores with --workers=2, from its parts' costs."""
   runs = arms.expand(config or get_config())
   training = sum(run.train["steps"] * costs["seconds_per_step"]
                  * (costs["dropout_factor"] if run.model.dropout_rate else 1.0) for run in runs)
   sweeping = sum(costs["sweep_seconds"][variant] for run in runs for variant in run.variants)
-  return training + sweeping + len(runs) * costs["run_seconds"]
+  return (training + sweeping + len(runs) * costs["run_seconds"]) / costs["workers"]

@@ -49,9 +49,9 @@ def test_arms_expand_to_one_run_per_seed_with_their_changes():
 def test_the_dropout_study_fits_three_hours_on_two_cores():
   study = importlib.import_module("configs.study_dropout")
   seconds = study.estimated_seconds()
-  assert 2 * 3600 < seconds <= 3 * 3600
+  assert 3600 < seconds <= 3 * 3600
   config = study.get_config()
-  config.arms.no_dropout.seeds = (3, 4, 5)            # two more trained models do not fit
+  config.train.steps = 2100                           # trained to high accuracy: over the budget
   assert study.estimated_seconds(config) > 3 * 3600
 
 
