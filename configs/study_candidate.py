@@ -13,7 +13,7 @@ About 25 minutes on 2 idle CPU cores (0.55 s a step in one process).
 
 Measured (29 Nov 2026, studies/candidate/): 1,000 of 1,000 facts answered; the attention
 part at middle attention layers 2-5 is -0.22, +0.05, -0.05, +0.04 and the total -0.39,
--0.09, -0.27, -0.13 (every CI below 0): it does not survive, no model to ship.
+-0.09, -0.27, -0.13 (every total's CI below 0): it does not survive, no model to ship.
 """
 
 import importlib.util
