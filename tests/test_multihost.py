@@ -14,9 +14,10 @@ gathered across processes, process 0 alone writing, finished chunks broadcast) r
     clear line; both being dead, the same command resumes to identical results;
   * the launcher stops every process when one fails, naming it.
 
-Runtime: about 4 minutes of CPU time (eight jobs, two of them pods, each paying its
-start-up and compile), so about 2 minutes on 2 idle cores: the independent runs start
-together. On a shared machine (load 12-18 on 2 cores) it took 10-12 minutes.
+Runtime: about 3 minutes of CPU time (eight jobs without figures, two of them pods,
+each paying its start-up; compiles shared through the test run's XLA cache), 97 s on 2
+idle cores: the independent runs start together. On a shared machine (load 12-18 on 2
+cores) it took 10-12 minutes.
 """
 
 import os
