@@ -31,10 +31,10 @@ Any arm can add them (e.g. world=dict(num_entities=300, num_relations=10,
 generic_share=0.75)).
 
 Time (2 CPU cores, `--workers=2`, nothing else running; `estimated_seconds()` adds it up
-from COSTS): two workers, each pinned to one core, train 1.3x faster together than one
-process on both cores; a step of this model costs a worker ~1.3 s (measured in the run
-of 29 Nov 2026: 1.30-1.76 s a step with a test suite running beside it), i.e. ~0.65 s of
-the machine; dropout adds ~10%; sublayer stochastic depth nothing measurable. A resample
+from COSTS): two workers, each pinned to one core; a step of this model costs a worker
+~1.1 s on an idle machine (measured in the run of 29 Nov 2026: 1.06-1.23 s idle, 1.30-1.76 s
+with a test suite beside it), i.e. ~0.55 s of the machine, as for one process on both
+cores (0.55 s); dropout adds ~10%; sublayer stochastic depth nothing measurable. A resample
 sweep of 1,000 prompts x 16 components x 15 sources (240,000 ablated forwards) takes ~30
 s with its compile; building a run (corpus, tokenizer, evaluation) ~15 s. 14 runs, 12 of
 them trained for 700 steps. At d_model 128 and 750 steps the same grid (with 3 seeds of

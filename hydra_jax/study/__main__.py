@@ -16,7 +16,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "study config (configs
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "folder for the models, sweeps and comparison")
 _WORKERS = flags.DEFINE_integer("workers", 1, "processes sharing the runs, one core each "
-                                "(2 on a 2-core CPU: 1.3x the throughput of one)", lower_bound=1)
+                                "(2 on a 2-core CPU: up to 1.3x the throughput of one)", lower_bound=1)
 
 
 def main(argv) -> None:
