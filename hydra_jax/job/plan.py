@@ -149,14 +149,6 @@ def _host_available_bytes() -> Optional[int]:
     return None
 
 
-def expected_rows(num_prompts: int, chunk_size: int, num_sources: int) -> int:
-  """R of a chunk's sweep batch: its scored prompts only. Sources never enter a batch (the
-  engine gathers their components from the clean table, `table_bytes`); num_sources is
-  kept for the plan's callers."""
-  del num_sources
-  return min(chunk_size, num_prompts)
-
-
 def table_bytes(config: ModelConfig, num_prompts: int, data: int) -> int:
   """Bytes per device of the engine's clean table: every prompt's final-position components
   [N, C, D] (the resample values), split over the data axis."""
@@ -206,7 +198,7 @@ def make_plan(config: ModelConfig, *, num_prompts: int, prompt_length: int, num_
   flops = num_prompts * (forward_flops(config, T, T) + ablations_per_prompt * ablated)
 
   data, model = mesh_shape
-  rows = expected_rows(num_prompts, chunk_size, K)
+  rows = min(chunk_size, num_prompts)   # R: a batch holds its scored prompts; sources read the table
   work = (working_set(config, tree, T, K, chunk_size, rows, data, model, path)
           + table_bytes(config, num_prompts, data))
   param_per_device = math.ceil(param_bytes / model)
