@@ -1,5 +1,7 @@
 """The block API: one layer as plain functions, with no Haiku transform, equals the model."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -54,3 +56,12 @@ def test_the_centred_logit_direction_reads_the_centred_logit():
   resid, sigma = out.resid_final[:, -1], out.final_scale[:, -1]        # [B, D], [B]
   read = (np.asarray(resid) / np.asarray(sigma)[:, None] * np.asarray(direction)).sum(-1) + bias
   np.testing.assert_allclose(read, hj.centre(out.logits[:, -1])[np.arange(2), token], atol=1e-5)
+
+
+def test_gelu_value_and_slope_are_jax_exact_gelu():
+  x = jnp.linspace(-8.0, 8.0, 4001)
+  exact = lambda y: jax.nn.gelu(y, approximate=False)
+  np.testing.assert_array_equal(blocks.gelu(x), exact(x))
+  slope = jax.vmap(jax.grad(blocks.gelu))(x)
+  np.testing.assert_allclose(slope, jax.vmap(jax.grad(exact))(x), atol=5e-7)
+  assert float(slope[0]) == pytest.approx(0.0, abs=1e-12) and float(slope[-1]) == 1.0

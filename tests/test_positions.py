@@ -3,18 +3,21 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from hydra_jax.model import positions
 
 
-def test_relative_logits_match_a_direct_loop_over_query_key_pairs():
+@pytest.mark.parametrize("shift", ["gather", "full_pass"])
+def test_relative_logits_match_a_direct_loop_over_query_key_pairs(shift):
   rng = np.random.RandomState(0)
   B, T, H, K, D = 2, 5, 3, 4, 6
   q = rng.randn(B, T, H, K).astype(np.float32)
   w_r = rng.randn(D, H, K).astype(np.float32)
   bias_v = rng.randn(H, K).astype(np.float32)
   pos = np.broadcast_to(np.arange(T), (B, T))
-  fast = np.asarray(positions.relative_logits(q, pos, pos, w_r, bias_v, max_offset=T))
+  fast = np.asarray(positions.relative_logits(q, pos, pos, w_r, bias_v, max_offset=T)
+                    if shift == "gather" else positions.full_pass_relative_logits(q, w_r, bias_v))
   r = np.asarray(positions.sinusoid(jnp.arange(T), D))                 # [T, D]
   for b in range(B):
     for h in range(H):

@@ -9,7 +9,9 @@
 Each layer is `blocks.block` (plain functions; Haiku only creates and names the
 parameters). Layers are one `hk.layer_stack` (a scan), so compile time does not grow
 with depth; each layer's slice of the intervention and of a key/value cache ride along
-as scanned inputs. Two entry points share every parameter:
+as scanned inputs. In training (`forward(..., rng=key)`) the scan is unrolled: XLA on CPU
+then keeps each layer's activations for the backward pass as they are instead of filling
+and slicing [L, ...] stacks (~12% of a training step at 8 layers). Two entry points share every parameter:
 
   forward(params, config, tokens [B, T], intervention)          the full pass
   decode(params, config, tokens [B, 1], positions [B], cache,   one position per prompt,
@@ -141,7 +143,8 @@ def _network(config: ModelConfig, tokens, positions, intervention, cache, is_tra
     p = _get_params(cfg, blocks.layer_param_specs(cfg))
     return blocks.block(p, cfg, x, positions, layer_cache, k_pos, mask, sites, dropout)
 
-  stack = hk.layer_stack(cfg.num_layers, with_per_layer_inputs=True, name="layers")
+  stack = hk.layer_stack(cfg.num_layers, with_per_layer_inputs=True, name="layers",
+                         unroll=cfg.num_layers if is_training else 1)
   x, (a, m, z, k, v) = stack(layer)(x, sites, layer_cache)                 # per-layer: [L, B, ...]
 
   final_scale = None if intervention is None else intervention.final_scale
