@@ -5,7 +5,7 @@ models trained from scratch the Hydra effect?
 
 Base: an 8-layer Chinchilla-style model (d_model 96, 4 heads, MLP 384, RMSNorm, relative
 positions, 1.06M parameters) on the world of ../shared/FINDINGS.md (200 people x 5
-relations, 1,000 facts), 700 steps of 32 x 64 tokens. Arms, each swept with the main job
+relations, 1,000 facts), 1,000 steps of 32 x 64 tokens. Arms, each swept with the main job
 (every fact prompt the model answers, K = 15 uniform resample sources):
 
   no_dropout           the paper's condition
@@ -13,34 +13,35 @@ relations, 1,000 facts), 700 steps of 32 x 64 tokens. Arms, each swept with the 
   stochastic_depth     each attention and MLP sublayer dropped with probability 0.15 per
                        example (LayerDrop): the positive control for robustness to losing
                        a layer, the direct test of the "natural dropout" conjecture
-  *_noise              the same with 20% label noise (a finite loss-optimal logit);
-                       no_dropout_noise and stochastic_depth_noise, which the conclusion
-                       rests on, with 3 training seeds each; dropout_noise with one
+  *_noise              the same with 20% label noise (a finite loss-optimal logit)
   control_random_init  the base model never trained (every prompt swept, scoring its argmax)
   control_shuffled     trained on answers shuffled across entities (no fact to recall;
                        every prompt swept)
 
-Alternatives to uniform resampling on no_dropout_noise (its 3 seeds): mean ablation
-(sweep.kind="mean") and same-relation resample sources (each relation's prompts swept as
-a job of its own, so every source shares the prompt's relation).
+The conclusion rests on the three arms without noise (is there an effect, and does
+dropout or stochastic depth make it?), so each has 3 training seeds; the noise arms and
+the controls have one. Alternatives to uniform resampling on no_dropout_noise: mean
+ablation (sweep.kind="mean") and same-relation resample sources (each relation's prompts
+swept as a job of its own, so every source shares the prompt's relation).
+
+History: the first run of this grid (700 steps; 3 seeds for the two noise arms) left the
+models undertrained (14-53% of facts); the stochastic-depth arm's early signal did not
+survive 2,100 steps (configs/study_candidate.py). 1,000 steps is what 3 seeds of the
+three main arms allow.
 
 The richer world options (synthetic.relations(10), 300+ people, restate_fraction,
 generic_share) are not in this grid: a 3,000-fact world diluted by generic text needs
-several times the training steps, which 3 hours on 2 cores do not hold next to 3 seeds.
-Any arm can add them (e.g. world=dict(num_entities=300, num_relations=10,
-generic_share=0.75)).
+several times the training steps. Any arm can add them (e.g. world=dict(num_entities=300,
+num_relations=10, generic_share=0.75)).
 
 Time (2 CPU cores, `--workers=2`, nothing else running; `estimated_seconds()` adds it up
-from COSTS): two workers, each pinned to one core; a step of this model costs a worker
-~1.1 s on an idle machine (measured in the run of 29 Nov 2026: 1.06-1.23 s idle, 1.30-1.76 s
-with a test suite beside it), i.e. ~0.55 s of the machine, as for one process on both
-cores (0.55 s); dropout adds ~10%; sublayer stochastic depth nothing measurable. A resample
-sweep of 1,000 prompts x 16 components x 15 sources (240,000 ablated forwards) takes ~30
-s with its compile; building a run (corpus, tokenizer, evaluation) ~15 s. 14 runs, 12 of
-them trained for 700 steps. At d_model 128 and 750 steps the same grid (with 3 seeds of
-dropout_noise too) came to an estimated 2.9 hours, over the budget once measured. The
-budget is tight for the facts: check the facts answered per arm (study.md) before
-reading its slopes, and compare dropout arms at matched accuracy, not matched steps.
+from COSTS): two workers, each pinned to one core, take 0.71-0.74 s a step each
+(measured 29 Nov 2026 after the training-step speed-ups; one process on both cores:
+0.42 s); dropout adds ~10%; sublayer stochastic depth nothing measurable. A resample
+sweep of 1,000 prompts x 16 components x 15 sources (240,000 ablated forwards) takes
+~35 s with its compile; building a run (corpus, tokenizer, evaluation) ~15 s. 14 runs,
+13 of them trained. Check the facts answered per arm (study.md) before reading its
+slopes, and compare dropout arms at matched accuracy, not matched steps.
 """
 
 import ml_collections
@@ -50,7 +51,7 @@ from hydra_jax.study import arms
 NOISE = dict(label_noise=0.2)
 SEEDS = (3, 4, 5)
 # Measured costs (module docstring): seconds of one worker on one core, for the base model.
-COSTS = dict(workers=2, seconds_per_step=1.1, dropout_factor=1.1, run_seconds=15,
+COSTS = dict(workers=2, seconds_per_step=0.73, dropout_factor=1.1, run_seconds=15,
              sweep_seconds=dict(resample=35, mean=25, zero=25, same_relation=90))
 
 
@@ -60,18 +61,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.update(name="study8", vocab_size=512, d_model=96, num_layers=8, num_heads=4,
                       mlp_dim=384, max_seq_len=64)
   config.world.update(num_entities=200, num_relations=5)
-  config.train.update(steps=700, batch_size=32, learning_rate=3e-3, warmup_steps=60,
+  config.train.update(steps=1000, batch_size=32, learning_rate=3e-3, warmup_steps=60,
                       weight_decay=0.01)
   config.sweep.update(num_sources=15, chunk_size=512, max_prompts=0, filter_correct=True)
   unfiltered = dict(filter_correct=False)
   config.arms = ml_collections.ConfigDict(dict(
-      no_dropout=dict(seeds=(3,)),
-      dropout=dict(seeds=(3,), model=dict(dropout_rate=0.1)),
-      stochastic_depth=dict(seeds=(3,), train=dict(sublayer_drop=0.15)),
-      no_dropout_noise=dict(seeds=SEEDS, world=NOISE,
+      no_dropout=dict(seeds=SEEDS),
+      dropout=dict(seeds=SEEDS, model=dict(dropout_rate=0.1)),
+      stochastic_depth=dict(seeds=SEEDS, train=dict(sublayer_drop=0.15)),
+      no_dropout_noise=dict(seeds=(3,), world=NOISE,
                             variants=("resample", "mean", "same_relation")),
       dropout_noise=dict(seeds=(3,), world=NOISE, model=dict(dropout_rate=0.1)),
-      stochastic_depth_noise=dict(seeds=SEEDS, world=NOISE, train=dict(sublayer_drop=0.15)),
+      stochastic_depth_noise=dict(seeds=(3,), world=NOISE, train=dict(sublayer_drop=0.15)),
       control_random_init=dict(seeds=(3,), train=dict(steps=0), sweep=unfiltered),
       control_shuffled=dict(seeds=(3,), world=dict(shuffle_answers=True), sweep=unfiltered),
   ))

@@ -42,7 +42,7 @@ def test_arms_expand_to_one_run_per_seed_with_their_changes():
   assert any(run.world["shuffle_answers"] for run in runs)           # the shuffled control
   assert all(run.model.num_layers >= 8 for run in runs)
   three_seeds = [arm for arm in {r.arm for r in runs} if sum(r.arm == arm for r in runs) >= 3]
-  assert {"no_dropout_noise", "stochastic_depth_noise"} <= set(three_seeds)  # the conclusion's arms
+  assert {"no_dropout", "dropout", "stochastic_depth"} <= set(three_seeds)  # the conclusion's arms
   assert by_name[names[0]].model.dropout_rate == config.model.dropout_rate
 
 
@@ -51,7 +51,7 @@ def test_the_dropout_study_fits_three_hours_on_two_cores():
   seconds = study.estimated_seconds()
   assert 3600 < seconds <= 3 * 3600
   config = study.get_config()
-  config.train.steps = 2100                           # trained to high accuracy: over the budget
+  config.train.steps = 2500                           # 2.5x longer: over the budget
   assert study.estimated_seconds(config) > 3 * 3600
 
 
