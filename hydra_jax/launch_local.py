@@ -69,13 +69,17 @@ def free_port() -> int:
     return probe.getsockname()[1]
 
 
+def with_device_count(base, devices: int) -> dict[str, str]:
+  """`base` (an environment) with XLA_FLAGS giving `devices` host devices, other flags kept."""
+  flags = [f for f in base.get("XLA_FLAGS", "").split() if not f.startswith(DEVICE_COUNT_FLAG)]
+  return dict(base, XLA_FLAGS=" ".join(flags + [f"{DEVICE_COUNT_FLAG}={devices}"]))
+
+
 def process_env(base, index: int, num_processes: int, devices: int, port: int) -> dict[str, str]:
   """The environment of process `index`: its share of host devices and the pod's address."""
-  flags = [f for f in base.get("XLA_FLAGS", "").split() if not f.startswith(DEVICE_COUNT_FLAG)]
-  return dict(base, XLA_FLAGS=" ".join(flags + [f"{DEVICE_COUNT_FLAG}={devices}"]),
-              JAX_PLATFORMS="cpu", **{ENV_COORDINATOR: f"127.0.0.1:{port}",
-                                      ENV_NUM_PROCESSES: str(num_processes),
-                                      ENV_PROCESS_ID: str(index)})
+  return dict(with_device_count(base, devices), JAX_PLATFORMS="cpu",
+              **{ENV_COORDINATOR: f"127.0.0.1:{port}", ENV_NUM_PROCESSES: str(num_processes),
+                 ENV_PROCESS_ID: str(index)})
 
 
 def _die_with_parent() -> None:

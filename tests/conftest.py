@@ -4,6 +4,12 @@ One XLA compilation cache serves the whole test run: the pytest-xdist workers an
 subprocess a test starts (main jobs, multi-process pods) write their compiled programs
 to one folder and read back the ones another process already compiled. Each run starts
 with an empty folder (a fresh machine's cost, as in CI), removed when the run ends.
+
+The tests compile many small programs and run each a few times, so XLA's CPU backend
+compiles them without LLVM optimisation (--xla_backend_optimization_level=0, also
+inherited): same programs, same arithmetic, about half the compile time (measured on
+tests/test_blocks.py + test_layer_skip.py: 254 s -> 139 s). Speed is measured in
+benchmarks/, at the default level. `with_devices(n)` gives a subprocess n host devices.
 """
 
 import os
@@ -16,6 +22,9 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"hydra_jax_tests_xla_{os.getpid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 
 import numpy as np   # noqa: E402  (jax reads the cache settings when it is imported)
 import pytest   # noqa: E402
@@ -23,6 +32,12 @@ import pytest   # noqa: E402
 import hydra_jax as hj   # noqa: E402
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def with_devices(count: int, **extra) -> dict:
+  """os.environ for a subprocess on `count` host CPU devices (the run's XLA flags kept)."""
+  from hydra_jax import launch_local
+  return dict(launch_local.with_device_count(os.environ, count), **extra)
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 # One tiny config per architecture option (norm, position, MLP kind, block kind, GQA).

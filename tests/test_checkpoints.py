@@ -284,7 +284,7 @@ def test_unsupported_rope_scaling_and_bad_arguments(llama_dir, tmp_path):
 
 _MESH_SCRIPT = textwrap.dedent("""
     import os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     import jax, numpy as np
     from hydra_jax.checkpoints import layout, load_hf
     from hydra_jax.model.transformer import forward

@@ -225,8 +225,8 @@ def test_sequences_split_over_the_mesh_equal_one_device():
   import os
   import subprocess
   import sys
-  from tests.conftest import PROJECT_ROOT
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+  from tests.conftest import PROJECT_ROOT, with_devices
+  env = with_devices(4, JAX_PLATFORMS="cpu",
              PYTHONPATH=str(PROJECT_ROOT))
   done = subprocess.run([sys.executable, "-c", SHARDED], cwd=PROJECT_ROOT, env=env,
                         capture_output=True, text=True, timeout=600)

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from hydra_jax import checkpoints
+from tests.conftest import with_devices
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 
@@ -194,7 +195,7 @@ def test_bad_config_files_stop_with_one_line_naming_the_file(tmp_path):
 
 def test_sharded_run_matches_one_device(finished_run, tmp_path):
   """The same job over 4 host devices (data 2 x model 2) gives the one-device numbers."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = with_devices(4)
   done = subprocess.run(main_command(*SMALL, "--config.mesh.model=2", f"--workdir={tmp_path}"),
                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr

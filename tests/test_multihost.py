@@ -7,7 +7,9 @@ gathered across processes, process 0 alone writing, finished chunks broadcast) r
   * the pod gives the results.npz of one process on 8 devices, bit for bit, and of one
     process on one device (floats to 1e-5: other per-device batch shapes sum in another
     order), for a data-only mesh with a chunk size dividing the data axis (8) and a
-    4 x 2 data x model mesh with one that does not (6 prompts over 4);
+    4 x 2 data x model mesh with one that does not (6 prompts over 4; sources outside
+    each chunk: the main job's regression case for resample sources read from padding
+    rows, the sweep's are in tests/test_sharding.py);
   * only process 0 writes: an audit hook (sitecustomize) logs every file that a process
     opens for writing, creates, moves or removes under the workdir;
   * one process killed mid-run: the other stops by itself within a bounded time with one
@@ -99,7 +101,7 @@ def launch(env, workdir, *args, devices=None, processes=2):
                "--devices_per_process=4", f"--timeout={POD_SECONDS}", "--", *job]
   else:
     command = [sys.executable, "-m", "hydra_jax.main", *job]
-    env = dict(env, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = launch_local.with_device_count(env, devices)
   out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()   # pipes could fill up
   process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=err)
   process.logs = (out, err)

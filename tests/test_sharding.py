@@ -1,6 +1,15 @@
-"""A sweep sharded over 8 host devices equals the single-device sweep (a subprocess with
-XLA_FLAGS=--xla_force_host_platform_device_count=8; ~30 s), and the parameter layout rules.
-Batches that do not fill the data axis: tests/test_mesh_batches.py."""
+"""A sweep sharded over host devices equals the single-device sweep, and the parameter
+layout rules. One subprocess with 8 host devices runs every mesh case:
+
+  * whole batches on a data-8 and a data-4 x model-2 mesh;
+  * batches that do not fill the data axis (regression test of a bug that read resample
+    sources from padding rows when a batch's scored prompts did not fill a multiple of
+    the data axis and some sources lay outside the batch: they read copies of prompt 0):
+    `hydra_sweep` on a data-4 and a data-2 x model-2 mesh with batch sizes that do and do
+    not divide the data axis, source-only prompts outside each batch, for resample, mean
+    and zero ablation. The main job's chunks are the same engine calls; tests/test_multihost.py
+    runs the job in chunks of 6 on a data-4 x model-2 mesh (and in a pod) against one device.
+"""
 
 import json
 import os
@@ -12,9 +21,11 @@ import numpy as np
 import pytest
 
 from hydra_jax.sweep import sharding
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, with_devices
 
-SCRIPT = textwrap.dedent("""
+BATCH_CASES = {"resample": [("data4", 2), ("data4", 4), ("data2_model2", 2)],
+               "mean": [("data4", 2), ("data2_model2", 2)], "zero": [("data4", 2)]}
+SCRIPT = f"BATCH_CASES = {BATCH_CASES!r}\n" + textwrap.dedent("""
     import json, jax, numpy as np
     import hydra_jax as hj
     from hydra_jax.sweep import sharding
@@ -43,13 +54,33 @@ SCRIPT = textwrap.dedent("""
     specs = sharding.param_shardings(params, meshes["data4_model2"])
     report["specs"] = {f"{module}/{name}": list(s.spec) for module, values in specs.items()
                        for name, s in values.items()}
+
+    # Batches that do not fill the data axis, sources outside the batch.
+    small = {"data4": jax.make_mesh((4,), ("data",), axis_types=(auto,), devices=jax.devices()[:4]),
+             "data2_model2": jax.make_mesh((2, 2), ("data", "model"), axis_types=(auto, auto),
+                                           devices=jax.devices()[:4])}
+    worst = lambda a, b: max(float(np.abs(np.asarray(a.arrays()[f], np.float64) - b.arrays()[f]).max())
+                             for f in a.arrays())
+    cfg = tiny_config(num_heads=4, num_kv_heads=2)
+    params = hj.init_params(cfg, seed=2)
+    tokens = random_tokens(cfg, batch=7, length=6, seed=1)
+    lengths = np.array([6, 3, 5, 2, 6, 4, 5])
+    sources = hj.draw_sources(7, 3, seed=0)[:5]      # 5 scored prompts; 5 and 6 are sources only
+    for kind, cases in BATCH_CASES.items():
+      args = dict(kind=kind, num_scored=5, check=True)
+      given = sources if kind == "resample" else None
+      single = hj.hydra_sweep(params, cfg, tokens, lengths, given, **args)
+      for mesh_name, batch_size in cases:
+        sharded = hj.hydra_sweep(params, cfg, tokens, lengths, given, mesh=small[mesh_name],
+                                 batch_size=batch_size, **args)
+        report[f"batches/{kind}/{mesh_name}/batch{batch_size}"] = worst(sharded, single)
     print("REPORT", json.dumps(report))
 """)
 
 
 @pytest.fixture(scope="module")
 def report():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+  env = with_devices(8, JAX_PLATFORMS="cpu",
              PYTHONPATH=str(PROJECT_ROOT))
   done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=PROJECT_ROOT, env=env, capture_output=True,
                         text=True, timeout=600)
@@ -65,6 +96,12 @@ def test_sharded_sweep_equals_the_single_device_sweep(report, mesh):
     assert difference < 1e-5, (mesh, field, difference)
   assert report[mesh + "_devices"] == 8
   assert report[mesh + "_spec"][0] == "data"                           # results stay split by prompt
+
+
+@pytest.mark.parametrize("case", [f"{kind}/{mesh}/batch{size}" for kind, cases in BATCH_CASES.items()
+                                  for mesh, size in cases])
+def test_batches_that_do_not_fill_the_data_axis_equal_one_device(report, case):
+  assert report[f"batches/{case}"] < 1e-5
 
 
 def test_weights_split_over_the_model_axis_where_it_divides(report):
