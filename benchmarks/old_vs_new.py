@@ -1,9 +1,10 @@
-"""Two versions of the code on the same sweep, in one run: did an engine change cost speed?
+"""Two versions of the code on the same work, in one run: did a change cost speed?
 
     git worktree add /tmp/old <commit>
     python benchmarks/old_vs_new.py /tmp/old .          # OLD_ROOT NEW_ROOT [--rounds 3]
+    python benchmarks/old_vs_new.py /tmp/old . --work train_step
 
-Times `hydra_sweep` (the default incremental, layer-skipping path) of benchmarks/sweep.py's
+`--work sweep` (the default) times `hydra_sweep` (the default incremental, layer-skipping path) of benchmarks/sweep.py's
 model (8 layers, d_model 512, SwiGLU 1376, vocabulary 32,000, rotary; random init) on 16
 prompts of 10-16 tokens with K = 15 sources (3,840 ablated forwards per sweep). Each code
 root runs in its own subprocess (PYTHONPATH), alternating OLD, NEW, OLD, NEW, ... so that
@@ -11,6 +12,11 @@ drift of a shared machine hits both; each subprocess compiles once, then times s
 for about 10 s and reports the median. The float32 matmul peak is measured in the same
 run. Prints ablated forwards per second per round and the median ratio NEW / OLD; both
 versions' results are compared (max |TE difference|).
+
+`--work train_step` times training steps of configs/study_dropout.py's model (8 layers,
+d_model 96, MLP 384, relative positions, exact GELU; AdamW; 32 x 64 random tokens): 20
+steps after a compiled first run of 20, reported as steps per second; the 20 losses of
+the two versions are compared.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import subprocess
 import sys
 import time
 
-CHILD = r"""
+SWEEP_CHILD = r"""
 import json, sys, time
 import jax, jax.numpy as jnp, numpy as np
 import hydra_jax as hj
@@ -43,10 +49,30 @@ start = time.time(); result = run(); first = time.time() - start
 times, deadline = [], time.time() + 10
 while time.time() < deadline or len(times) < 3:
   start = time.time(); run(); times.append(time.time() - start)
-print("RESULT", json.dumps(dict(first_call_s=first, sweep_s=float(np.median(times)),
-                                forwards_per_s=16 * 16 * 15 / float(np.median(times)),
-                                total_effect=np.asarray(result.total_effect).ravel()[:2000].tolist())))
+print("RESULT", json.dumps(dict(package=hj.__file__, first_call_s=first, seconds=float(np.median(times)),
+                                rate=16 * 16 * 15 / float(np.median(times)),
+                                values=np.asarray(result.total_effect).ravel()[:2000].tolist())))
 """
+
+TRAIN_STEP_CHILD = r"""
+import itertools, json, time
+import numpy as np
+import hydra_jax as hj
+from hydra_jax.train import training
+
+config = hj.ModelConfig(vocab_size=512, d_model=96, num_layers=8, num_heads=4, mlp_dim=384,
+                        max_seq_len=64)
+tokens = np.random.RandomState(0).randint(1, 512, (32, 64)).astype(np.int32)
+batches = lambda: itertools.repeat((tokens, np.full(32, 64, np.int32)))
+run = lambda: training.train(config, batches(), steps=20, learning_rate=3e-3, warmup_steps=5,
+                             log_every=0)
+start = time.time(); run(); first = time.time() - start
+_, history = run()
+print("RESULT", json.dumps(dict(package=hj.__file__, first_call_s=first, seconds=history.seconds / 20,
+                                rate=20 / history.seconds, values=history.losses)))
+"""
+CHILDREN = {"sweep": (SWEEP_CHILD, "ablated forwards/s", "max |TE difference|"),
+            "train_step": (TRAIN_STEP_CHILD, "training steps/s", "max |loss difference|")}
 
 
 def matmul_peak_gflops(size: int = 2048, seconds: float = 3.0) -> float:
@@ -62,14 +88,18 @@ def matmul_peak_gflops(size: int = 2048, seconds: float = 3.0) -> float:
   return 2 * size ** 3 * count / (time.time() - start) / 1e9
 
 
-def run_child(root: str) -> dict:
-  env = dict(os.environ, PYTHONPATH=os.path.abspath(root), JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
+def run_child(root: str, script: str) -> dict:
+  root = os.path.abspath(root)     # run there: `-c` puts the working directory first on sys.path
+  env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
                         timeout=900)
   if done.returncode:
     raise SystemExit(f"{root}: {done.stderr[-2000:]}")
   line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
-  return json.loads(line[len("RESULT "):])
+  result = json.loads(line[len("RESULT "):])
+  if not result["package"].startswith(root + os.sep):
+    raise SystemExit(f"{root}: the child imported hydra_jax from {result['package']}")
+  return result
 
 
 def main() -> None:
@@ -77,23 +107,25 @@ def main() -> None:
   parser.add_argument("old")
   parser.add_argument("new")
   parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--work", choices=sorted(CHILDREN), default="sweep")
   args = parser.parse_args()
+  script, unit, compared = CHILDREN[args.work]
   print(f"float32 matmul peak (2048^2, this run): {matmul_peak_gflops():.0f} GFLOP/s")
   rates = {"old": [], "new": []}
   results = {}
   for round_index in range(args.rounds):
     for name in ("old", "new"):
-      result = run_child(getattr(args, name))
-      rates[name].append(result["forwards_per_s"])
-      results[name] = result["total_effect"]
-      print(f"round {round_index + 1} {name}: {result['forwards_per_s']:,.0f} ablated forwards/s "
-            f"(sweep {result['sweep_s'] * 1e3:.0f} ms, first call {result['first_call_s']:.1f} s)",
+      result = run_child(getattr(args, name), script)
+      rates[name].append(result["rate"])
+      results[name] = result["values"]
+      print(f"round {round_index + 1} {name}: {result['rate']:,.2f} {unit} "
+            f"({result['seconds'] * 1e3:.0f} ms each, first call {result['first_call_s']:.1f} s)",
             flush=True)
   import numpy as np
   median = {name: float(np.median(values)) for name, values in rates.items()}
   difference = float(np.abs(np.subtract(results["old"], results["new"])).max())
-  print(f"median: old {median['old']:,.0f}, new {median['new']:,.0f} forwards/s; "
-        f"new / old = {median['new'] / median['old']:.3f}; max |TE difference| {difference:.2g}")
+  print(f"median: old {median['old']:,.2f}, new {median['new']:,.2f} {unit}; "
+        f"new / old = {median['new'] / median['old']:.3f}; {compared} {difference:.2g}")
 
 
 if __name__ == "__main__":
