@@ -4,10 +4,10 @@
     python benchmarks/old_vs_new.py /tmp/old .          # OLD_ROOT NEW_ROOT [--rounds 3]
     python benchmarks/old_vs_new.py /tmp/old . --work train_step
 
-`--work sweep` (the default) times `hydra_sweep` (the default incremental, layer-skipping path) of benchmarks/sweep.py's
-model (8 layers, d_model 512, SwiGLU 1376, vocabulary 32,000, rotary; random init) on 16
+`--work sweep` (the default) times `hydra_sweep` (the default incremental, layer-skipping
+path) of benchmarks/sweep.py's model (8 layers, d_model 512, SwiGLU 1376, vocabulary 32,000, rotary; random init) on 16
 prompts of 10-16 tokens with K = 15 sources (3,840 ablated forwards per sweep). Each code
-root runs in its own subprocess (PYTHONPATH), alternating OLD, NEW, OLD, NEW, ... so that
+root runs in its own subprocess, started in that root (PYTHONPATH too), alternating OLD, NEW, OLD, NEW, ... so that
 drift of a shared machine hits both; each subprocess compiles once, then times sweeps
 for about 10 s and reports the median. The float32 matmul peak is measured in the same
 run. Prints ablated forwards per second per round and the median ratio NEW / OLD; both
