@@ -32,13 +32,14 @@ import pytest   # noqa: E402
 import hydra_jax as hj   # noqa: E402
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
 def with_devices(count: int, **extra) -> dict:
   """os.environ for a subprocess on `count` host CPU devices (the run's XLA flags kept)."""
   from hydra_jax import launch_local
   return dict(launch_local.with_device_count(os.environ, count), **extra)
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
 
 # One tiny config per architecture option (norm, position, MLP kind, block kind, GQA).
 TINY_VARIANTS = {

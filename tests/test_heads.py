@@ -226,8 +226,7 @@ def test_sequences_split_over_the_mesh_equal_one_device():
   import subprocess
   import sys
   from tests.conftest import PROJECT_ROOT, with_devices
-  env = with_devices(4, JAX_PLATFORMS="cpu",
-             PYTHONPATH=str(PROJECT_ROOT))
+  env = with_devices(4, JAX_PLATFORMS="cpu", PYTHONPATH=str(PROJECT_ROOT))
   done = subprocess.run([sys.executable, "-c", SHARDED], cwd=PROJECT_ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-4000:]

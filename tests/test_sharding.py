@@ -80,8 +80,7 @@ SCRIPT = f"BATCH_CASES = {BATCH_CASES!r}\n" + textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def report():
-  env = with_devices(8, JAX_PLATFORMS="cpu",
-             PYTHONPATH=str(PROJECT_ROOT))
+  env = with_devices(8, JAX_PLATFORMS="cpu", PYTHONPATH=str(PROJECT_ROOT))
   done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=PROJECT_ROOT, env=env, capture_output=True,
                         text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-4000:]

@@ -31,7 +31,6 @@ from hydra_jax.model import positions as pos_lib
 from hydra_jax.model.config import ModelConfig
 
 
-
 @jax.custom_jvp
 def gelu(x: jax.Array) -> jax.Array:
   """Exact GELU, x Phi(x). Its slope Phi(x) + x phi(x) is formed with the value, in the
@@ -190,15 +189,16 @@ def project_qkv(p, config: ModelConfig, x: jax.Array, positions: jax.Array):
   return q, k, v
 
 
-def _scores(p, config: ModelConfig, q, q_pos, key_parts, k_pos) -> jax.Array:
-  """Attention logits [B, H, Tq, Tk] float32 (scaled) of queries q [B, Tq, H, E]."""
+def _scores(p, config: ModelConfig, q, q_pos, key_parts, k_pos, full_pass: bool) -> jax.Array:
+  """Attention logits [B, H, Tq, Tk] float32 (scaled) of queries q [B, Tq, H, E]; full_pass:
+  no cache, queries = keys at positions 0..T-1."""
   B, Tq, H, E = q.shape
   G = config.kv_heads
   content_q = q + p["bias_u"] if config.position == "relative" else q
   grouped = content_q.reshape(B, Tq, G, H // G, E)
   scores = jnp.concatenate([jnp.einsum("bqgre,bsge->bgrqs", grouped, keys) for keys in key_parts],
                            axis=-1).reshape(B, H, Tq, k_pos.shape[1])
-  if config.position == "relative" and len(key_parts) == 1:           # a full pass
+  if config.position == "relative" and full_pass:
     scores = scores + pos_lib.full_pass_relative_logits(q, p["w_r"], p["bias_v"])
   elif config.position == "relative":
     scores = scores + pos_lib.relative_logits(q, q_pos, k_pos, p["w_r"], p["bias_v"],
@@ -221,7 +221,7 @@ def attention(p, config: ModelConfig, x, q_pos, cache, k_pos, mask, head_site=No
   H, G, E = config.num_heads, config.kv_heads, config.head_size
   q, k, v = project_qkv(p, config, x, q_pos)
   parts = [(k, v)] if cache is None else [cache, (k, v)]
-  scores = _scores(p, config, q, q_pos, [keys for keys, _ in parts], k_pos)
+  scores = _scores(p, config, q, q_pos, [keys for keys, _ in parts], k_pos, cache is None)
   scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1).astype(x.dtype)             # [B, H, Tq, Tk]
   probs = probs.reshape(B, G, H // G, Tq, -1)

@@ -11,7 +11,8 @@ parameters). Layers are one `hk.layer_stack` (a scan), so compile time does not 
 with depth; each layer's slice of the intervention and of a key/value cache ride along
 as scanned inputs. In training (`forward(..., rng=key)`) the scan is unrolled: XLA on CPU
 then keeps each layer's activations for the backward pass as they are instead of filling
-and slicing [L, ...] stacks (~12% of a training step at 8 layers). Two entry points share every parameter:
+and slicing [L, ...] stacks (~12% of a training step at 8 layers). Two entry points share
+every parameter:
 
   forward(params, config, tokens [B, T], intervention)          the full pass
   decode(params, config, tokens [B, 1], positions [B], cache,   one position per prompt,
