@@ -10,11 +10,20 @@ compiles them without LLVM optimisation (--xla_backend_optimization_level=0, als
 inherited): same programs, same arithmetic, about half the compile time (measured on
 tests/test_blocks.py + test_layer_skip.py: 254 s -> 139 s). Speed is measured in
 benchmarks/, at the default level. `with_devices(n)` gives a subprocess n host devices.
+
+XLA's CPU runtime can deadlock a program on several host devices of one process: each
+device runs independent collectives in the order its operands become ready, so two
+devices of a group can wait in different collectives (seen in CI and here: 1 of 3 runs
+of the 4 x 2 mesh job with two other jobs beside it; 6 devices waiting in a collective
+permute, devices 4 and 5 in an all-to-all and an all-gather). XLA then aborts the
+process after COLLECTIVE_TIMEOUT_SECONDS; `deadlocked_in_xla` recognises that, and a
+test reruns the job once (the rerun resumes from its finished chunks).
 """
 
 import os
 import pathlib
 import shutil
+import signal
 import tempfile
 
 # Set by the first process of the run; xdist workers and subprocesses inherit it.
@@ -35,10 +44,21 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
+COLLECTIVE_TIMEOUT_SECONDS = 90   # a healthy collective among one process's devices waits ms
+COLLECTIVE_TIMEOUT = (f"--xla_cpu_collective_call_terminate_timeout_seconds={COLLECTIVE_TIMEOUT_SECONDS}"
+                      " --xla_cpu_collective_call_warn_stuck_timeout_seconds=20")
+
+
 def with_devices(count: int, **extra) -> dict:
   """os.environ for a subprocess on `count` host CPU devices (the run's XLA flags kept)."""
   from hydra_jax import launch_local
-  return dict(launch_local.with_device_count(os.environ, count), **extra)
+  env = launch_local.with_device_count(os.environ, count)
+  return dict(env, XLA_FLAGS=f"{env['XLA_FLAGS']} {COLLECTIVE_TIMEOUT}", **extra)
+
+
+def deadlocked_in_xla(returncode: int, stderr: str) -> bool:
+  """Whether a subprocess was aborted by XLA for a collective that never completed."""
+  return returncode == -signal.SIGABRT and "may be stuck" in stderr
 
 
 # One tiny config per architecture option (norm, position, MLP kind, block kind, GQA).
