@@ -114,6 +114,18 @@ def test_mediation_check_on_a_tiny_random_model(variant):
     mediation.mediation(params, config, tokens, lengths, ablated=2, responder=1)
 
 
+def test_strongest_pair_is_the_largest_later_attention_response():
+  response = np.zeros((2, 8, 8))                     # [B, C, C]: 4 layers, attention at even C
+  response[:, 0, 6] = 3.0                             # attn 0 -> attn 3: the strongest overall
+  response[:, 2, 4], response[:, 2, 6] = 1.0, 2.0     # attn 1 -> attn 2, attn 3
+  response[:, 4, 2] = 9.0                             # attn 2 -> attn 1: upstream, never counted
+  response[:, 3, 7] = 9.0                             # mlp 1 -> mlp 3: not attention
+  assert mediation.strongest_pair({"response": response}) == (0, 3)
+  assert mediation.strongest_pair({"response": response}, ablated=1) == (1, 3)
+  with pytest.raises(ValueError, match="after the ablated"):
+    mediation.strongest_pair({"response": response}, ablated=3)
+
+
 def test_facts_file_data_needs_an_existing_file(tmp_path):
   config = run_config.defaults()
   config.data.name = "facts_file"

@@ -21,8 +21,9 @@ Total effects are changes of that token's centred logit, each run with its own s
 
     mediation(params, config, tokens [B, T], lengths [B], ablated, responder, value=None)
       -> Mediation: arrays [B] per prompt
-    strongest_pair(arrays) -> (ablated, responder) attention layers of a sweep's results
-    check_run(run_dir) -> the check on a study run's model, at its sweep's strongest pair,
+    strongest_pair(arrays, ablated=None) -> (ablated, responder) attention layers of a
+                          sweep's results (the strongest responder to `ablated` when given)
+    check_run(run_dir, ablated=None) -> the check on a study run's model, at that pair,
                           each prompt's first resample source giving the ablated value
 
 Shapes: B prompts, T positions, L layers, D d_model.
@@ -140,12 +141,15 @@ def _mediation(params, config, tokens, lengths, ablated, responder, value):
               total_effect=te(ablated_run), total_effect_held=te(held_run))
 
 
-def strongest_pair(arrays) -> tuple[int, int]:
-  """(ablated, responder): the attention pair with the largest mean response dDE [C, C]."""
+def strongest_pair(arrays, ablated: Optional[int] = None) -> tuple[int, int]:
+  """(ablated, responder): the attention pair with the largest mean response dDE [C, C];
+  with `ablated` given, that attention layer and its strongest later responder."""
   response = np.asarray(arrays["response"]).mean(0)[0::2, 0::2]                  # [L, L]
   later = np.triu(np.ones_like(response, bool), k=1)                            # responder > ablated
+  if ablated is not None:
+    later &= (np.arange(len(response)) == ablated)[:, None]
   if not later.any():
-    raise ValueError("a mediation check needs at least two attention layers")
+    raise ValueError("a mediation check needs an attention layer after the ablated one")
   ablated, responder = np.unravel_index(np.argmax(np.where(later, response, -np.inf)),
                                         response.shape)
   return int(ablated), int(responder)
@@ -158,15 +162,17 @@ def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
   return tokens, np.array([len(r) for r in rows], np.int32)                        # [B]
 
 
-def check_run(run_dir, variant: str = "resample", max_prompts: int = 256) -> dict:
-  """The mediation check of a study run (runs/<run>) at its sweep's strongest pair."""
+def check_run(run_dir, variant: str = "resample", max_prompts: int = 256,
+              ablated: Optional[int] = None) -> dict:
+  """The mediation check of a study run (runs/<run>) at its sweep's strongest pair (of
+  attention layer `ablated` when given)."""
   from pathlib import Path
   from hydra_jax import checkpoints, store
   from hydra_jax.data import tokenizers
   model_dir, results = Path(run_dir) / "model", Path(run_dir) / variant / "results.npz"
   config, params = checkpoints.load(model_dir)
   tokenizer, arrays = tokenizers.load(model_dir), store.load_npz(str(results))
-  ablated, responder = strongest_pair(arrays)
+  ablated, responder = strongest_pair(arrays, ablated)
   texts = [str(t) for t in arrays["prompt"]]
   chosen = range(min(max_prompts, len(texts)))
   tokens, lengths = _padded([list(tokenizer.encode(texts[i])) for i in chosen])

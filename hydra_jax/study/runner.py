@@ -117,8 +117,11 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
         f"{spent / (index + 1) * (len(runs) - index - 1):.0f} s left at this pace")
   best, check = compare.best_run(entries), None
   if best is not None:
-    log(f"mediation check on {best} (its strongest attention pair)")
-    check = dict(run=best, **mediation.check_run(root / "runs" / best))
+    measures = next(e for e in entries if e["run"] == best)["variants"]["resample"]
+    layer = compare.best_middle_layer(measures)
+    log(f"mediation check on {best}: attention layer {layer} (its best middle layer) and "
+        "its strongest responder")
+    check = dict(run=best, **mediation.check_run(root / "runs" / best, ablated=layer))
   study = compare.write(str(root), config.name, entries, check)
   log(f"study written to {root / compare.MARKDOWN_FILE} ({time.time() - start:.0f} s)")
   return study
