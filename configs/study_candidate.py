@@ -10,6 +10,12 @@ layer met the issue's floor (attention slope CI above 0 and a total slope betwee
 embedded default (at least 90%). This config trains the same arm for 2,000 steps (seeds
 3, 4, 5) to see whether the effect survives training to high accuracy.
 
+Measured (29 Nov 2026, studies/candidate/; 3,388 s with two workers on 2 cores): every
+seed answers 1,000 of 1,000 facts; at its best middle attention layer the attention part
+is +0.03 (s3, layer 3), +0.09 [+0.06, +0.11] (s4, layer 4), +0.05 (s5, layer 4) and the
+total -0.05, +0.26 [+0.18, +0.33], -0.03: the floor in 1 seed of 3. Seed 4 is the
+embedded default (hydra_jax/train/embedded.py RECIPE rebuilds it byte for byte).
+
 History: the first candidate (the stochastic-depth arm at 2,100 steps, one seed, after a
 700-step signal) answered 1,000 of 1,000 facts but lost the effect: attention parts at
 layers 2-5 of -0.22, +0.05, -0.05, +0.04, every total's CI below 0.

@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = run_config.defaults()
   config.model_source = "embedded"
   config.model = run_config.model_section(
-      name="tiny", vocab_size=512, d_model=128, num_layers=4, num_heads=4, mlp_dim=512,
+      name="tiny", vocab_size=512, d_model=96, num_layers=8, num_heads=4, mlp_dim=384,
       activation="gelu", norm="rms", position="relative", max_seq_len=64,
       tie_embeddings=False, dropout_rate=0.0, dtype="float32")
   config.data.name = "embedded"

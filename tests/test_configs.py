@@ -85,11 +85,11 @@ def test_check_matches_names_the_differing_fields():
   config = load_config("tiny")
   loaded = dataclasses.replace(run_config.model_config_from(config), num_layers=6, d_model=64,
                                dtype="bfloat16")
-  with pytest.raises(ValueError, match=r"checkpoint x does not match config.model: d_model=128 "
-                                       r"\(the model has 64\), num_layers=4 \(the model has 6\)"):
+  with pytest.raises(ValueError, match=r"checkpoint x does not match config.model: d_model=96 "
+                                       r"\(the model has 64\), num_layers=8 \(the model has 6\)"):
     run_config.check_matches(config, loaded, "checkpoint x")
-  # A model leaving mlp_dim None (4 x d_model = 512) matches config.model.mlp_dim=512.
-  run_config.check_matches(config, dataclasses.replace(loaded, num_layers=4, d_model=128,
+  # A model leaving mlp_dim None (4 x d_model = 384) matches config.model.mlp_dim=384.
+  run_config.check_matches(config, dataclasses.replace(loaded, num_layers=8, d_model=96,
                                                        mlp_dim=None), "same sizes")
   run_config.check_matches(load_config("hf"), loaded, "anything matches an open section")
 

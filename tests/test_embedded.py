@@ -41,7 +41,7 @@ def test_records_are_the_seeded_world_prompts(bundle):
   recipe = embedded.RECIPE
   world = synthetic.make_world(recipe.num_entities, recipe.world_seed)
   assert list(bundle.records) == synthetic.fact_records(world, recipe.prompt_seed)
-  assert len(bundle.records) == 500
+  assert len(bundle.records) == 5 * recipe.num_entities == 1000
   for record in bundle.records[:25]:
     assert {"id", "prompt", "label", "subject", "relation"} <= set(record)
     label_tokens = bundle.tokenizer.encode(record["label"])[1:]

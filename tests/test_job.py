@@ -57,7 +57,7 @@ def test_bad_input_stops_before_anything_is_written(tmp_path):
   config = job_config("tiny")
   config.model.num_layers = 3
   with pytest.raises(ValueError, match=r"^the embedded model does not match config.model: "
-                                       r"num_layers=3 \(the model has 4\)"):
+                                       r"num_layers=3 \(the model has 8\)"):
     job.run(config, str(tmp_path / "b"))
   assert not list(tmp_path.iterdir())
 

@@ -152,8 +152,8 @@ def test_bad_configs_stop_with_one_message(tmp_path):
                               f"--config.checkpoint={tmp_path / 'absent'}"], "no such directory"),
       "checkpoint mismatch": (["--config.model_source=checkpoint",
                                f"--config.checkpoint={tmp_path / 'other'}"],
-                              "does not match config.model: d_model=128 (the model has 64), "
-                              "mlp_dim=512 (the model has 256), num_layers=4 (the model has 2)"),
+                              "does not match config.model: d_model=96 (the model has 64), "
+                              "mlp_dim=384 (the model has 256), num_layers=8 (the model has 2)"),
       "truncated weights": (["--config.model_source=checkpoint", f"--config.checkpoint={corrupt}"],
                             f"{corrupt / 'params.safetensors'}: not a readable safetensors file "
                             "(truncated or corrupt?)"),

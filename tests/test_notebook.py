@@ -15,6 +15,8 @@ import sys
 import nbformat
 from nbclient import NotebookClient
 
+from hydra_jax.train import embedded
+
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = PROJECT_ROOT / "launch" / "colab.ipynb"
 TPU_SCRIPT = PROJECT_ROOT / "launch" / "tpu_vm.sh"
@@ -39,7 +41,9 @@ def test_colab_notebook_runs_offline(tmp_path, monkeypatch):
   assert "fraction_restored_middle_attention" in _text(code[1])
   assert (tmp_path / "hydra_tiny" / "report.md").exists()
   intervention = _text(code[2])
-  assert "zeroing attention layer 2: logit" in intervention and "layer 3: attn DE" in intervention
+  layer = embedded.RECIPE.model.num_layers // 2                     # the notebook's choice
+  assert f"zeroing attention layer {layer}: logit" in intervention
+  assert f"layer {layer + 1}: attn DE" in intervention
   images = [output for output in code[3].outputs if "image/png" in output.get("data", {})]
   assert len(images) == 5
   for cell in code:

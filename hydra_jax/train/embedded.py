@@ -1,9 +1,12 @@
 """The embedded default model: a tiny Chinchilla-style transformer shipped in the package.
 
 It is trained by the project itself on the synthetic fact world of
-`hydra_jax.train.synthetic` (people with invented names and five relations), with a
-SentencePiece BPE tokenizer trained on the same corpus. Every step is seeded by
-`RECIPE`, and
+`hydra_jax.train.synthetic` (people with invented names and five relations; 20% of the
+training statements give another value of the same relation, label noise), with a
+SentencePiece BPE tokenizer trained on the same corpus. The recipe is the arm of the
+dropout study (configs/study_candidate.py) whose models show the Hydra effect: no
+dropout, label noise, 8 layers, 2,000 steps (README: "The embedded model"). Every step
+is seeded by `RECIPE`, and
 
     python -m hydra_jax.train --build_embedded --out hydra_jax/assets/tiny
 
@@ -52,21 +55,22 @@ REPRODUCE_COMMAND = "python -m hydra_jax.train --build_embedded --out hydra_jax/
 class Recipe:
   """Everything that determines the shipped assets."""
   model: ModelConfig = ModelConfig(
-      name="tiny", vocab_size=512, d_model=128, num_layers=4, num_heads=4, mlp_dim=512,
+      name="tiny", vocab_size=512, d_model=96, num_layers=8, num_heads=4, mlp_dim=384,
       activation="gelu", norm="rms", position="relative", max_seq_len=64,
       tie_embeddings=False, dropout_rate=0.0, dtype="float32")
-  num_entities: int = 100          # x 5 relations = 500 fact prompts
+  num_entities: int = 200          # x 5 relations = 1,000 fact prompts
+  label_noise: float = 0.2         # of training statements give another value of the relation
   world_seed: int = 0
   prompt_seed: int = 1
   corpus_seed: int = 2
   tokenizer_lines: int = 20_000    # the tokenizer is trained on the corpus' first lines
   batch_size: int = 32
-  steps: int = 600
+  steps: int = 2000
   learning_rate: float = 3e-3
-  warmup_steps: int = 60
+  warmup_steps: int = 100
   weight_decay: float = 0.01
   clip_norm: float = 1.0
-  train_seed: int = 3              # initialisation, dropout keys and batch order
+  train_seed: int = 4              # initialisation, dropout keys and batch order
   lines_per_row: float = 2.0       # corpus lines generated per training row needed
 
 
@@ -145,7 +149,8 @@ def build(out_dir: str | Path = ASSET_DIR, recipe: Recipe = RECIPE, *, steps: in
   world = synthetic.make_world(recipe.num_entities, recipe.world_seed)
   records = synthetic.fact_records(world, recipe.prompt_seed)
   lines = synthetic.corpus_lines(
-      world, int(recipe.steps * recipe.batch_size * recipe.lines_per_row), recipe.corpus_seed)
+      world, int(recipe.steps * recipe.batch_size * recipe.lines_per_row), recipe.corpus_seed,
+      label_noise=recipe.label_noise)
   (out / TOKENIZER_FILE).write_bytes(synthetic.train_tokenizer(
       lines[:recipe.tokenizer_lines], recipe.model.vocab_size))
   tokenizer = _tokenizer(out / TOKENIZER_FILE)
