@@ -27,6 +27,7 @@ from hydra_jax import checkpoints
 from tests.conftest import with_devices
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
+from hydra_jax.train import embedded
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = pathlib.Path(PROJECT_ROOT).parent / "shared" / "data"
@@ -222,12 +223,13 @@ def test_hf_config_on_known_facts_with_a_checkpoint_directory(tmp_path):
       "--config.sweep.chunk_size=8", f"--workdir={tmp_path / 'run'}")
   assert code == 0, err
   summary = json.load(open(tmp_path / "run" / "summary.json"))
-  assert (summary["model"]["source"], summary["model"]["num_layers"]) == ("checkpoint", 4)
+  layers = embedded.RECIPE.model.num_layers                           # read from the checkpoint
+  assert (summary["model"]["source"], summary["model"]["num_layers"]) == ("checkpoint", layers)
   assert summary["prompts"] == dict(dataset="known_facts", total=16, kept=16, correct=None,
                                     dropped={})
   results = np.load(tmp_path / "run" / "results.npz")
   assert "Vinson Massif is located in the continent of" in set(results["prompt"])   # record 0
-  assert results["response"].shape == (16, 8, 8)
+  assert results["response"].shape == (16, 2 * layers, 2 * layers)
 
 
 def test_chinchilla_dry_run_prints_the_plan_in_seconds():
