@@ -24,6 +24,7 @@ import os
 import pathlib
 import shutil
 import signal
+import subprocess
 import tempfile
 
 # Set by the first process of the run; xdist workers and subprocesses inherit it.
@@ -59,6 +60,15 @@ def with_devices(count: int, **extra) -> dict:
 def deadlocked_in_xla(returncode: int, stderr: str) -> bool:
   """Whether a subprocess was aborted by XLA for a collective that never completed."""
   return returncode == -signal.SIGABRT and "may be stuck" in stderr
+
+
+def run_on_devices(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+  """subprocess.run(command, capture_output=True, text=True, **kwargs) of a program on
+  several host devices, run once more when XLA aborted it for a deadlocked collective."""
+  done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+  if deadlocked_in_xla(done.returncode, done.stderr):
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+  return done
 
 
 # One tiny config per architecture option (norm, position, MLP kind, block kind, GQA).

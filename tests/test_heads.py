@@ -222,13 +222,10 @@ except ValueError as error:
 
 def test_sequences_split_over_the_mesh_equal_one_device():
   import json
-  import os
-  import subprocess
   import sys
-  from tests.conftest import PROJECT_ROOT, with_devices
+  from tests.conftest import PROJECT_ROOT, run_on_devices, with_devices
   env = with_devices(4, JAX_PLATFORMS="cpu", PYTHONPATH=str(PROJECT_ROOT))
-  done = subprocess.run([sys.executable, "-c", SHARDED], cwd=PROJECT_ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+  done = run_on_devices([sys.executable, "-c", SHARDED], cwd=PROJECT_ROOT, env=env, timeout=600)
   assert done.returncode == 0, done.stderr[-4000:]
   report = json.loads(done.stdout.split("REPORT ")[1].splitlines()[0])
   assert report["diff"] < 1e-5 and report["spec"][0] == "data"

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from hydra_jax import checkpoints
-from tests.conftest import with_devices
+from tests.conftest import run_on_devices, with_devices
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.train import embedded
@@ -197,8 +197,8 @@ def test_bad_config_files_stop_with_one_line_naming_the_file(tmp_path):
 def test_sharded_run_matches_one_device(finished_run, tmp_path):
   """The same job over 4 host devices (data 2 x model 2) gives the one-device numbers."""
   env = with_devices(4)
-  done = subprocess.run(main_command(*SMALL, "--config.mesh.model=2", f"--workdir={tmp_path}"),
-                        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+  done = run_on_devices(main_command(*SMALL, "--config.mesh.model=2", f"--workdir={tmp_path}"),
+                        cwd=PROJECT_ROOT, env=env, timeout=300)
   assert done.returncode == 0, done.stderr
   assert "data=2 x model=2" in json.dumps(json.load(open(tmp_path / "summary.json"))["timing"])
   sharded = np.load(tmp_path / "results.npz")

@@ -12,8 +12,6 @@ layout rules. One subprocess with 8 host devices runs every mesh case:
 """
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 
@@ -21,7 +19,7 @@ import numpy as np
 import pytest
 
 from hydra_jax.sweep import sharding
-from tests.conftest import PROJECT_ROOT, deadlocked_in_xla, with_devices
+from tests.conftest import PROJECT_ROOT, run_on_devices, with_devices
 
 BATCH_CASES = {"resample": [("data4", 2), ("data4", 4), ("data2_model2", 2)],
                "mean": [("data4", 2), ("data2_model2", 2)], "zero": [("data4", 2)]}
@@ -81,11 +79,7 @@ SCRIPT = f"BATCH_CASES = {BATCH_CASES!r}\n" + textwrap.dedent("""
 @pytest.fixture(scope="module")
 def report():
   env = with_devices(8, JAX_PLATFORMS="cpu", PYTHONPATH=str(PROJECT_ROOT))
-  run = lambda: subprocess.run([sys.executable, "-c", SCRIPT], cwd=PROJECT_ROOT, env=env,
-                               capture_output=True, text=True, timeout=600)
-  done = run()
-  if deadlocked_in_xla(done.returncode, done.stderr):   # XLA:CPU's collective order (conftest)
-    done = run()
+  done = run_on_devices([sys.executable, "-c", SCRIPT], cwd=PROJECT_ROOT, env=env, timeout=600)
   assert done.returncode == 0, done.stderr[-4000:]
   line = [l for l in done.stdout.splitlines() if l.startswith("REPORT ")][-1]
   return json.loads(line[len("REPORT "):])
