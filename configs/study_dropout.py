@@ -43,8 +43,9 @@ sweep of 1,000 prompts x 16 components x 15 sources (240,000 ablated forwards) t
 ~35 s with its compile; building a run (corpus, tokenizer, evaluation) ~15 s. 16 runs,
 15 of them trained. Measured (29 Nov 2026): 7,260 s for the first 14 runs with other
 jobs beside it most of the time (benchmarks, a test run, the embedded model's rebuild),
-then the two added seeds in a second call on the same runs. Check the facts answered per arm (study.md) before reading its
-slopes, and compare dropout arms at matched accuracy, not matched steps.
+then 1,038 s for the two added seeds in a second call on the same runs. Check the facts
+answered per arm (study.md) before reading its slopes, and compare dropout arms at
+matched accuracy, not matched steps.
 """
 
 import ml_collections
