@@ -16,6 +16,7 @@ setuptools.setup(
         "absl-py>=1.0",
         "numpy>=1.24",
         "safetensors>=0.4",
+        "gguf>=0.10",  # llama.cpp's GGUF checkpoints: metadata, tensors and every quantization (numpy only)
         "tokenizers>=0.15",
         "sentencepiece>=0.1.99",
         "tensorflow-datasets>=4.9.4",
@@ -32,6 +33,7 @@ setuptools.setup(
             "chex>=0.1.86",
             "torch==2.13.0",  # this machine's CPU wheel; an unpinned torch pulls CUDA builds
             "transformers>=4.40",
+            "statsmodels>=0.14",  # the reference for the estimators' tests
             "nbformat>=5",
             "nbclient>=0.7",
             "ipykernel>=6",
