@@ -33,6 +33,7 @@ setuptools.setup(
             "chex>=0.1.86",
             "torch==2.13.0",  # this machine's CPU wheel; an unpinned torch pulls CUDA builds
             "transformers>=4.40",
+            "accelerate",  # transformers needs it to read GGUF files (the reference loader)
             "statsmodels>=0.14",  # the reference for the estimators' tests
             "nbformat>=5",
             "nbclient>=0.7",

@@ -91,21 +91,11 @@ class GGUFFile(contextlib.AbstractContextManager):
       if "GGMLQuantizationType" in reason:
         reason = f"a tensor of unknown ggml type ({reason}); known: " + ", ".join(
             t.name for t in gguf.GGMLQuantizationType)
-      raise CheckpointError(f"{self.path}: not a readable GGUF file (truncated or corrupt?): "
-                            f"{reason}") from None
+      raise CheckpointError(f"{self.path}: truncated or corrupt GGUF file "
+                            f"({self.path.stat().st_size:,} bytes): {reason}") from None
     self._tensors = {tensor.name: tensor for tensor in self._reader.tensors}
-    self._check_extent()
     self.metadata = Metadata({name: field for name, field in self._reader.fields.items()
                               if not name.startswith("GGUF.")})
-
-  def _check_extent(self) -> None:
-    """Every tensor's bytes lie inside the file (a truncated download fails here)."""
-    size = self.path.stat().st_size
-    for tensor in self._tensors.values():
-      end = int(tensor.data_offset) + int(tensor.n_bytes)
-      if end > size:
-        raise CheckpointError(f"{self.path}: truncated: tensor {tensor.name!r} ends at byte "
-                              f"{end:,}, the file has {size:,}")
 
   def __exit__(self, *exc) -> None:
     self._reader = None

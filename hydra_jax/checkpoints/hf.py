@@ -70,6 +70,9 @@ class TensorFiles(contextlib.ExitStack):
   def read(self, name: str) -> np.ndarray:
     return self._reader(self.file_of[name]).get_tensor(name)
 
+  def describe(self, name: str) -> str:
+    return name
+
 
 def _architecture(hf: Mapping[str, Any], where: Path) -> Architecture:
   names = hf.get("architectures") or []
@@ -136,12 +139,12 @@ def plan(arch: Architecture, config: ModelConfig, files: TensorFiles, where: str
     for layer in layers:
       name = _resolve(rule, prefix, layer, available)
       if name is None:
-        missing.append(rule.hf_names[0].format(p=prefix, layer=layer))
+        missing.append(rule.hf_names[0].format(p=prefix, layer=layer))   # (no file name to give)
         continue
       needed = rule.transform.hf_shape(part_shape)
       if files.shape(name) != tuple(needed):
         raise layout.CheckpointError(
-            f"{where}: tensor {name!r} has shape {files.shape(name)}, {arch.name} with this "
+            f"{where}: tensor {files.describe(name)!r} has shape {files.shape(name)}, {arch.name} with this "
             f"config.json needs {tuple(needed)} (for {ours!r} of shape {tuple(part_shape)})")
       steps[ours].append((name, rule.transform, part_shape))
       used.add(name)
@@ -149,7 +152,7 @@ def plan(arch: Architecture, config: ModelConfig, files: TensorFiles, where: str
   if config.tie_embeddings:   # some tied checkpoints also store the (identical) output matrix
     ignorable += [re.escape(name) + "$" for name in next(
         r for r in arch.tensors if r.ours == "unembed/w").hf_names]
-  unexpected = sorted(name for name in available - used
+  unexpected = sorted(files.describe(name) for name in available - used
                       if not any(re.search(pattern, name) for pattern in ignorable))
   if missing or unexpected:
     parts = ([f"missing tensor(s) {missing}"] if missing else []) + (
@@ -180,20 +183,31 @@ def load_hf(path: str | os.PathLike, *, dtype: Any = None, mesh=None):
     feature, a missing, unexpected or misshapen tensor. ValueError for a bad dtype or mesh.
   """
   directory = Path(path)
+  check_mesh(mesh)
+  arch, config = _read_config(directory, dtype)
+  with TensorFiles(directory) as files:
+    return config, load_tensors(arch, config, files, str(directory), mesh)
+
+
+def check_mesh(mesh) -> None:
+  """ValueError unless `mesh` is None or a Mesh with the "model" axis params shard over."""
   if mesh is not None and not (isinstance(mesh, Mesh) and placement.MODEL_AXIS in mesh.axis_names):
     raise ValueError(f"mesh must be a jax.sharding.Mesh with a {placement.MODEL_AXIS!r} axis, "
                      f"got {mesh!r}")
-  arch, config = _read_config(directory, dtype)
+
+
+def load_tensors(arch: Architecture, config: ModelConfig, files, where: str, mesh=None):
+  """The params of `files` (any object with TensorFiles' file_of, shape and read, named as
+  Hugging Face names them) under `arch`'s table: planned and checked first (`plan`), then
+  read one tensor at a time, converted, cast to config.dtype and placed (onto `mesh`)."""
   target = layout.as_numpy_dtype(config.dtype)
   expected = layout.expected_layout(config)
   shardings = placement.flat_shardings(config, mesh) if mesh is not None else {}
-
-  with TensorFiles(directory) as files:
-    steps = plan(arch, config, files, str(directory))
-    flat = {}
-    for ours, parts in steps.items():
-      arrays = (transform.apply(files.read(name), shape).astype(target)
-                for name, transform, shape in parts)                       # one layer at a time
-      flat[ours] = placement.place(arrays, placement.is_stacked(ours), expected[ours].shape,
-                                   target, shardings.get(ours))
-  return config, layout.unflatten(flat)
+  steps = plan(arch, config, files, where)
+  flat = {}
+  for ours, parts in steps.items():
+    arrays = (transform.apply(files.read(name), shape).astype(target)
+              for name, transform, shape in parts)                         # one layer at a time
+    flat[ours] = placement.place(arrays, placement.is_stacked(ours), expected[ours].shape,
+                                 target, shardings.get(ours))
+  return layout.unflatten(flat)
