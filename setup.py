@@ -19,6 +19,7 @@ setuptools.setup(
         "gguf>=0.10",  # llama.cpp's GGUF checkpoints: metadata, tensors and every quantization (numpy only)
         "tokenizers>=0.15",
         "sentencepiece>=0.1.99",
+        "protobuf",  # SentencePiece model protos built from GGUF metadata (llama-type tokenizers)
         "tensorflow-datasets>=4.9.4",
         "array_record>=0.5",
         "matplotlib>=3.7",

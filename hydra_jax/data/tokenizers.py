@@ -146,14 +146,18 @@ class SentencePieceTokenizer(Tokenizer):
 
 def load(path: str | os.PathLike) -> Tokenizer:
   """The tokenizer at `path`: a directory (tokenizer.json, else tokenizer.model), a
-  tokenizer.json file, or a SentencePiece .model file."""
+  tokenizer.json file, a SentencePiece .model file, or a GGUF file (gguf_tokenizer)."""
   path = Path(path)
   if path.is_file():
     if path.suffix == ".model":
       return SentencePieceTokenizer(path, add_bos=True)
     if path.suffix == ".json":
       return HFTokenizer(path)
-    raise ValueError(f"path {str(path)!r}: expected a tokenizer.json or a SentencePiece .model file")
+    if path.suffix == ".gguf":
+      from hydra_jax.data import gguf_tokenizer   # it imports this module
+      return gguf_tokenizer.from_gguf(path)
+    raise ValueError(f"path {str(path)!r}: expected a tokenizer.json, a SentencePiece .model "
+                     "or a .gguf file")
   if (path / TOKENIZER_JSON).is_file():
     return HFTokenizer(path / TOKENIZER_JSON)
   if (path / SENTENCEPIECE_MODEL).is_file():
