@@ -14,7 +14,7 @@ from tests.conftest import job_config as load_config
 
 
 def test_every_config_has_every_field():
-  for name in ("tiny", "hf", "chinchilla7b"):
+  for name in ("tiny", "hf", "gguf", "smollm2", "chinchilla7b"):
     config = load_config(name)
     assert set(config.keys()) == set(run_config.defaults().keys()), name
     for section in ("data", "sweep", "mesh", "report"):
@@ -43,6 +43,26 @@ def test_hf_needs_a_checkpoint(tmp_path):
     run_config.check(config)
   config.checkpoint = str(tmp_path)
   run_config.check(config)
+
+
+def test_gguf_and_smollm2_read_gguf_files(tmp_path):
+  config = load_config("gguf")
+  assert (config.model_source, config.checkpoint, config.data.name) == ("gguf", "", "known_facts")
+  assert all(v is None for v in config.model.values())
+  with pytest.raises(ValueError, match=r'config.checkpoint=\'\': model_source="gguf" needs'):
+    run_config.check(config)
+  (tmp_path / "model.gguf").write_bytes(b"GGUF")
+  config.checkpoint = str(tmp_path / "model.gguf")
+  run_config.check(config)
+  smollm2 = load_config("smollm2")
+  run_config.check(smollm2)                # a model name: checked, not fetched
+  assert (smollm2.model_source, smollm2.checkpoint) == ("gguf", "smollm2")
+  assert (smollm2.data.name, smollm2.data.manual_dir, smollm2.data.label_prefix,
+          smollm2.data.filter_correct) == ("known_facts", "", " ", True)
+  assert (smollm2.sweep.kind, smollm2.sweep.num_sources, smollm2.sweep.protocol) == (
+      "resample", 15, "layers")
+  smollm2.data.manual_dir = str(tmp_path)
+  run_config.check(smollm2)
 
 
 @pytest.mark.parametrize("field, value, message", [

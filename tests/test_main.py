@@ -151,6 +151,9 @@ def test_bad_configs_stop_with_one_message(tmp_path):
       "bad value": (["--config.sweep.kind=gaussian"], "config.sweep.kind='gaussian': must be one of"),
       "missing checkpoint": (["--config.model_source=checkpoint",
                               f"--config.checkpoint={tmp_path / 'absent'}"], "no such directory"),
+      "unknown gguf model": (["--config.model_source=gguf", "--config.checkpoint=llama9"],
+                             "config.checkpoint='llama9': no such file, nor a model name of "
+                             "hydra_jax.fetch (smollm2, gemma3-270m)"),
       "checkpoint mismatch": (["--config.model_source=checkpoint",
                                f"--config.checkpoint={tmp_path / 'other'}"],
                               "does not match config.model: d_model=96 (the model has 64), "

@@ -1,20 +1,22 @@
-"""The main job's configuration: its defaults, its checks, and the model section.
+"""The main job's configuration: its defaults and its checks.
 
 A job config is an `ml_collections.ConfigDict` (configs/tiny.py, hf.py, chinchilla7b.py
 start from `defaults()` and change what they need). Every field can be overridden on
 the command line, e.g. `--config.sweep.num_sources=5`:
 
   model_source   "embedded" (the tiny model shipped in the package), "hf" (a Hugging
-                 Face directory), "checkpoint" (hydra_jax's own format) or "random"
-  checkpoint     the directory for "hf" / "checkpoint"
-  tokenizer      tokenizer file or directory; "" = the checkpoint directory's (or the
-                 embedded model's own)
+                 Face directory), "gguf" (a GGUF file), "checkpoint" (hydra_jax's own
+                 format) or "random" (`job.model_sources`, the table of model sources)
+  checkpoint     the directory for "hf" / "checkpoint"; for "gguf" a .gguf file or a
+                 model name of `hydra_jax.fetch.MODELS` (fetched into the user's cache)
+  tokenizer      tokenizer file or directory; "" = the checkpoint's (or the embedded
+                 model's own)
   seed           random initialisation seed (model_source="random")
   model          ModelConfig fields. For "random" they define the model; for the others
                  every field that is set (not None) must match the loaded model, except
                  `dtype`, which casts it
-  data           name ("embedded", "known_facts", "counterfact", "random", "facts_file"),
-                 data_dir and manual_dir for TFDS, facts_file (a JSON list of prompt
+  data           name ("embedded", "known_facts", "counterfact", "facts_file", "random":
+                 `job.prompt_sources`, the table of prompt sources), data_dir and manual_dir for TFDS, facts_file (a JSON list of prompt
                  records: id, prompt, label, ...), max_prompts (0 = all), filter_correct,
                  label_prefix, num_prompts / prompt_length for random token prompts
   sweep          protocol ("layers": the paper's sweep; "heads": self-repair per head at
@@ -45,22 +47,26 @@ the command line, e.g. `--config.sweep.num_sources=5`:
   distributed    "auto" (initialise jax.distributed on multi-host TPU VMs), "on", "off"
 
 `check(config)` raises one ValueError naming the first bad field, before anything is
-loaded or compiled.
+loaded or compiled; the fields of a model or prompt source are checked by the source
+itself. The model section's helpers (`model_section`, `model_config_from`,
+`check_matches`, ...) live in `job.model_section` and are importable from here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from typing import Any
 
 import ml_collections
-from ml_collections import config_dict
 
-from hydra_jax.model.config import ModelConfig
+from hydra_jax.job import model_sources
+from hydra_jax.job import prompt_sources
+# The model section's helpers, used as run_config.model_section(...) etc. by the configs.
+from hydra_jax.job.model_section import (check_matches, check_model_fields,  # noqa: F401
+                                         model_config_from, model_section,
+                                         open_model_section, require, set_model_fields)
 
-MODEL_SOURCES = ("embedded", "hf", "checkpoint", "random")
-DATASETS = ("embedded", "known_facts", "counterfact", "random", "facts_file")
+MODEL_SOURCES = tuple(model_sources.SOURCES)     # names of the registries' tables
+DATASETS = tuple(prompt_sources.SOURCES)
 KINDS = ("resample", "zero", "mean", "noise")
 SOURCE_DRAWS = ("uniform", "same_relation")
 RESPONSE_SCALES = ("clean", "ablated")
@@ -68,10 +74,6 @@ PATHS = ("incremental", "full")
 PROTOCOLS = ("layers", "heads")
 ABLATED_KINDS = ("attn", "mlp")
 DISTRIBUTED = ("auto", "on", "off")
-# ModelConfig fields a loaded model may differ in from config.model: cast or cosmetic.
-OVERRIDABLE_MODEL_FIELDS = ("dtype", "name")
-# Optional size fields and the size they stand for when left None.
-DERIVED_SIZES = {"num_kv_heads": "kv_heads", "head_dim": "head_size", "mlp_dim": "mlp_width"}
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -101,68 +103,17 @@ def defaults() -> ml_collections.ConfigDict:
   return config
 
 
-def open_model_section() -> ml_collections.ConfigDict:
-  """config.model with every ModelConfig field unset (None, typed): "take it from the model"."""
-  section = ml_collections.ConfigDict()
-  for field in dataclasses.fields(ModelConfig):
-    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(
-        field.type.replace("Optional[", "").rstrip("]"), str)
-    section[field.name] = config_dict.placeholder(kind)
-  return section
-
-
-def model_section(**fields) -> ml_collections.ConfigDict:
-  """config.model with the given ModelConfig fields set and the others unset."""
-  section = open_model_section()
-  unknown = sorted(set(fields) - set(section.keys()))
-  if unknown:
-    raise ValueError(f"unknown ModelConfig field(s) {unknown}")
-  section.update(fields)
-  return section
-
-
-def set_model_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The fields of config.model that are set (not None)."""
-  return {name: value for name, value in config.model.items() if value is not None}
-
-
-def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
-  """The ModelConfig that config.model describes (model_source="random")."""
-  try:
-    return ModelConfig.from_dict(set_model_fields(config))
-  except TypeError as error:  # a required field left unset
-    raise ValueError(f"config.model is incomplete for a random model: {error}") from None
-
-
-def check_matches(config: ml_collections.ConfigDict, loaded: ModelConfig, what: str) -> None:
-  """ValueError naming every set field of config.model that `loaded` disagrees with."""
-  def effective(name):   # a None field means its derived size (mlp_dim None = 4 d_model)
-    return getattr(loaded, DERIVED_SIZES.get(name, name))
-
-  differing = [f"{name}={value!r} (the model has {effective(name)!r})"
-               for name, value in set_model_fields(config).items()
-               if name not in OVERRIDABLE_MODEL_FIELDS and effective(name) != value]
-  if differing:
-    raise ValueError(f"{what} does not match config.model: " + ", ".join(differing)
-                     + ". Fix or unset those config.model fields.")
-
-
-def _require(condition: bool, field: str, value: Any, why: str) -> None:
-  if not condition:
-    raise ValueError(f"config.{field}={value!r}: {why}")
-
-
 def _check_sweep(sweep: ml_collections.ConfigDict) -> None:
   """The checks of config.sweep."""
-  _require(sweep.kind in KINDS, "sweep.kind", sweep.kind, f"must be one of {KINDS}")
-  _require(sweep.path in PATHS, "sweep.path", sweep.path, f"must be one of {PATHS}")
-  _require(sweep.num_sources >= 1, "sweep.num_sources", sweep.num_sources, "must be >= 1")
-  _require(sweep.chunk_size >= 1, "sweep.chunk_size", sweep.chunk_size, "must be >= 1")
-  _require(sweep.sources in SOURCE_DRAWS, "sweep.sources", sweep.sources, f"must be one of {SOURCE_DRAWS}")
-  _require(sweep.response_scale in RESPONSE_SCALES, "sweep.response_scale", sweep.response_scale,
-           f"must be one of {RESPONSE_SCALES}")
-  _require(sweep.keep_sources >= 0, "sweep.keep_sources", sweep.keep_sources, "must be >= 0")
-  _require(sweep.noise_scale >= 0, "sweep.noise_scale", sweep.noise_scale, "must be >= 0")
+  require(sweep.kind in KINDS, "sweep.kind", sweep.kind, f"must be one of {KINDS}")
+  require(sweep.path in PATHS, "sweep.path", sweep.path, f"must be one of {PATHS}")
+  require(sweep.num_sources >= 1, "sweep.num_sources", sweep.num_sources, "must be >= 1")
+  require(sweep.chunk_size >= 1, "sweep.chunk_size", sweep.chunk_size, "must be >= 1")
+  require(sweep.sources in SOURCE_DRAWS, "sweep.sources", sweep.sources, f"must be one of {SOURCE_DRAWS}")
+  require(sweep.response_scale in RESPONSE_SCALES, "sweep.response_scale", sweep.response_scale,
+          f"must be one of {RESPONSE_SCALES}")
+  require(sweep.keep_sources >= 0, "sweep.keep_sources", sweep.keep_sources, "must be >= 0")
+  require(sweep.noise_scale >= 0, "sweep.noise_scale", sweep.noise_scale, "must be >= 0")
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -176,55 +127,35 @@ def check(config: ml_collections.ConfigDict) -> None:
       where = f"config.{section}." if section else "config."
       raise ValueError(f"unknown config key(s) {[where + k for k in unknown]}; known: "
                        f"{sorted(want.keys())}")
-  _require(config.model_source in MODEL_SOURCES, "model_source", config.model_source,
-           f"must be one of {MODEL_SOURCES}")
-  if config.model_source in ("hf", "checkpoint"):
-    _require(bool(config.checkpoint), "checkpoint", config.checkpoint,
-             f'model_source="{config.model_source}" needs --config.checkpoint=DIR')
-    _require(os.path.isdir(config.checkpoint), "checkpoint", config.checkpoint,
-             "no such directory")
+  check_model_fields(config)
+  model_sources.source_of(config).check(config)
   if config.tokenizer:
-    _require(os.path.exists(config.tokenizer), "tokenizer", config.tokenizer, "no such file")
+    require(os.path.exists(config.tokenizer), "tokenizer", config.tokenizer, "no such file")
   data, sweep, mesh = config.data, config.sweep, config.mesh
-  _require(data.name in DATASETS, "data.name", data.name, f"must be one of {DATASETS}")
-  _require(data.max_prompts >= 0, "data.max_prompts", data.max_prompts, "must be >= 0 (0: all)")
-  if data.name == "random":
-    _require(data.num_prompts > 1, "data.num_prompts", data.num_prompts, "must be at least 2")
-    _require(data.prompt_length >= 1, "data.prompt_length", data.prompt_length, "must be >= 1")
-    _require(not data.filter_correct, "data.filter_correct", data.filter_correct,
-             "random token prompts have no labels: set it to False")
-  if data.name == "facts_file":
-    _require(os.path.isfile(data.facts_file), "data.facts_file", data.facts_file, "no such file")
-  if data.name in ("known_facts", "counterfact") and data.manual_dir:
-    _require(os.path.isdir(data.manual_dir), "data.manual_dir", data.manual_dir,
-             "no such directory")
-  _require(sweep.protocol in PROTOCOLS, "sweep.protocol", sweep.protocol,
-           f"must be one of {PROTOCOLS}")
+  prompt_sources.source_of(config).check(config)
+  require(data.max_prompts >= 0, "data.max_prompts", data.max_prompts, "must be >= 0 (0: all)")
+  require(sweep.protocol in PROTOCOLS, "sweep.protocol", sweep.protocol,
+          f"must be one of {PROTOCOLS}")
   check_heads(config.heads)
   _check_sweep(sweep)
-  _require(mesh.data == -1 or mesh.data >= 1, "mesh.data", mesh.data, "must be -1 or >= 1")
-  _require(mesh.model >= 1, "mesh.model", mesh.model, "must be >= 1")
-  _require(config.report.bootstrap >= 0, "report.bootstrap", config.report.bootstrap, "must be >= 0")
-  _require(config.report.ablated_kind in ABLATED_KINDS, "report.ablated_kind",
-           config.report.ablated_kind, f"must be one of {ABLATED_KINDS}")
-  _require(config.distributed in DISTRIBUTED, "distributed", config.distributed,
-           f"must be one of {DISTRIBUTED}")
-  if config.model_source == "random":
-    model_config_from(config)
-  else:
-    unknown = sorted(set(config.model.keys()) - {f.name for f in dataclasses.fields(ModelConfig)})
-    _require(not unknown, "model", unknown, "unknown ModelConfig field(s)")
+  require(mesh.data == -1 or mesh.data >= 1, "mesh.data", mesh.data, "must be -1 or >= 1")
+  require(mesh.model >= 1, "mesh.model", mesh.model, "must be >= 1")
+  require(config.report.bootstrap >= 0, "report.bootstrap", config.report.bootstrap, "must be >= 0")
+  require(config.report.ablated_kind in ABLATED_KINDS, "report.ablated_kind",
+          config.report.ablated_kind, f"must be one of {ABLATED_KINDS}")
+  require(config.distributed in DISTRIBUTED, "distributed", config.distributed,
+          f"must be one of {DISTRIBUTED}")
 
 
 def check_heads(heads: ml_collections.ConfigDict) -> None:
   """The checks of the heads protocol's options (config.heads)."""
   if heads.text_file:
-    _require(os.path.isfile(heads.text_file), "heads.text_file", heads.text_file, "no such file")
+    require(os.path.isfile(heads.text_file), "heads.text_file", heads.text_file, "no such file")
   for field in ("seq_len", "num_sequences", "batch_size"):
-    _require(heads[field] >= 2, f"heads.{field}", heads[field], "must be >= 2")
+    require(heads[field] >= 2, f"heads.{field}", heads[field], "must be >= 2")
   for field in ("num_sources", "cells_per_step", "top_k"):
-    _require(heads[field] >= 1, f"heads.{field}", heads[field], "must be >= 1")
-  _require(heads.num_sources < heads.batch_size, "heads.num_sources", heads.num_sources,
-           f"sources are other sequences of a batch: must be < heads.batch_size={heads.batch_size}")
-  _require(heads.num_sequences % heads.batch_size == 0, "heads.num_sequences",
-           heads.num_sequences, f"must be a multiple of heads.batch_size={heads.batch_size}")
+    require(heads[field] >= 1, f"heads.{field}", heads[field], "must be >= 1")
+  require(heads.num_sources < heads.batch_size, "heads.num_sources", heads.num_sources,
+          f"sources are other sequences of a batch: must be < heads.batch_size={heads.batch_size}")
+  require(heads.num_sequences % heads.batch_size == 0, "heads.num_sequences",
+          heads.num_sequences, f"must be a multiple of heads.batch_size={heads.batch_size}")

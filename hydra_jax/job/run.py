@@ -9,8 +9,9 @@ Steps (each is a function below, readable on its own):
   1. plan       the model's ModelConfig from its config files alone, matched against
                 config.model (once), and the sweep's size, bytes per device and FLOPs
                 (`job.plan`); a dry run stops here, and so does a run too large for this
-                machine. Then the mesh is made, once, and handed down
-  2. inputs     the model and the kept prompts (`job.loading`)
+                machine or one whose prompts cannot fit the model's context. Then the mesh is made, once, and handed down
+  2. inputs     the model and the kept prompts (`job.loading`, which asks the registries
+                of model and prompt sources: `job.model_sources`, `job.prompt_sources`)
   3. sources    K resample sources per prompt, drawn from the whole kept set (seeded);
                 for mean ablation, the mean components over the whole kept set
   4. chunks     prompts [i * chunk_size, (i + 1) * chunk_size) form chunk i. A chunk's
@@ -39,13 +40,11 @@ import numpy as np
 from hydra_jax.job import chunks
 from hydra_jax.job import loading as inputs
 from hydra_jax.job import plan as plan_lib
+from hydra_jax.job import prompt_sources
 from hydra_jax.report import summary as report
 from hydra_jax import store as results_store
 from hydra_jax.job import config as run_config
 from hydra_jax.sweep import engine as sweep
-
-NOMINAL_PROMPTS = {"known_facts": 1209, "counterfact": 21919}   # for plans made before loading
-NOMINAL_PROMPT_LENGTH = 32
 
 
 def say(message: str) -> None:
@@ -103,21 +102,9 @@ def make_mesh(shape: tuple[int, int]) -> jax.sharding.Mesh:
 
 
 def plan_for(config, model_config, shape: tuple[int, int]) -> plan_lib.Plan:
-  """The plan of this config's sweep on a (data, model) mesh, from the prompt set's size
-  (before reading it)."""
-  data = config.data
-  if data.name == "random":
-    num_prompts, prompt_length = data.num_prompts, data.prompt_length
-  else:
-    if data.name == "embedded":
-      from hydra_jax.train import embedded
-      available = len(embedded.load().records)
-    elif data.name == "facts_file":
-      available = len(inputs.read_facts_file(data.facts_file))
-    else:
-      available = NOMINAL_PROMPTS[data.name]
-    num_prompts = min(data.max_prompts or available, available)
-    prompt_length = NOMINAL_PROMPT_LENGTH
+  """The plan of this config's sweep on a (data, model) mesh, from the prompt source's
+  count and length (before any prompt is read or tokenized)."""
+  num_prompts, prompt_length = prompt_sources.source_of(config).planned(config, model_config)
   return plan_lib.make_plan(model_config, num_prompts=num_prompts, prompt_length=prompt_length,
                             num_sources=ablations_per_prompt(config, model_config)
                             // model_config.num_components,
@@ -204,7 +191,7 @@ def plan_first(config: ml_collections.ConfigDict, shape: tuple[int, int]) -> boo
   (no weight is read); True when the job stops there (a dry run). Raises when the model
   does not match config.model or the sweep cannot fit this machine."""
   model_config = inputs.model_config_of(config)
-  run_config.check_matches(config, model_config, inputs.source_name(config))
+  run_config.check_matches(config, model_config, inputs.describe(config))
   the_plan = plan_for(config, model_config, shape)
   if not config.dry_run:
     plan_lib.check_fits(the_plan)      # its error message holds the plan
