@@ -130,12 +130,9 @@ class ResultStore:
 
   # The config guard ------------------------------------------------------------------
 
-  def claim(self, flat_config: Mapping[str, Any]) -> None:
-    """Record the config in a fresh workdir, or check it against the one recorded there.
-
-    Raises ValueError naming every differing key when the workdir holds chunks of a
-    run with another config.
-    """
+  def check_claim(self, flat_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as it will be recorded; raises ValueError naming every differing key when
+    the workdir holds chunks of a run with another config. Writes nothing."""
     path = self.root / CONFIG_FILE
     flat_config = json.loads(json.dumps(dict(flat_config), default=str))
     if path.exists():
@@ -146,7 +143,13 @@ class ResultStore:
                             f"{flat_config.get(key, '<absent>')!r} now)" for key in differing)
         raise ValueError(f"workdir {self.workdir} holds results of a different config; differing "
                          f"keys: {details}. Use another --workdir or delete that one.")
-    atomic_write_text(path, json.dumps(flat_config, indent=2, sort_keys=True))
+    return flat_config
+
+  def claim(self, flat_config: Mapping[str, Any]) -> None:
+    """Record the config in a fresh workdir, or check it against the one recorded there
+    (`check_claim`) and record it."""
+    flat_config = self.check_claim(flat_config)
+    atomic_write_text(self.root / CONFIG_FILE, json.dumps(flat_config, indent=2, sort_keys=True))
 
   # Chunks -----------------------------------------------------------------------------
 

@@ -163,6 +163,34 @@ def test_the_job_runs_on_a_gguf_file(tmp_path):
   assert summary["model"]["d_model"] == 64 and summary["num_prompts"] == 8
 
 
+def _poisoned(name, values):
+  return np.full_like(values, np.nan) if name == "blk.1.ffn_up.weight" else values
+
+
+def _cut(path):
+  path.write_bytes(path.read_bytes()[:-500])
+
+
+@pytest.mark.parametrize("damage,message", [
+    (_cut, "truncated or corrupt GGUF file"), (None, "NaN or inf")], ids=["truncated", "nan"])
+def test_a_bad_gguf_file_stops_the_job_in_one_line_writing_nothing(tmp_path, damage, message):
+  """Damage found when the file is opened (truncation) or only as its tensors are read
+  (NaN weights): one line naming the file, and no workdir."""
+  from tests import gguf_fixtures
+  import gguf
+  path = tmp_path / "bad.gguf"
+  gguf_fixtures.write(gguf_fixtures.build("smollm2"), path, "smollm2",
+                      gguf.GGMLQuantizationType.F32, edit=None if damage else _poisoned)
+  if damage:
+    damage(path)
+  config = gguf_config(str(path))
+  config.data.name, config.data.filter_correct = "random", False
+  with pytest.raises(ValueError, match=message) as error:
+    job.run(config, str(tmp_path / "run"))
+  assert str(path) in str(error.value) and "\n" not in str(error.value)
+  assert not (tmp_path / "run").exists()
+
+
 # Prompts and the model's context --------------------------------------------------------------
 
 

@@ -248,9 +248,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mesh = make_mesh(shape)
   say("mesh: " + " x ".join(f"{name}={size}" for name, size in mesh.shape.items()))
   store = results_store.ResultStore(workdir)
+  flat_config = results_store.flatten(config.to_dict())
   if jax.process_index() == 0:
-    store.claim(results_store.flatten(config.to_dict()))
-  model = inputs.load_model(config, mesh)
+    store.check_claim(flat_config)         # a workdir of another config: refused before loading
+  model = inputs.load_model(config, mesh)  # a bad checkpoint: refused before anything is written
+  if jax.process_index() == 0:
+    store.claim(flat_config)
   say(f"model: {model.description['name']} ({model.description['source']}), "
       f"{model.description['num_params']:,} parameters")
   prompts = inputs.load_prompts(config, model)
