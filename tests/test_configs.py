@@ -14,7 +14,7 @@ from tests.conftest import job_config as load_config
 
 
 def test_every_config_has_every_field():
-  for name in ("tiny", "hf", "gguf", "smollm2", "chinchilla7b"):
+  for name in ("tiny", "hf", "gguf", "smollm2", "gemma3_270m", "chinchilla7b"):
     config = load_config(name)
     assert set(config.keys()) == set(run_config.defaults().keys()), name
     for section in ("data", "sweep", "mesh", "report"):
