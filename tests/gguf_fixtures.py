@@ -13,7 +13,12 @@ bit pattern of a block is a valid K-quant value), the same bytes for both reader
 
 Variants (`MODELS`): llama (GQA, untied), mistral (converted as "llama"), smollm2 (tied,
 a rope base of 100,000), qwen2 (biases on q/k/v, no permutation); `kquant` is a llama of
-width 256, the K-quants' block length.
+width 256, the K-quants' block length. `gemma3` (written as llama.cpp's "gemma3": its norm
+and post-norm names, every norm gain stored as 1 + w, no permutation, the window and head
+size in the metadata) has 6 layers, so that llama.cpp's fixed pattern makes layer 5 global,
+window 4, and width and head size 256 (K-quant blocks fit; the head size is also
+transformers' default query_pre_attn_scalar, which its GGUF reader keeps, and llama.cpp's
+scale, so both readers agree); the local rotary base is llama.cpp's fixed 10,000.
 """
 
 from __future__ import annotations
@@ -42,14 +47,26 @@ MODELS = {
     "kquant": lambda: transformers.LlamaConfig(
         **_DIMS, hidden_size=256, intermediate_size=256, num_attention_heads=4,
         num_key_value_heads=2, tie_word_embeddings=False),
+    "gemma3": lambda: transformers.Gemma3TextConfig(
+        **(_DIMS | dict(num_hidden_layers=6)), hidden_size=256, intermediate_size=256,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256,
+        sliding_window=4, rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "full_attention": {"rope_type": "default", "rope_theta": 300000.0}}),
 }
-GGUF_ARCH = {"qwen2": "qwen2"}           # every other variant is written as "llama"
+GGUF_ARCH = {"qwen2": "qwen2", "gemma3": "gemma3"}   # every other variant is written as "llama"
+NORM_SHIFT = {"gemma3": 1.0}             # llama.cpp stores Gemma norm gains as 1 + w
 
 # Hugging Face name (in one layer) -> llama.cpp name
 _LAYER_NAMES = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
                 "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
                 "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
                 "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+_GEMMA3_NAMES = _LAYER_NAMES | {
+    "post_attention_layernorm": "post_attention_norm", "pre_feedforward_layernorm": "ffn_norm",
+    "post_feedforward_layernorm": "post_ffw_norm", "self_attn.q_norm": "attn_q_norm",
+    "self_attn.k_norm": "attn_k_norm"}
+LAYER_NAMES = {"gemma3": _GEMMA3_NAMES}  # per GGUF architecture; _LAYER_NAMES otherwise
 _TOP_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
               "lm_head.weight": "output.weight"}
 
@@ -63,12 +80,12 @@ def build(variant: str, seed: int = 0):
   return model.float().eval()
 
 
-def gguf_name(hf_name: str) -> str:
+def gguf_name(hf_name: str, arch: str = "llama") -> str:
   if hf_name in _TOP_NAMES:
     return _TOP_NAMES[hf_name]
   _, _, layer, rest = hf_name.split(".", 3)                 # model.layers.<i>.<module>.<kind>
   module, kind = rest.rsplit(".", 1)
-  return f"blk.{layer}.{_LAYER_NAMES[module]}.{kind}"
+  return f"blk.{layer}.{LAYER_NAMES.get(arch, _LAYER_NAMES)[module]}.{kind}"
 
 
 def llama_cpp_permute(rows: np.ndarray, heads: int) -> np.ndarray:
@@ -106,6 +123,7 @@ def _encode(values: np.ndarray, qtype, rng):
 
 def _metadata(writer, config, arch: str) -> None:
   heads = config.num_attention_heads
+  rope = config.rope_parameters
   writer.add_block_count(config.num_hidden_layers)
   writer.add_context_length(config.max_position_embeddings)
   writer.add_embedding_length(config.hidden_size)
@@ -113,8 +131,13 @@ def _metadata(writer, config, arch: str) -> None:
   writer.add_head_count(heads)
   writer.add_head_count_kv(config.num_key_value_heads)
   writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-  writer.add_rope_freq_base(float(config.rope_parameters["rope_theta"]))
-  writer.add_rope_dimension_count(config.hidden_size // heads)
+  writer.add_rope_freq_base(float(rope.get("full_attention", rope)["rope_theta"]))  # global base
+  if arch == "gemma3":                                       # as llama.cpp's converter writes it
+    writer.add_key_length(config.head_dim)
+    writer.add_value_length(config.head_dim)
+    writer.add_sliding_window(config.sliding_window)
+  else:
+    writer.add_rope_dimension_count(config.hidden_size // heads)
   writer.add_vocab_size(config.vocab_size)
   writer.add_tokenizer_model("gpt2")                         # a minimal tokenizer: readers want one
   writer.add_tokenizer_pre("default")
@@ -135,7 +158,9 @@ def write(model, path, variant: str, qtype, *, seed: int = 0, edit=None) -> None
   for hf_name, tensor in model.state_dict().items():
     if hf_name == "lm_head.weight" and config.tie_word_embeddings:
       continue
-    values, name = tensor.detach().float().numpy(), gguf_name(hf_name)
+    values, name = tensor.detach().float().numpy(), gguf_name(hf_name, arch)
+    if name.endswith("norm.weight"):
+      values = values + np.float32(NORM_SHIFT.get(arch, 0.0))
     if arch == "llama" and (".attn_q." in name or ".attn_k." in name):
       heads = config.num_attention_heads if ".attn_q." in name else config.num_key_value_heads
       values = llama_cpp_permute(values, heads)

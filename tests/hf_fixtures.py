@@ -8,6 +8,13 @@ only: torch and transformers are the reference implementation here.
 
 `capture(model, arch, tokens)` runs the reference with forward hooks on every layer's
 attention and MLP module and returns logits [B, T, V] and attn_out / mlp_out [B, L, T, D].
+For Gemma 3 the hooked modules are the sublayers' post-norms (post_attention_layernorm,
+post_feedforward_layernorm), whose outputs are what each sublayer adds to the residual.
+
+`EXTRA_CONFIGS` holds architectures tested in their own files rather than in the parity
+suite over `CONFIGS` (tests/test_hf_parity.py): "gemma3" (tests/test_gemma3.py), 3 layers
+(sliding, global, sliding; window 4), head_dim 32, query_pre_attn_scalar 48, rotary bases
+100 (local) and 5000 (global).
 """
 
 from __future__ import annotations
@@ -39,18 +46,28 @@ CONFIGS = {
         intermediate_size=128, rotary_pct=0.5, rotary_emb_base=1000, max_position_embeddings=64),
 }
 
-# Where each architecture keeps its layers, and their attention / MLP modules.
+EXTRA_CONFIGS = {
+    "gemma3": lambda: transformers.Gemma3TextConfig(
+        **(_LLAMA_DIMS | dict(num_hidden_layers=3)), num_attention_heads=4, num_key_value_heads=2,
+        head_dim=32, query_pre_attn_scalar=48, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                         "full_attention": {"rope_type": "default", "rope_theta": 5000.0}}),
+}
+
+# Where each architecture keeps its layers, and the modules whose outputs are a^l and m^l.
 LAYER_MODULES = {
     "llama": ("model.layers", "self_attn", "mlp"), "mistral": ("model.layers", "self_attn", "mlp"),
     "qwen2": ("model.layers", "self_attn", "mlp"), "gemma": ("model.layers", "self_attn", "mlp"),
     "gpt2": ("transformer.h", "attn", "mlp"), "gpt_neox": ("gpt_neox.layers", "attention", "mlp"),
+    "gemma3": ("model.layers", "post_attention_layernorm", "post_feedforward_layernorm"),
 }
 
 
 def _randomise(model, seed: int) -> None:
   """Weights ~ N(0, 0.15), biases ~ N(0, 0.1), norm gains ~ 1 + N(0, 0.1) (effective gain)."""
   generator = torch.Generator().manual_seed(seed)
-  gemma = isinstance(model, transformers.GemmaForCausalLM)
+  gemma = isinstance(model, (transformers.GemmaForCausalLM, transformers.Gemma3ForCausalLM))
   with torch.no_grad():
     for name, param in model.named_parameters():
       noise = torch.randn(param.shape, generator=generator)
@@ -65,7 +82,7 @@ def _randomise(model, seed: int) -> None:
 
 def build(arch: str, directory, *, seed: int = 0, dtype=torch.float32, **save_kwargs):
   """Save a random tiny `arch` model to `directory`; return the torch model (eval mode)."""
-  config = CONFIGS[arch]()
+  config = (CONFIGS | EXTRA_CONFIGS)[arch]()
   config._attn_implementation = "eager"
   torch.manual_seed(seed)
   model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
@@ -118,7 +135,8 @@ def capture(model, arch: str, tokens: np.ndarray, zero_attn: tuple[int, int] | N
 # Per-head ablation with a forward pre-hook on each layer's attention output projection,
 # whose input is the heads' outputs side by side [B, T, H * E] (TransformerLens's "z").
 OUTPUT_PROJECTIONS = {arch: f"{attn}.{'c_proj' if arch == 'gpt2' else 'dense' if arch == 'gpt_neox' else 'o_proj'}"
-                      for arch, (_, attn, _) in LAYER_MODULES.items()}
+                      for arch, (_, attn, _) in LAYER_MODULES.items() if arch in CONFIGS}
+OUTPUT_PROJECTIONS["gemma3"] = "self_attn.o_proj"
 
 
 def _projection(model, arch: str, layer: int):

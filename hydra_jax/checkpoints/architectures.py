@@ -28,6 +28,15 @@ Checked against transformers 5.24 (models/<arch>/modeling_<arch>.py):
   Gemma                      embedding x sqrt(d_model) rounded to the weight dtype (our
                              embed_scale is cast the same way); RMSNorm gain (1 + w); GeGLU with
                              tanh-gelu (config "gelu" is a legacy name for it); tied unembedding
+  Gemma 3 (Gemma3ForCausalLM, model_type gemma3_text; models/gemma3/modeling_gemma3.py)
+                             Gemma's, plus: q_norm / k_norm (1 + w) on each head before rotary;
+                             x + post_attention_layernorm(attn(input_layernorm(x))), then
+                             + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(.)));
+                             scores x query_pre_attn_scalar**-0.5; per-layer layer_types
+                             (default: every 6th layer full attention, the rest a window of
+                             sliding_window keys, q - k < window) and rotary bases
+                             (rope_parameters[type].rope_theta, or rope_theta /
+                             rope_local_base_freq in older files). Softcapping refused.
   GPT-2                      Conv1D [in, out]; fused c_attn; learned positions; LayerNorm;
                              gelu_new = tanh-gelu; scale_attn_weights=False -> no 1/sqrt(E)
   GPT-NeoX (Pythia)          parallel residual; rotary on the first rotary_pct of each head;
@@ -36,122 +45,16 @@ Checked against transformers 5.24 (models/<arch>/modeling_<arch>.py):
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
-from hydra_jax.checkpoints.transforms import (Transform, gpt2_qkv_bias, gpt2_qkv_weight,
-                                              linear_from_heads, linear_to_heads, neox_qkv_bias,
-                                              neox_qkv_weight, same, split_heads, transpose)
-
-REQUIRED = object()
-
-# transformers ACT2FN names -> ModelConfig.activation
-HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                  "gelu_fast": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Key:
-  """config.json[name] for the first of `names` present and not null, else `default`."""
-  names: tuple[str, ...] | str
-  default: Any = REQUIRED
-  convert: Callable[[Any], Any] = lambda value: value
-
-  def __call__(self, hf: Mapping[str, Any]) -> Any:
-    names = (self.names,) if isinstance(self.names, str) else self.names
-    for name in names:
-      if hf.get(name) is not None:
-        return self.convert(hf[name])
-    if self.default is REQUIRED:
-      raise ValueError(f"config.json has no {' or '.join(map(repr, names))}")
-    return self.default
-
-
-def activation(table: Mapping[str, str]) -> Callable[[str], str]:
-  def convert(name):
-    if name not in table:
-      raise ValueError(f"config.json activation {name!r} is not supported; known: {sorted(table)}")
-    return table[name]
-  return convert
-
-
-def _rope(hf) -> Mapping[str, Any]:
-  return hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-
-
-def rope_base(hf) -> float:
-  """rope_theta: in rope_parameters (transformers 5) or top level (older config.json files)."""
-  return float(_rope(hf).get("rope_theta") or hf.get("rope_theta") or hf.get("rotary_emb_base")
-               or 10000.0)
-
-
-def rotary_fraction(default: float) -> Callable:
-  """Fraction of each head rotated: transformers rotates int(head_size * factor) features."""
-  def fraction(hf):
-    factor = (_rope(hf).get("partial_rotary_factor") or hf.get("partial_rotary_factor")
-              or hf.get("rotary_pct") or default)
-    head_size = hf["hidden_size"] // hf["num_attention_heads"]
-    return int(head_size * factor) / head_size
-  return fraction
-
-
-def rope_scaling_unsupported(hf) -> Optional[str]:
-  rope = _rope(hf)
-  kind = rope.get("rope_type", rope.get("type", "default"))
-  return None if kind == "default" else f"rope_type {kind!r} (only unscaled rotary is supported)"
-
-
-def window_capped(limit_default: int, window_default: Optional[int], switch: Optional[str] = None):
-  """max_seq_len = min(max_position_embeddings, sliding_window) when the window is active."""
-  def context(hf):
-    limit = Key("max_position_embeddings", limit_default)(hf)
-    active = switch is None or hf.get(switch, False)
-    window = hf.get("sliding_window", window_default) if active else None
-    return min(limit, window) if window else limit
-  return context
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-  """hydra_jax tensor `ours` <- Hugging Face tensor (first of `hf` names present), via `transform`."""
-  ours: str
-  hf: tuple[str, ...] | str
-  transform: Transform
-
-  @property
-  def hf_names(self) -> tuple[str, ...]:
-    return (self.hf,) if isinstance(self.hf, str) else self.hf
-
-
-def norm_rules(ours: str, hf: str, bias: bool = True) -> tuple[Rule, ...]:
-  """A norm's gain `ours`/scale <- `hf`.weight and, with `bias` (LayerNorm), `ours`/bias <-
-  `hf`.bias, both as they are."""
-  gain = Rule(f"{ours}/scale", f"{hf}.weight", same)
-  return (gain, Rule(f"{ours}/bias", f"{hf}.bias", same)) if bias else (gain,)
-
-
-def mlp_rules(block: str, projections: Mapping[str, str], transform: Transform
-              ) -> tuple[Rule, ...]:
-  """The MLP's linear maps, `projections` naming each ("in" -> "up_proj"): every weight
-  layers/mlp/w_<x> <- `block`<name>.weight via `transform`, then every bias layers/mlp/b_<x>
-  <- `block`<name>.bias as it is."""
-  weights = (Rule(f"layers/mlp/w_{x}", f"{block}{name}.weight", transform)
-             for x, name in projections.items())
-  biases = (Rule(f"layers/mlp/b_{x}", f"{block}{name}.bias", same)
-            for x, name in projections.items())
-  return (*weights, *biases)
-
-
-@dataclasses.dataclass(frozen=True)
-class Architecture:
-  name: str
-  fields: Mapping[str, Any]
-  tensors: tuple[Rule, ...]
-  prefixes: tuple[str, ...]
-  ignored: tuple[str, ...] = ()
-  unsupported: tuple[Callable[[Mapping[str, Any]], Optional[str]], ...] = (rope_scaling_unsupported,)
-
+from hydra_jax.checkpoints.rules import (HF_ACTIVATIONS, Architecture, Key, Rule,  # noqa: F401
+                                         activation, flag_unsupported, mlp_rules, norm_rules,
+                                         rope_base, rope_scaling_unsupported, rotary_fraction,
+                                         window_capped)
+from hydra_jax.checkpoints.transforms import (gpt2_qkv_bias, gpt2_qkv_weight, linear_from_heads,
+                                              linear_to_heads, neox_qkv_bias, neox_qkv_weight,
+                                              same, split_heads, transpose)
 
 # Llama family: Llama, Mistral, Qwen2, Gemma --------------------------------------------------
 
@@ -212,8 +115,70 @@ GEMMA = Architecture(
         max_seq_len=Key("max_position_embeddings", 8192)),
     LLAMA_TENSORS, ("model.",), _LLAMA_BUFFERS,
     unsupported=(rope_scaling_unsupported,
-                 lambda hf: "bidirectional attention" if hf.get("use_bidirectional_attention")
-                 else None))
+                 flag_unsupported("use_bidirectional_attention", "bidirectional attention")))
+
+# Gemma 3 -----------------------------------------------------------------------------------------
+
+# Each layer type's rotary base: the key of older config.json files, and transformers' default.
+GEMMA3_ROPE = {"full_attention": ("rope_theta", 1_000_000.0),
+               "sliding_attention": ("rope_local_base_freq", 10_000.0)}
+
+
+def gemma3_layer_types(hf) -> list[str]:
+  """Each layer's type, "sliding_attention" or "full_attention": config.json's layer_types,
+  else transformers' pattern (every sliding_window_pattern-th layer global, 6 by default)."""
+  if hf.get("layer_types"):
+    return list(hf["layer_types"])
+  every = hf.get("sliding_window_pattern") or hf.get("_sliding_window_pattern") or 6
+  return ["sliding_attention" if (i + 1) % every else "full_attention"
+          for i in range(hf["num_hidden_layers"])]
+
+
+def _gemma3_rope(hf, layer_type: str) -> Mapping[str, Any]:
+  """rope_parameters[layer_type] (transformers 5); {} in older files (top-level keys)."""
+  return (hf.get("rope_parameters") or {}).get(layer_type) or {}
+
+
+def gemma3_rope_base(hf, layer_type: str) -> float:
+  key, default = GEMMA3_ROPE[layer_type]
+  return float(_gemma3_rope(hf, layer_type).get("rope_theta") or hf.get(key) or default)
+
+
+def gemma3_unsupported_layers(hf) -> Optional[str]:
+  """Rope scaling on any layer type (older files: rope_scaling, of the global layers), or a
+  layer type other than sliding and full attention."""
+  unknown = sorted(set(gemma3_layer_types(hf)) - set(GEMMA3_ROPE))
+  if unknown:
+    return f"layer_types {unknown}"
+  scaled = [hf.get("rope_scaling") or {}] + [_gemma3_rope(hf, kind) for kind in GEMMA3_ROPE]
+  kinds = sorted({rope.get("rope_type", rope.get("type", "default")) for rope in scaled} - {"default"})
+  return f"rope_type {kinds} (only unscaled rotary is supported)" if kinds else None
+
+
+GEMMA3_TENSORS = (
+    *(rule for rule in LLAMA_TENSORS if rule.ours != "layers/mlp_norm/scale"),
+    *(Rule(f"layers/attention/{x}_norm", _LAYER + f"self_attn.{x}_norm.weight", same) for x in "qk"),
+    *norm_rules("layers/attn_post_norm", _LAYER + "post_attention_layernorm", bias=False),
+    *norm_rules("layers/mlp_norm", _LAYER + "pre_feedforward_layernorm", bias=False),
+    *norm_rules("layers/mlp_post_norm", _LAYER + "post_feedforward_layernorm", bias=False),
+)
+
+GEMMA3 = Architecture(
+    "Gemma3ForCausalLM",
+    GEMMA.fields | dict(
+        norm_eps=Key("rms_norm_eps", 1e-6), max_seq_len=Key("max_position_embeddings", 131072),
+        query_scale=Key("query_pre_attn_scalar", 256, lambda scalar: float(scalar) ** -0.5),
+        qk_norm=True, post_norms=True,
+        rope_base=lambda hf: gemma3_rope_base(hf, "full_attention"),
+        layer_rope_bases=lambda hf: tuple(gemma3_rope_base(hf, kind)
+                                          for kind in gemma3_layer_types(hf)),
+        layer_windows=lambda hf: tuple(Key("sliding_window", 4096)(hf) if kind == "sliding_attention"
+                                       else 0 for kind in gemma3_layer_types(hf))),
+    GEMMA3_TENSORS, ("model.",), _LLAMA_BUFFERS,
+    unsupported=(gemma3_unsupported_layers,
+                 flag_unsupported("use_bidirectional_attention", "bidirectional attention"),
+                 flag_unsupported("attn_logit_softcapping", "attention logit softcapping"),
+                 flag_unsupported("final_logit_softcapping", "final logit softcapping")))
 
 # GPT-2 ------------------------------------------------------------------------------------------
 
@@ -283,4 +248,5 @@ GPT_NEOX = Architecture(
     ignored=(r"\.attention\.bias$", r"\.attention\.masked_bias$", r"rotary_emb\.inv_freq$"),
 )
 
-ARCHITECTURES = {arch.name: arch for arch in (LLAMA, MISTRAL, QWEN2, GEMMA, GPT2, GPT_NEOX)}
+ARCHITECTURES = {arch.name: arch for arch in (LLAMA, MISTRAL, QWEN2, GEMMA, GEMMA3, GPT2,
+                                               GPT_NEOX)}

@@ -8,7 +8,8 @@ which turns the metadata into the config.json the matching Hugging Face table re
 renames the tensors to Hugging Face names. From there the Hugging Face loader's two
 passes run unchanged (`hf.load_tensors`): every name and shape is checked from the
 tensor infos first, then one tensor at a time is dequantized to float32 (`GGUFFile`),
-un-permuted where llama.cpp permuted its rows, converted, cast to `dtype` and placed.
+un-permuted where llama.cpp permuted its rows (unshifted where it shifted a Gemma norm
+gain), converted, cast to `dtype` and placed.
 
 A quantized file loads as the model llama.cpp users run: the dequantized weights, in
 float32 (the ModelConfig's dtype) unless `dtype` says otherwise.
@@ -57,7 +58,7 @@ def hf_config(file: GGUFFile, arch: GGUFArchitecture) -> dict[str, Any]:
 class GGUFTensors:
   """A GGUF file's tensors under their Hugging Face names (the interface `hf.plan` reads):
   file_of (name -> GGUF name), shape(name) in [out, in], read(name) -> float32 in
-  Hugging Face's row order."""
+  Hugging Face's row order and scale (llama.cpp's shifts undone)."""
 
   def __init__(self, file: GGUFFile, arch: GGUFArchitecture, config: dict[str, Any]):
     self._file, self._arch, self._config = file, arch, config
@@ -72,6 +73,9 @@ class GGUFTensors:
 
   def read(self, name: str) -> np.ndarray:
     values = self._file.read(self.file_of[name])
+    shift = self._arch.shift(name)
+    if shift:                              # a gain llama.cpp stored shifted (Gemma's 1 + w)
+      values = values + np.float32(shift)
     heads_key = self._arch.permuted_heads(name)
     if heads_key is None:
       return values
@@ -98,7 +102,7 @@ def load_gguf(path: str | os.PathLike, *, dtype: Any = None, mesh=None):
 
   Args:
     path: a .gguf file of a supported architecture (`GGUF_ARCHITECTURES`: llama, which
-      covers Llama 1-3, SmolLM and Mistral files, and qwen2), of any ggml tensor type.
+      covers Llama 1-3, SmolLM and Mistral files, qwen2 and gemma3), of any ggml tensor type.
     dtype: the parameters' dtype ("float32", "bfloat16", "float16" or the matching
       numpy/JAX type). None: float32, the dequantized values as they are.
     mesh: a jax.sharding.Mesh with a "model" axis, or None (the default device); every

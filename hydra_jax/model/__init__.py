@@ -2,9 +2,11 @@
 
   config         ModelConfig: an architecture as data (norm, positions, MLP, attention)
   positions      rotary and Transformer-XL relative position encodings
-  blocks         one layer as plain functions of (layer params, config, inputs): norm,
-                 attention (full sequence, or one position against a key/value cache), MLP,
-                 the block; the final norm's sigma and gain, the centred logit direction
+  norms          RMSNorm / LayerNorm: sigma, the gain (Gemma's 1 + w), the centred logit
+                 direction of a token through the final norm
+  blocks         one layer as plain functions of (layer params, config, inputs): attention
+                 (full sequence, or one position against a key/value cache; per-layer
+                 sliding window and rotary base), MLP, post-sublayer norms, the block
   transformer    the Haiku model built from the blocks: forward, decode, init_params
   interventions  the Intervention pytree: which activations to replace, and with what
   predict        the model's answer: the argmax of the logits at each final position

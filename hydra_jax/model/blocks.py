@@ -1,8 +1,17 @@
 """One transformer layer as plain functions of (parameters, config, inputs): no Haiku needed.
 
-    a^l = attention(p["attention"], norm(p["attn_norm"], z^{l-1}))
-    m^l = mlp(p["mlp"], norm(p["mlp_norm"], mlp_input(z^{l-1}, a^l)))
+    a^l = post(p["attn_post_norm"], attention(p["attention"], norm(p["attn_norm"], z^{l-1})))
+    m^l = post(p["mlp_post_norm"], mlp(p["mlp"], norm(p["mlp_norm"], mlp_input(z^{l-1}, a^l))))
     z^l = z^{l-1} + a^l + m^l                                              (`block`)
+
+`post` is a norm with config.post_norms (Gemma 2/3's post_attention / post_feedforward
+norms) and the identity otherwise, so a^l and m^l are always exactly what the sublayer
+adds to the residual stream: the `attn_out` and `mlp_out` intervention sites, whose
+direct effects and responses are therefore exact for every architecture.
+
+A layer's attention differs by layer only through the per-layer attention pattern
+(`layer_pattern`: the sliding window and the rotary base of each layer, as arrays [L]
+scanned along with the layers), passed to `block` as that layer's `kind`.
 
 A layer's parameters `p` are a dict {module: {name: array}}; `layer_param_specs` lists
 them in creation order (the names are hydra_jax's checkpoint format). The Haiku model
@@ -10,10 +19,9 @@ them in creation order (the names are hydra_jax's checkpoint format). The Haiku 
 gains a leading L axis under "layers/<module>"; `stacked_layers` and `layer_params` read
 them back from such a params dict, so a sweep can run any layer on its own.
 
-Each rule lives in one function here: the norm's centring and sigma (`norm_sigma`), its
-gain with Gemma's 1 + w offset (`norm_gain`), the MLP's input in a parallel block
-(`mlp_input`), the replacement rule of an intervention site (`replace`) and the centred
-logit direction of a token through the final norm (`logit_direction`).
+Each rule lives in one function: the norms (`hydra_jax.model.norms`, re-exported here),
+the keys a query sees (`causal_context`, `windowed`), the MLP's input in a parallel block
+(`mlp_input`) and the replacement rule of an intervention site (`replace`).
 
 Shapes (glossary in hydra_jax/__init__.py): B batch, Tq query positions, Tk key positions,
 Tc cached positions, D d_model, H heads, G key/value heads, E head size, F MLP width.
@@ -29,6 +37,8 @@ import numpy as np
 
 from hydra_jax.model import positions as pos_lib
 from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.norms import (CENTRES_FEATURES, logit_direction, norm, norm_gain,  # noqa: F401
+                                   norm_sigma, norm_specs)
 
 
 @jax.custom_jvp
@@ -53,20 +63,10 @@ ACTIVATION_FNS = {
     "relu": jax.nn.relu,
     "silu": jax.nn.silu,
 }
-# Whether each norm removes the feature mean before scaling (architecture as data).
-CENTRES_FEATURES = {"rms": False, "layer": True}
 LAYER_PREFIX = "layers/"   # where hk.layer_stack puts the stacked layer modules
 
 
 # Parameters ----------------------------------------------------------------------------------
-
-
-def norm_specs(config: ModelConfig) -> dict:
-  """{name: (shape, init)} of a norm; init is "normal", "zeros" or "ones" (1 - offset)."""
-  specs = {"scale": ((config.d_model,), "ones")}
-  if config.norm == "layer":
-    specs["bias"] = ((config.d_model,), "zeros")
-  return specs
 
 
 def layer_param_specs(config: ModelConfig) -> dict:
@@ -77,6 +77,8 @@ def layer_param_specs(config: ModelConfig) -> dict:
     attention.update(q_bias=((H, E), "zeros"), k_bias=((G, E), "zeros"), v_bias=((G, E), "zeros"))
   if config.position == "relative":
     attention.update(bias_u=((H, E), "zeros"), w_r=((D, H, E), "normal"), bias_v=((H, E), "zeros"))
+  if config.qk_norm:
+    attention.update(q_norm=((E,), "ones"), k_norm=((E,), "ones"))
   attention["o"] = ((H, E, D), "normal")
   if config.attn_out_bias:
     attention["o_bias"] = ((D,), "zeros")
@@ -89,8 +91,9 @@ def layer_param_specs(config: ModelConfig) -> dict:
   mlp["w_out"] = ((F, D), "normal")
   if config.mlp_bias:
     mlp["b_out"] = ((D,), "zeros")
-  return {"attn_norm": norm_specs(config), "attention": attention,
-          "mlp_norm": norm_specs(config), "mlp": mlp}
+  post = lambda name: {name: norm_specs(config)} if config.post_norms else {}
+  return {"attn_norm": norm_specs(config), "attention": attention, **post("attn_post_norm"),
+          "mlp_norm": norm_specs(config), "mlp": mlp, **post("mlp_post_norm")}
 
 
 def stacked_layers(params) -> dict:
@@ -104,55 +107,21 @@ def layer_params(params, layer) -> dict:
   return jax.tree_util.tree_map(lambda x: x[layer], stacked_layers(params))
 
 
-# Norms and the final readout -----------------------------------------------------------------
+# The per-layer attention pattern ----------------------------------------------------------------
 
 
-def _centred(config: ModelConfig, x: jax.Array) -> jax.Array:
-  """x [..., D] in float32, minus its feature mean for LayerNorm."""
-  x = x.astype(jnp.float32)
-  return x - x.mean(-1, keepdims=True) if CENTRES_FEATURES[config.norm] else x
+def layer_pattern(config: ModelConfig) -> dict:
+  """The per-layer attention pattern as arrays [L], scanned along with the layers: "window"
+  int32 (0: global) when config.layer_windows is set, "rope_base" float32 when
+  config.layer_rope_bases is; {} when every layer attends alike (nothing is scanned)."""
+  fields = {"window": (config.layer_windows, jnp.int32),
+            "rope_base": (config.layer_rope_bases, jnp.float32)}
+  return {name: jnp.asarray(values, dtype) for name, (values, dtype) in fields.items() if values}
 
 
-def _sigma(config: ModelConfig, centred: jax.Array) -> jax.Array:
-  return jnp.sqrt(jnp.mean(centred * centred, -1) + config.norm_eps)
-
-
-def norm_sigma(config: ModelConfig, x: jax.Array) -> jax.Array:
-  """sigma [...] float32 of residuals x [..., D]: sqrt(mean(x^2) + eps), x centred for LayerNorm."""
-  return _sigma(config, _centred(config, x))
-
-
-def norm_gain(config: ModelConfig, p) -> jax.Array:
-  """The norm's multiplier [D] float32: scale, or 1 + scale for Gemma (norm_scale_offset)."""
-  return config.norm_scale_offset + p["scale"].astype(jnp.float32)
-
-
-def norm(p, config: ModelConfig, x: jax.Array, sigma: Optional[jax.Array] = None):
-  """(normed x [..., D] in x's dtype, sigma [...]); `sigma` given overrides it (a frozen scale)."""
-  x32 = _centred(config, x)                                          # [..., D] float32
-  if sigma is None:
-    sigma = _sigma(config, x32)
-  y = x32 / sigma[..., None] * norm_gain(config, p)
-  if "bias" in p:
-    y = y + p["bias"].astype(jnp.float32)
-  return y.astype(x.dtype), sigma
-
-
-def logit_direction(final_norm, unembedding: jax.Array, config: ModelConfig, token: jax.Array):
-  """(w_i [..., D], bias term [...]) of the centred logit of `token` [...] through the final norm.
-
-  With the norm's sigma held fixed, centred logit_i = (z / sigma) . w_i + bias term, where
-  u_i = W_U[:, i] - mean_v W_U[:, v] (centred over the vocabulary), w_i = gain * u_i (and
-  centred over features for LayerNorm, a symmetric projection), bias term = b . u_i.
-  """
-  w_u = unembedding.astype(jnp.float32)                                # [D, V]
-  u = jnp.moveaxis(jnp.take(w_u, token, axis=1), 0, -1) - w_u.mean(1)  # [..., D]
-  direction = norm_gain(config, final_norm) * u                        # [..., D]
-  if CENTRES_FEATURES[config.norm]:
-    direction = direction - direction.mean(-1, keepdims=True)
-  bias = final_norm.get("bias")
-  bias_term = u @ bias.astype(jnp.float32) if bias is not None else jnp.zeros(u.shape[:-1])
-  return direction, bias_term
+def layer_kind(config: ModelConfig, layer) -> dict:
+  """Layer `layer`'s entries of `layer_pattern` (an int or a traced scalar): {name: []}."""
+  return {name: values[layer] for name, values in layer_pattern(config).items()}
 
 
 # Attention -----------------------------------------------------------------------------------
@@ -174,8 +143,21 @@ def causal_context(positions: jax.Array, cache_length: Optional[int]):
   return jnp.concatenate([cached, positions], axis=1), mask
 
 
-def project_qkv(p, config: ModelConfig, x: jax.Array, positions: jax.Array):
-  """Queries [B, T, H, E], keys and values [B, T, G, E] of x [B, T, D] at positions [B, T]."""
+def windowed(mask: jax.Array, q_pos: jax.Array, k_pos: jax.Array, window) -> jax.Array:
+  """mask [B, Tq, Tk] of queries at q_pos [B, Tq] over keys at k_pos [B, Tk], kept only for
+  keys within the sliding window, q - k < window (keys (t - window, t]); window 0 is global
+  attention, None leaves the mask as it is."""
+  if window is None:
+    return mask
+  near = q_pos[:, :, None] - k_pos[:, None, :] < window
+  return mask & (near | (window == 0))
+
+
+def project_qkv(p, config: ModelConfig, x: jax.Array, positions: jax.Array, rope_base=None):
+  """Queries [B, T, H, E], keys and values [B, T, G, E] of x [B, T, D] at positions [B, T].
+
+  With qk_norm each query and key head is normed over its E features (gain q_norm / k_norm
+  [E]) after the biases, before rotary; rope_base (this layer's) overrides config.rope_base."""
   D, H, G, E = config.d_model, config.num_heads, config.kv_heads, config.head_size
   w = jnp.concatenate([p["q"].reshape(D, H * E), p["k"].reshape(D, G * E),
                        p["v"].reshape(D, G * E)], axis=1)              # one matmul for all three
@@ -183,9 +165,12 @@ def project_qkv(p, config: ModelConfig, x: jax.Array, positions: jax.Array):
   q, k, v = (y.reshape(x.shape[:-1] + (n, E)) for y, n in ((q, H), (k, G), (v, G)))
   if config.qkv_bias:
     q, k, v = q + p["q_bias"], k + p["k_bias"], v + p["v_bias"]
+  if config.qk_norm:
+    q, k = (norm({"scale": p[name]}, config, y)[0] for y, name in ((q, "q_norm"), (k, "k_norm")))
   if config.position == "rotary":
-    q = pos_lib.apply_rotary(q, positions, config.rotary_dim, config.rope_base)
-    k = pos_lib.apply_rotary(k, positions, config.rotary_dim, config.rope_base)
+    base = config.rope_base if rope_base is None else rope_base
+    q = pos_lib.apply_rotary(q, positions, config.rotary_dim, base)
+    k = pos_lib.apply_rotary(k, positions, config.rotary_dim, base)
   return q, k, v
 
 
@@ -206,22 +191,25 @@ def _scores(p, config: ModelConfig, q, q_pos, key_parts, k_pos, full_pass: bool)
   return scores.astype(jnp.float32) * config.attention_scale
 
 
-def attention(p, config: ModelConfig, x, q_pos, cache, k_pos, mask, head_site=None):
+def attention(p, config: ModelConfig, x, q_pos, cache, k_pos, mask, head_site=None, kind=None):
   """Causal (grouped-query) attention of x [B, Tq, D] at q_pos [B, Tq].
 
   cache is None (a full pass; q_pos must then be 0..T-1 in every row, as `forward` gives)
   or (keys, values) [B, Tc, G, E] of earlier positions (one position decoded against a
   clean cache: Tk = Tc + Tq). The cache and the new keys are
   scored as separate parts, so a cache shared by many queries is never copied. mask
-  [B, Tq, Tk] from `causal_context`. head_site (weight [B?, Tq, H], value [B?, Tq', H, E])
-  replaces per-head outputs before W_O. Returns (output [B, Tq, D], per-head outputs z
-  [B, Tq, H, E], new keys and values [B, Tq, G, E]).
+  [B, Tq, Tk] from `causal_context`, narrowed to kind["window"] (`windowed`); kind: this
+  layer's entries of `layer_pattern` (None or {}: config's own). head_site (weight [B?, Tq, H],
+  value [B?, Tq', H, E]) replaces per-head outputs before W_O. Returns (output [B, Tq, D],
+  per-head outputs z [B, Tq, H, E], new keys and values [B, Tq, G, E]).
   """
   B, Tq, _ = x.shape
   H, G, E = config.num_heads, config.kv_heads, config.head_size
-  q, k, v = project_qkv(p, config, x, q_pos)
+  kind = kind or {}
+  q, k, v = project_qkv(p, config, x, q_pos, kind.get("rope_base"))
   parts = [(k, v)] if cache is None else [cache, (k, v)]
   scores = _scores(p, config, q, q_pos, [keys for keys, _ in parts], k_pos, cache is None)
+  mask = windowed(mask, q_pos, k_pos, kind.get("window"))
   scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1).astype(x.dtype)             # [B, H, Tq, Tk]
   probs = probs.reshape(B, G, H // G, Tq, -1)
@@ -258,9 +246,16 @@ def mlp_input(config: ModelConfig, resid_pre: jax.Array, attn_out: jax.Array) ->
   return resid_pre if config.parallel_block else resid_pre + attn_out
 
 
+def post_norm(p, name: str, config: ModelConfig, y: jax.Array) -> jax.Array:
+  """A sublayer's output y [..., D] through its norm p[name] with config.post_norms, else y."""
+  return norm(p[name], config, y)[0] if config.post_norms else y
+
+
 def mlp_sublayer(p, config: ModelConfig, resid_pre: jax.Array, attn_out: jax.Array) -> jax.Array:
-  """m^l [..., D] from z^{l-1} and a^l [..., D]: the MLP half of a layer."""
-  return mlp(p["mlp"], config, norm(p["mlp_norm"], config, mlp_input(config, resid_pre, attn_out))[0])
+  """m^l [..., D] from z^{l-1} and a^l [..., D]: the MLP half of a layer (post-normed with
+  post_norms), what it adds to the residual."""
+  normed = norm(p["mlp_norm"], config, mlp_input(config, resid_pre, attn_out))[0]
+  return post_norm(p, "mlp_post_norm", config, mlp(p["mlp"], config, normed))
 
 
 def replace(x: jax.Array, site) -> jax.Array:
@@ -272,17 +267,18 @@ def replace(x: jax.Array, site) -> jax.Array:
 
 
 def block(p, config: ModelConfig, x, positions, cache, k_pos, mask, sites=None,
-          dropout: Callable = lambda y: y):
+          dropout: Callable = lambda y: y, kind=None):
   """One layer on the residual stream x [B, Tq, D]: (z^l, (a, m, z, k, v)).
 
   sites: {site name: (weight, value)} of this layer ("resid_pre", "head_out", "attn_out",
-  "mlp_out"); dropout applies to a^l and m^l before their replacement (training only).
+  "mlp_out"); a^l and m^l are post-normed (post_norms) before dropout (training only) and
+  their replacement. kind: the layer's entries of `layer_pattern` (window, rotary base).
   """
   sites = sites or {}
   x = replace(x, sites.get("resid_pre"))
   h, _ = norm(p["attn_norm"], config, x)
   a, z, k, v = attention(p["attention"], config, h, positions, cache, k_pos, mask,
-                         sites.get("head_out"))
-  a = replace(dropout(a), sites.get("attn_out"))
+                         sites.get("head_out"), kind)
+  a = replace(dropout(post_norm(p, "attn_post_norm", config, a)), sites.get("attn_out"))
   m = replace(dropout(mlp_sublayer(p, config, x, a)), sites.get("mlp_out"))
   return x + a + m, (a, m, z, k, v)

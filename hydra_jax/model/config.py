@@ -1,7 +1,7 @@
 """ModelConfig: one frozen description of a pre-norm decoder-only transformer family.
 
 Every architecture hydra_jax runs (Chinchilla/Gopher, Llama, Mistral, Qwen2, Gemma,
-GPT-2, Pythia) is a point in this space. Architecture differences are *data* here,
+Gemma 3, GPT-2, Pythia) is a point in this space. Architecture differences are *data* here,
 never `if arch == ...` branches in the model:
 
   norm            "rms" (RMSNorm, no centring, no bias) or "layer" (LayerNorm, with bias)
@@ -14,6 +14,14 @@ never `if arch == ...` branches in the model:
   parallel_block  attention and MLP both read z^{l-1} (GPT-J / Pythia) instead of the
                   MLP reading z^{l-1} + a^l
   num_kv_heads    grouped-query attention when smaller than num_heads
+  qk_norm         the model's norm (gain only, with norm_scale_offset) on every query and
+                  key head over its E features, before rotary (Gemma 3, OLMo 2)
+  post_norms      a norm on each sublayer's output before it joins the residual
+                  ("sandwich" norms: Gemma 2/3's post_attention / post_feedforward norms)
+  layer_windows   per-layer sliding window W: a query at t sees keys in (t - W, t];
+                  0 = global (full causal); () = every layer global
+  layer_rope_bases  per-layer rotary base (Gemma 3: local 10,000, global 1,000,000);
+                  () = rope_base on every layer
 
 Shapes: the package glossary (hydra_jax/__init__.py): D d_model, H query heads,
 G key/value heads, E head size (head_size), F MLP width (mlp_width), V vocabulary,
@@ -25,12 +33,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from typing import Any, Optional
 
 NORMS = ("rms", "layer")
 POSITIONS = ("rotary", "learned", "relative", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 DTYPES = ("float32", "bfloat16", "float16")
+# Per-layer tuple fields: (accepted entries, stored as, what the error names them).
+PER_LAYER = {"layer_windows": (numbers.Integral, int, "whole numbers"),
+             "layer_rope_bases": (numbers.Real, float, "numbers")}
 
 
 def dtype_name(dtype) -> str:
@@ -73,6 +85,10 @@ class ModelConfig:
   attn_out_bias: bool = False
   mlp_bias: bool = False
   query_scale: Optional[float] = None    # None: 1 / sqrt(head_dim)
+  qk_norm: bool = False
+  post_norms: bool = False
+  layer_windows: tuple[int, ...] = ()     # [L] window per layer, 0 = global
+  layer_rope_bases: tuple[float, ...] = ()   # [L] rotary base per layer
   dropout_rate: float = 0.0
   dtype: str = "float32"                 # parameter and activation dtype
   init_scale: float = 0.02
@@ -82,6 +98,10 @@ class ModelConfig:
     def bad(field, why):
       raise ValueError(f"ModelConfig.{field}={getattr(self, field)!r}: {why}")
 
+    self._check_sizes(bad)
+    self._check_per_layer(bad)
+
+  def _check_sizes(self, bad) -> None:
     for field in ("vocab_size", "d_model", "num_layers", "num_heads", "max_seq_len"):
       if not isinstance(getattr(self, field), int) or getattr(self, field) <= 0:
         bad(field, "must be a positive integer")
@@ -114,6 +134,22 @@ class ModelConfig:
         bad("rope_base", "must be positive")
     if self.position == "relative" and self.d_model % 2:
       bad("d_model", "must be even for the sinusoidal relative encoding")
+
+  def _check_per_layer(self, bad) -> None:
+    """The per-layer tuples (lists from JSON become tuples): L entries, or none."""
+    for field, (kind, convert, what) in PER_LAYER.items():
+      values = tuple(getattr(self, field))
+      if values and len(values) != self.num_layers:
+        bad(field, f"must have num_layers={self.num_layers} entries (or none)")
+      if any(isinstance(v, bool) or not isinstance(v, kind) for v in values):
+        bad(field, f"must hold {what}")
+      object.__setattr__(self, field, tuple(convert(v) for v in values))
+    if any(window < 0 for window in self.layer_windows):
+      bad("layer_windows", "must be >= 0 (0: global attention)")
+    if self.layer_rope_bases and self.position != "rotary":
+      bad("layer_rope_bases", f"needs position='rotary', not {self.position!r}")
+    if any(not base > 0 for base in self.layer_rope_bases):
+      bad("layer_rope_bases", "must be positive")
 
   # Derived sizes -------------------------------------------------------------------
 

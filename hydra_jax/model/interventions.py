@@ -14,6 +14,11 @@ Sites (names as users of TransformerLens know them):
   final_scale a frozen final-norm scale sigma, replacing the computed  [T]
               one (METHOD.md: freezing sigma makes the logits linear in the components)
 
+attn_out and mlp_out are what each sublayer adds to the residual stream: with a model's
+post-sublayer norms (ModelConfig.post_norms, Gemma 3) they are taken after them, so
+z^L = z^0 + sum of a^l and m^l holds and direct and total effects stay exact. head_out
+is before W_O (and before any post-norm: there a head's change is not additive).
+
 Every array may carry a leading batch axis B (one intervention per prompt); a value
 may also use size 1 (or be a scalar) on any axis it does not vary over, e.g. a
 resample value [B, L, 1, D] broadcast over positions. The T axis matches the tokens

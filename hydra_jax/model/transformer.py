@@ -1,15 +1,21 @@
 """The transformer as a pure function of (params, tokens, intervention).
 
     z^0 = embed(x)                       (x embed_scale, + learned positions if any)
-    a^l = Attn_l(norm(z^{l-1}))
-    m^l = MLP_l(norm(z^{l-1} + a^l))     (parallel blocks: MLP_l(norm'(z^{l-1})))
+    a^l = post(Attn_l(norm(z^{l-1})))
+    m^l = post'(MLP_l(norm(z^{l-1} + a^l)))   (parallel blocks: MLP_l(norm'(z^{l-1})))
     z^l = z^{l-1} + a^l + m^l
     logits = final_norm(z^L) @ W_U      (float32)
 
+post / post' are the sublayers' own norms in a post_norms model (Gemma 2/3), the identity
+otherwise: a^l and m^l (`Outputs.attn_out` / `mlp_out`, the intervention sites) are always
+what each sublayer adds to the residual stream, so z^L is exactly z^0 plus the 2L
+components and their direct effects and responses are exact.
+
 Each layer is `blocks.block` (plain functions; Haiku only creates and names the
 parameters). Layers are one `hk.layer_stack` (a scan), so compile time does not grow
-with depth; each layer's slice of the intervention and of a key/value cache ride along
-as scanned inputs. In training (`forward(..., rng=key)`) the scan is unrolled: XLA on CPU
+with depth; each layer's slice of the intervention, of a key/value cache and of the
+per-layer attention pattern (`blocks.layer_pattern`: sliding window, rotary base) ride
+along as scanned inputs. In training (`forward(..., rng=key)`) the scan is unrolled: XLA on CPU
 then keeps each layer's activations for the backward pass as they are instead of filling
 and slicing [L, ...] stacks (~12% of a training step at 8 layers). Two entry points share
 every parameter:
@@ -46,8 +52,8 @@ class Outputs:
   """Everything a forward pass exposes. Unused fields cost nothing under jit (dead code)."""
   logits: jax.Array        # [B, T, V] float32
   embed: jax.Array         # [B, T, D]       z^0
-  attn_out: jax.Array      # [B, L, T, D]    a^l
-  mlp_out: jax.Array       # [B, L, T, D]    m^l
+  attn_out: jax.Array      # [B, L, T, D]    a^l, added to the residual (after any post-norm)
+  mlp_out: jax.Array       # [B, L, T, D]    m^l, likewise
   head_out: jax.Array      # [B, L, T, H, E] per-head attention outputs before W_O
   resid_final: jax.Array   # [B, T, D]       z^L
   final_scale: jax.Array   # [B, T] float32  sigma of the final norm (frozen one if given)
@@ -140,13 +146,13 @@ def _network(config: ModelConfig, tokens, positions, intervention, cache, is_tra
                                             jnp.moveaxis(cache.values, 1, 0))  # [L, B, Tc, G, E]
   sites = _scanned_sites(intervention, cfg, Tq)
 
-  def layer(x, sites, layer_cache):
+  def layer(x, sites, layer_cache, kind):
     p = _get_params(cfg, blocks.layer_param_specs(cfg))
-    return blocks.block(p, cfg, x, positions, layer_cache, k_pos, mask, sites, dropout)
+    return blocks.block(p, cfg, x, positions, layer_cache, k_pos, mask, sites, dropout, kind)
 
   stack = hk.layer_stack(cfg.num_layers, with_per_layer_inputs=True, name="layers",
                          unroll=cfg.num_layers if is_training else 1)
-  x, (a, m, z, k, v) = stack(layer)(x, sites, layer_cache)                 # per-layer: [L, B, ...]
+  x, (a, m, z, k, v) = stack(layer)(x, sites, layer_cache, blocks.layer_pattern(cfg))  # [L, B, ...]
 
   final_scale = None if intervention is None else intervention.final_scale
   if final_scale is not None:
@@ -232,7 +238,9 @@ def decode(params: hk.Params, config: ModelConfig, tokens, positions, cache: KVC
     params, config: as for `forward`.
     tokens: int32 [B, 1], the token at each prompt's decoded position.
     positions: int32 [B], where each sits; only cached positions < positions[b] are
-      attended, so the cache may hold the prompt's own clean run including that position.
+      attended (on a windowed layer, only those within its window: the keys
+      (t - window, t] of the full pass), so the cache may hold the prompt's own clean run
+      including that position.
     cache: KVCache, keys and values [B, L, Tc, G, E] of a run of the same prompts.
     intervention: as for `forward`, with a T axis of 1.
 

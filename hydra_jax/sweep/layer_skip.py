@@ -10,9 +10,10 @@ These are about L/2 layers per ablation instead of L. To keep one static shape (
 scan, so compile time does not grow with depth) the runs are packed into L *lanes* of
 exactly L layer-steps: lane p runs the attention ablation of layer p (L - p steps), then
 the MLP ablation of layer L-1-p (p steps). Every step of the scan runs one layer per lane,
-each lane at its own depth: the layer's parameters and clean keys/values are gathered per
-lane, and `blocks.block` runs that layer on the lane's residual stream at the final
-position against the clean cache. Step 0 is the exception: every lane starts an
+each lane at its own depth: the layer's parameters, clean keys/values and attention pattern
+(window, rotary base: `blocks.layer_kind`) are gathered per lane, and `blocks.block` runs
+that layer on the lane's residual stream at the final position against the clean cache
+(within the layer's window, as in the full pass). Step 0 is the exception: every lane starts an
 attention ablation there, and the ablated attention's output is its replacement, so only
 the MLPs of that step run (`blocks.mlp_sublayer`, each lane on its own layer's weights,
 nothing gathered). The MLP ablation of the last layer runs no layer at all; its final
@@ -96,8 +97,9 @@ def _lane_runner(setup: paths.Setup):
 
   def run_lane(layer, resid):                                          # a scalar, [B, D]
     cache = (clean.keys[:, layer], clean.values[:, layer])            # [B, T, G, E]
+    kind = blocks.layer_kind(config, layer)                            # window, rotary base
     z, (a, m, *_) = blocks.block(blocks.layer_params(setup.params, layer), config, resid[:, None],
-                                 positions, cache, k_pos, mask)
+                                 positions, cache, k_pos, mask, kind=kind)
     return a[:, 0], m[:, 0], z[:, 0], _final_sigma(setup, z[:, 0])
 
   def over_lanes(*lanes):                # lane_chunk lanes at a time: their layers' weights are copied
