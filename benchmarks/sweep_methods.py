@@ -180,7 +180,7 @@ def torch_hooks(model, tokens, lengths, sources, args):
     te, dde, cell_s = np.zeros((B, K, C)), np.zeros((B, K, C, C)), []
     for k in range(K):
       src = torch.as_tensor(sources[:, k], dtype=torch.long)
-      for c in range(C):
+      for c in getattr(args, "hook_components", None) or range(C):   # a subset: the others stay 0
         start = time.perf_counter()
         ablation.clear()
         ablation[(c // 2, c % 2)] = clean_components[src, c]
