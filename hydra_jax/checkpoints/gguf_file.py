@@ -20,6 +20,7 @@ the reader does not know, or weights that dequantize to NaN or inf.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -77,25 +78,37 @@ class Metadata(Mapping):
     return len(self._fields)
 
 
+@functools.lru_cache(maxsize=2)
+def _parsed(path: str, size: int, mtime_ns: int):
+  """(reader, {name: tensor}, Metadata) of one version of a file (its size and mtime are
+  part of the key): the job opens a GGUF file three times (plan, weights, tokenizer), and
+  parsing a 262,144-token vocabulary's header takes seconds, so it is parsed once."""
+  del size, mtime_ns
+  gguf = _gguf()
+  try:
+    reader = gguf.GGUFReader(path, "r")
+  except (ValueError, KeyError, IndexError, OSError) as error:
+    reason = str(error)
+    if "GGMLQuantizationType" in reason:
+      reason = f"a tensor of unknown ggml type ({reason}); known: " + ", ".join(
+          t.name for t in gguf.GGMLQuantizationType)
+    raise CheckpointError(f"{path}: truncated or corrupt GGUF file "
+                          f"({os.path.getsize(path):,} bytes): {reason}") from None
+  tensors = {tensor.name: tensor for tensor in reader.tensors}
+  metadata = Metadata({name: field for name, field in reader.fields.items()
+                       if not name.startswith("GGUF.")})
+  return reader, tensors, metadata
+
+
 class GGUFFile(contextlib.AbstractContextManager):
   """The metadata and lazily read tensors of one GGUF file (memory-mapped, read-only)."""
 
   def __init__(self, path: str | os.PathLike):
     self.path = Path(path)
     _check_header(self.path)
-    gguf = _gguf()
-    try:
-      self._reader = gguf.GGUFReader(str(self.path), "r")
-    except (ValueError, KeyError, IndexError, OSError) as error:
-      reason = str(error)
-      if "GGMLQuantizationType" in reason:
-        reason = f"a tensor of unknown ggml type ({reason}); known: " + ", ".join(
-            t.name for t in gguf.GGMLQuantizationType)
-      raise CheckpointError(f"{self.path}: truncated or corrupt GGUF file "
-                            f"({self.path.stat().st_size:,} bytes): {reason}") from None
-    self._tensors = {tensor.name: tensor for tensor in self._reader.tensors}
-    self.metadata = Metadata({name: field for name, field in self._reader.fields.items()
-                              if not name.startswith("GGUF.")})
+    stat = self.path.stat()
+    self._reader, self._tensors, self.metadata = _parsed(str(self.path), stat.st_size,
+                                                         stat.st_mtime_ns)
 
   def __exit__(self, *exc) -> None:
     self._reader = None
