@@ -65,7 +65,7 @@ import sentencepiece
 import tokenizers as hf_tokenizers
 
 from hydra_jax.checkpoints.gguf_file import GGUFFile
-from hydra_jax.data.tokenizers import Tokenizer, _check_text, _ids
+from hydra_jax.data.tokenizer_base import Tokenizer, _check_text, _ids
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 

@@ -28,7 +28,6 @@ agrees except on text that starts with a space, where it drops the dummy prefix.
 
 from __future__ import annotations
 
-import abc
 import json
 import os
 from pathlib import Path
@@ -37,36 +36,13 @@ from typing import Any, Iterable, Optional
 import sentencepiece
 import tokenizers as hf_tokenizers
 
+from hydra_jax.data import gguf_tokenizer
+from hydra_jax.data.tokenizer_base import Tokenizer, _check_text, _ids  # noqa: F401  (Tokenizer re-exported)
+
 TOKENIZER_JSON = "tokenizer.json"
 SENTENCEPIECE_MODEL = "tokenizer.model"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP = "special_tokens_map.json"
-
-
-class Tokenizer(abc.ABC):
-  """Text <-> ids. vocab_size counts every id the tokenizer can produce."""
-
-  vocab_size: int
-  bos_id: Optional[int]
-  eos_id: Optional[int]
-
-  @abc.abstractmethod
-  def encode(self, text: str) -> list[int]:
-    """Token ids of `text`, with BOS first iff the model expects it."""
-
-  @abc.abstractmethod
-  def decode(self, ids: Iterable[int]) -> str:
-    """Text of `ids` (special tokens kept, as transformers' decode does by default)."""
-
-
-def _check_text(text) -> str:
-  if not isinstance(text, str):
-    raise ValueError(f"text must be a str, got {type(text).__name__}")
-  return text
-
-
-def _ids(ids) -> list[int]:
-  return [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -154,7 +130,6 @@ def load(path: str | os.PathLike) -> Tokenizer:
     if path.suffix == ".json":
       return HFTokenizer(path)
     if path.suffix == ".gguf":
-      from hydra_jax.data import gguf_tokenizer   # it imports this module
       return gguf_tokenizer.from_gguf(path)
     raise ValueError(f"path {str(path)!r}: expected a tokenizer.json, a SentencePiece .model "
                      "or a .gguf file")
