@@ -13,6 +13,11 @@ for about 10 s and reports the median. The float32 matmul peak is measured in th
 run. Prints ablated forwards per second per round and the median ratio NEW / OLD; both
 versions' results are compared (max |TE difference|).
 
+`--work main_job` times the main job on the embedded model (`python -m hydra_jax.main
+--config=configs/tiny.py` into a fresh workdir: loading, the sweep of 1,000 prompts, what
+else the version computes, the report with its figures), reported as the wall time of the
+whole command (rate: jobs per hour); the two versions' total effects are compared.
+
 `--work train_step` times training steps of configs/study_dropout.py's model (8 layers,
 d_model 96, MLP 384, relative positions, exact GELU; AdamW; 32 x 64 random tokens): 20
 steps after a compiled first run of 20, reported as steps per second; the 20 losses of
@@ -71,7 +76,21 @@ _, history = run()
 print("RESULT", json.dumps(dict(package=hj.__file__, first_call_s=first, seconds=history.seconds / 20,
                                 rate=20 / history.seconds, values=history.losses)))
 """
+MAIN_JOB_CHILD = r"""
+import json, os, subprocess, sys, tempfile, time
+import numpy as np
+import hydra_jax as hj
+workdir = tempfile.mkdtemp(prefix="old_vs_new_job_")
+start = time.time()
+subprocess.run([sys.executable, "-m", "hydra_jax.main", "--config=configs/tiny.py",
+                f"--workdir={workdir}"], check=True, capture_output=True)
+seconds = time.time() - start
+values = np.load(os.path.join(workdir, "results.npz"))["total_effect"].ravel()[:2000]
+print("RESULT", json.dumps(dict(package=hj.__file__, first_call_s=seconds, seconds=seconds,
+                                rate=3600 / seconds, values=values.tolist())))
+"""
 CHILDREN = {"sweep": (SWEEP_CHILD, "ablated forwards/s", "max |TE difference|"),
+            "main_job": (MAIN_JOB_CHILD, "main jobs/hour", "max |TE difference|"),
             "train_step": (TRAIN_STEP_CHILD, "training steps/s", "max |loss difference|")}
 
 

@@ -23,8 +23,10 @@ Glossary of shapes, used by every module's docstring and shape comments:
   E  head size (features per head)      L  layers
   C  components, 2L (2l = attention of layer l, 2l + 1 its MLP)
   K  resample sources per prompt (only this)
-  A  ablations vmapped together         R  rows of a sweep batch (scored, sources, padding)
-  P  lanes and S steps of the layer-skipping schedule
+  A  ablations vmapped together         R  rows of a sweep batch (scored, sources, padding);
+                                           in report/ and study/: bootstrap resamples
+  P  lanes and S steps of the layer-skipping schedule (in study/: S training seeds)
+  W  doses of the dose-response sweep   G  clusters of the bootstrap (subjects)
 """
 
 from hydra_jax.model import interventions

@@ -88,3 +88,30 @@ def test_regression_is_undefined_where_x_or_y_does_not_vary():
   assert np.isnan(fit.slope[0]) and np.isnan(fit.r2[0])
   fit = effects.regress(np.arange(10.0)[:, None], np.ones((10, 1)))
   assert float(fit.slope[0]) == 0.0 and float(fit.intercept[0]) == 1.0 and np.isnan(fit.r2[0])
+
+
+def test_per_source_arrays_and_the_dose_of_the_sweep():
+  """Per source [N, K, C] under both sigma readings: their means over sources are the sweep's
+  means (each reading's); at dose w the lost DE (clean sigma) is w times the full one, dose 1
+  is the replacement itself bit for bit, dose 0 changes nothing."""
+  from hydra_jax.sweep import measures
+  cfg = tiny_config(num_layers=2)
+  params = hj.init_params(cfg, seed=0)
+  tokens, lengths = random_tokens(cfg, batch=5, length=6), np.array([6, 5, 6, 4, 6], np.int32)
+  sources = hj.draw_sources(5, 3, seed=1)
+  full = hj.hydra_sweep(params, cfg, tokens, lengths, sources)
+  own = hj.hydra_sweep(params, cfg, tokens, lengths, sources, response_scale="ablated")
+  for result, sigma in ((full, "clean"), (own, "ablated")):
+    field = lambda part: np.asarray(getattr(full, measures.by_source_name(part, sigma)))
+    assert field("lost_de").shape == (5, 3, 4)
+    np.testing.assert_allclose(field("lost_de").mean(1), -result.direct_change, atol=1e-6)
+    for part in ("compensation_attn", "compensation_mlp", "norm_remainder"):
+      np.testing.assert_allclose(field(part).mean(1), getattr(result, part), atol=1e-6)
+  half = hj.hydra_sweep(params, cfg, tokens, lengths, sources, dose=0.5)
+  np.testing.assert_allclose(half.lost_de_by_source, 0.5 * full.lost_de_by_source, atol=1e-6)
+  again = hj.hydra_sweep(params, cfg, tokens, lengths, sources, dose=1.0)
+  np.testing.assert_array_equal(again.total_effect, full.total_effect)
+  none = hj.hydra_sweep(params, cfg, tokens, lengths, sources, dose=0.0)
+  np.testing.assert_allclose(none.total_effect, 0.0, atol=1e-6)
+  with pytest.raises(ValueError, match=r"dose must be in \[0, 1\]"):
+    hj.hydra_sweep(params, cfg, tokens, lengths, sources, dose=1.5)

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from hydra_jax.report import captions as report_captions
+from hydra_jax.report import clear
 from hydra_jax.report import drawing
 from hydra_jax.report import headline as report_headline
 from hydra_jax.report import statistics
 from hydra_jax.report import summary as report
 from hydra_jax import store as results_store
-from hydra_jax.sweep import effects
+from hydra_jax.sweep import effects, measures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,9 +122,11 @@ def test_headline_and_choices():
   assert headline["fraction_restored_middle_attention"] == pytest.approx(np.mean(slopes))
   low, high = headline["fraction_restored_middle_attention_ci"]
   assert low < np.mean(slopes) < high and high - low < 0.2
-  assert summary["bootstrap"] == dict(resamples=1000, seed=0, level=0.95)
-  assert summary["sweep_options"]["response_scale"] == "clean"   # a default for older runs
+  assert summary["bootstrap"] == dict(resamples=1000, seed=0, level=0.95, clusters="prompt",
+                                      num_clusters=24)
+  assert "response_scale" not in summary["sweep_options"]      # not recorded: not made up
   assert summary["per_source"] is None
+  assert "restored" not in headline and "restored" not in summary["per_layer"]["attn"]
   assert report_headline.choose_ablated(arrays, dict(report.DEFAULT_CHOICES, ablated_layer=1,
                                                      ablated_kind="mlp")) == 3
   assert drawing.regression_layers(32, ()) == [0, 4, 9, 13, 18, 22, 27, 31]
@@ -186,8 +189,88 @@ def test_per_source_spread_and_mean():
   assert report.per_source_info(mismatched)["max_difference_from_response"] == pytest.approx(0.5)
 
 
+def with_per_source(arrays, num_sources=4, attn_slope=0.3, mlp_slope=0.15, seed=1):
+  """The per-source arrays [N, K, C] under both sigma readings, whose means over sources
+  are the arrays' own: lost DE moves by d_nk (mean 0 over k) and each part of CE by its
+  slope x d_nk where something of that kind is downstream (within-prompt slopes known)."""
+  rng = np.random.RandomState(seed)
+  N, C = arrays["direct_change"].shape
+  deviation = rng.normal(0, 0.3, (N, num_sources, C))
+  deviation -= deviation.mean(1, keepdims=True)
+  reads = np.triu(np.ones((C, C), bool), 1)
+  attention = np.arange(C) % 2 == 0
+  slopes = dict(compensation_attn=attn_slope * (reads & attention).any(1),
+                compensation_mlp=mlp_slope * (reads & ~attention).any(1))
+  parts = dict(lost_de=-arrays["direct_change"][:, None] + deviation,
+               norm_remainder=arrays["norm_remainder"][:, None] + 0.0 * deviation,
+               **{name: arrays[name][:, None] + slope * deviation for name, slope in slopes.items()})
+  found = dict(arrays, subject=np.array([f"person {n // 3}" for n in range(N)]))
+  for sigma in ("clean", "ablated"):
+    found.update({measures.by_source_name(part, sigma): value.astype(np.float32)
+                  for part, value in parts.items()})
+  return found
+
+
+def test_summary_carries_both_estimators_both_sigmas_and_the_rule():
+  summary = report.summarize(with_per_source(sweep_arrays()), INFO)
+  assert summary["bootstrap"]["clusters"] == "subject" and summary["bootstrap"]["num_clusters"] == 8
+  attn = summary["per_layer"]["attn"]["restored"]
+  for sigma in ("clean", "ablated"):
+    first = attn[0][sigma]
+    assert first["attn"]["within"]["slope"] == pytest.approx(0.3, abs=1e-5)
+    assert first["mlp"]["within"]["slope"] == pytest.approx(0.15, abs=1e-5)
+    assert first["total"]["within"]["slope"] == pytest.approx(0.45, abs=1e-5)
+    assert first["total"]["within"]["slope_ci"] == pytest.approx([0.45, 0.45], abs=1e-5)
+    # across prompts: CE = 0.2 x 5 downstream x lost DE by construction; the ratio near 1
+    assert first["total"]["across"]["slope"] == pytest.approx(1.0, abs=0.05)
+    assert first["total"]["ratio_of_means"] == pytest.approx(1.0, abs=0.05)
+    assert {"intercept", "r2", "slope_ci", "intercept_ci"} <= set(first["total"]["across"])
+    assert first["total"]["clear"] and first["attn"]["clear"] and "clear" not in first["norm"]
+  assert attn[2]["clean"]["attn"]["within"]["slope"] is None       # no attention after layer 2
+  assert attn[2]["clean"]["attn"]["clear"] is False
+  assert summary["per_layer"]["mlp"]["restored"][2]["clean"]["total"]["clear"] is False
+  head = summary["headline"]["restored"]
+  assert head["rule"] == clear.RULE and head["min_effect"] == 0.1
+  assert head["clear_layers"]["clean"]["total"] == dict(attn=[0, 1, 2], mlp=[0, 1])
+  assert head["clear_layers"]["clean"]["attn"] == dict(attn=[0, 1], mlp=[0, 1])
+  middle = head["middle_mean"]["clean"]["total"]
+  assert middle["within"] == pytest.approx((0.45 + 0.45 + 0.15) / 3, abs=1e-5)
+  assert middle["ratio_of_means_ci"][0] < middle["ratio_of_means"] < middle["ratio_of_means_ci"][1]
+  assert head["best"] == attn[head["best_attention_layer"]]
+
+
+def dose_arrays(arrays, response):
+  """dose.npz's arrays for doses 0.25 and 0.5 on every other prompt: the lost DE scales with
+  the dose, each part of CE is response(dose, lost per source) (both sigma readings)."""
+  rows = np.arange(0, len(arrays["direct_change"]), 2)
+  found = dict(dose=np.array([0.25, 0.5]), dose_rows=rows)
+  for sigma in ("clean", "ablated"):
+    name = lambda part: measures.by_source_name(part, sigma)
+    lost = arrays[name("lost_de")][rows]
+    found[name("lost_de")] = np.stack([w * lost for w in (0.25, 0.5)])
+    found[name("norm_remainder")] = np.zeros_like(found[name("lost_de")])
+    for part in ("compensation_attn", "compensation_mlp"):
+      found[name(part)] = np.stack([response(w, lost) for w in (0.25, 0.5)])
+  return found
+
+
+def test_dose_response_reads_proportional_and_threshold_repair():
+  arrays = with_per_source(sweep_arrays(num_prompts=40), attn_slope=0.3, mlp_slope=0.3)
+  for name in [n for n in arrays if n.startswith("compensation_") and "by_source" in n]:
+    arrays[name] = (0.3 * arrays[measures.by_source_name("lost_de", "clean")]).astype(np.float32)
+  proportional = report.summarize(arrays, INFO, dose_arrays(arrays, lambda w, lost: 0.3 * w * lost))
+  dose = proportional["dose_response"]
+  assert dose["doses"] == [0.25, 0.5, 1.0] and dose["prompts"] == 20
+  assert dose["parts"]["attn"]["within"][0] == pytest.approx([0.3, 0.3, 0.3], abs=1e-5)
+  assert dose["parts"]["total"]["verdict"][0] == "proportional"
+  assert dose["mean_lost_direct_effect"][0][0] == pytest.approx(0.25 * dose["mean_lost_direct_effect"][0][2])
+  late = report.summarize(arrays, INFO, dose_arrays(arrays, lambda w, lost: 0.3 * w * w * lost))
+  assert late["dose_response"]["parts"]["total"]["verdict"][0] == "grows"
+  assert late["dose_response"]["parts"]["total"]["middle_verdict"] == "grows"
+
+
 def test_write_produces_every_file(tmp_path):
-  arrays = per_source(sweep_arrays())
+  arrays = with_per_source(per_source(sweep_arrays()))
   arrays["relation"] = np.array(["P19", "P27", "P19"] * 8)
   summary = report.write(str(tmp_path), arrays, INFO)
   assert summary["num_relations"] == 2
@@ -208,8 +291,16 @@ def test_write_produces_every_file(tmp_path):
   assert "| 2 |" in markdown and "about 0.7" in markdown and "hand-made" in markdown
   assert "24 kept, 2 relations" in markdown and "drawn uniformly" in markdown
   assert "How to read this" in markdown and "the 4 sources of one prompt" in markdown
-  slope = summary["headline"]["middle_attention_slopes"][0]
-  assert f"attn 0: {report_captions.part_slope(slope, 'total')}" in markdown
+  headline = markdown.split("## Headline")[1].split("## Results, figure by figure")[0]
+  assert headline.index("Rule: clear:") < headline.index("![restored_attn](figures/restored_attn.png)")
+  table = [line for line in headline.splitlines() if line.startswith("|")]
+  assert len(table) == 9 and "within-prompt slope, mean over the middle layers" in table[2]
+  assert table[6].startswith("| clear under the rule: attention layers (own σ: where its "
+                             "conditions hold) | 3 of 3 (3 of 3 middle): 0, 1, 2 | not counted: 3")
+  appendix = markdown.split("## Appendix: per layer")[1]
+  assert appendix.count("fraction restored, the clean final sigma") == 2
+  assert "| 0 | +1.02 | +0.45 [+0.45, +0.45] | +1.02 (-0.06) |" in appendix
+  assert (tmp_path / "figures" / "restored_attn.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_redraw_from_saved_results(tmp_path):

@@ -78,21 +78,33 @@ def test_sweep_sample_is_seeded_and_in_id_order():
   assert build.sweep_sample(records, 0, 1) == build.sweep_sample(records, 50, 1) == records
 
 
-def test_bootstrap_slopes_on_exact_lines():
-  x = np.array([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [5.0, 1.0]])                  # [N, C]
-  y = np.stack([2 * x + 1, -0.5 * x, np.ones_like(x)])                              # [P, N, C]
-  slope, r2, ci = statistics.bootstrap_slopes(x, y, resamples=200, seed=0)
-  np.testing.assert_allclose(slope[:, 0], [2.0, -0.5, 0.0], atol=1e-12)
-  np.testing.assert_allclose(r2[:2, 0], [1.0, 1.0])
-  assert np.isnan(r2[2, 0]) and np.isnan(slope[:, 1]).all()       # y or x without variance
-  np.testing.assert_allclose(ci[0, 0], [2.0, 2.0], atol=1e-12)     # every draw on the line
-  rng = np.random.default_rng(1)
-  x = rng.normal(size=(400, 1))
-  y = (0.3 * x + rng.normal(size=(400, 1)))[None]
-  slope, _, ci = statistics.bootstrap_slopes(x, y, resamples=500, seed=0)
-  assert ci[0, 0, 0] < 0.3 < ci[0, 0, 1] and ci[0, 0, 1] - ci[0, 0, 0] < 0.3
-  with pytest.raises(ValueError, match="need x"):
-    statistics.bootstrap_slopes(x, y[0])
+def test_measures_carry_both_estimators_in_the_flat_layout():
+  from tests.test_report import sweep_arrays, with_per_source
+  found = statistics.measures(with_per_source(sweep_arrays()), resamples=200, seed=0)
+  attn = found["per_layer"]["attn"]
+  assert found["num_clusters"] == 8 and found["middle_layers"] == [0, 1, 2]
+  assert attn["within_attn"][0] == pytest.approx(0.3, abs=1e-5)
+  assert attn["within_total_ablated_sigma"][0] == pytest.approx(0.45, abs=1e-5)
+  assert attn["slope_total"][0] == pytest.approx(1.0, abs=0.05)      # across prompts
+  assert attn["ci_total"][0][0] < attn["slope_total"][0] < attn["ci_total"][0][1]
+  assert attn["clear_total"] == [True, True, True] and "clear_norm" not in attn
+  assert attn["ratio_total"][0] == pytest.approx(1.0, abs=0.05)
+  plain = statistics.measures(sweep_arrays(), resamples=50, seed=0)["per_layer"]["attn"]
+  assert "within_attn" not in plain and len(plain["slope_attn"]) == 3   # older sweeps
+
+
+def test_mediation_shares_need_a_mean_response_away_from_zero():
+  ones = np.ones(50)
+  found = mediation.Mediation(response=ones + np.linspace(-0.1, 0.1, 50), response_held=0 * ones,
+                              response_fed=ones, response_direct=0.25 * ones,
+                              total_effect=-ones, total_effect_held=-2 * ones)
+  assert mediation.shares(found) == pytest.approx(dict(direct=0.25, between=0.75,
+                                                      direct_slope=0.0, between_slope=1.0))
+  noisy = mediation.Mediation(**dict(vars(found), response=np.linspace(-1, 1.1, 50),
+                                     response_direct=0.4 * np.linspace(-1, 1.1, 50)))
+  found_shares = mediation.shares(noisy)
+  assert found_shares["direct"] is None and found_shares["between"] is None
+  assert found_shares["direct_slope"] == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize("variant", ["chinchilla", "pythia"])
@@ -196,7 +208,8 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
     attn = entry["variants"]["resample"]["per_layer"]["attn"]
     for field in ("slope_attn", "ci_attn", "slope_mlp", "ci_mlp", "slope_total", "r2_total",
                   "fraction_restored", "norm_share", "slope_norm", "de_te_correlation",
-                  "late_mlp_change"):
+                  "late_mlp_change", "within_attn", "within_ci_total", "ratio_total",
+                  "clear_attn", "within_total_ablated_sigma", "clear_total_ablated_sigma"):
       assert len(attn[field]) == 2, field
     assert attn["ci_attn"][0][0] <= attn["slope_attn"][0] <= attn["ci_attn"][0][1]
   assert {row["arm"] for row in saved["aggregates"]} == {"no_noise", "label_noise"}
@@ -208,6 +221,10 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
   assert (check["ablated_attention_layer"], check["responding_attention_layer"]) == (0, 1)
   assert abs(check["mean_response_held"]) < 1e-6
   np.testing.assert_allclose(check["mean_response_fed"], check["mean_response"], atol=1e-5)
+  assert check["mean_held_minus_total_effect"] == pytest.approx(
+      check["mean_total_effect_held"] - check["mean_total_effect"], abs=1e-6)
+  assert set(check["shares"]) == {"direct", "between", "direct_slope", "between_slope"}
+  assert "## Seed-level tests at the middle attention layers" in (tmp_path / "study.md").read_text()
 
   model_dir = first / "model"                       # any run can be swept again by the job
   model_config, params = checkpoints.load(model_dir)
@@ -249,3 +266,22 @@ def test_arms_over_seeds_at_a_fixed_layer():
            dict(slope_attn=[-0.5, 0.3], ci_attn=[[-0.6, -0.4], [-0.1, 0.5]])]
   assert compare._over_seeds(seeds, "attn", 1) == "+0.20 ± 0.14 (1/2)"     # sd with ddof 1
   assert compare._over_seeds(seeds[:1], "attn", 1) == "+0.10 [+0.05, +0.20]"
+
+
+def test_the_rule_finds_no_clear_middle_layer_in_the_regenerated_controls():
+  """studies/controls (configs/study_controls.py): the dropout study's two controls swept
+  with per-source arrays. No middle component of either is clear under the rule (clean
+  sigma); with each run's own sigma the shuffled control meets its conditions, which is
+  why the rule reads the clean sigma (hydra_jax.report.clear)."""
+  study = json.loads((CONFIGS.parent / "studies" / "controls" / "study.json").read_text())
+  runs = {entry["run"]: entry["variants"]["resample"] for entry in study["runs"]}
+  assert sorted(runs) == ["control_random_init_s3", "control_shuffled_s3"]
+  own_sigma = 0
+  for measures in runs.values():
+    for kind in ("attn", "mlp"):
+      layers = measures["per_layer"][kind]
+      for layer in measures["middle_layers"]:
+        for part in ("total", "attn", "mlp"):
+          assert layers[f"clear_{part}"][layer] is False, (kind, layer, part)
+          own_sigma += layers[f"clear_{part}_ablated_sigma"][layer]
+  assert own_sigma > 0

@@ -8,6 +8,7 @@
   plan      the model's size, bytes per device and FLOPs, before anything is allocated
   loading   the model (with its tokenizer) and the kept prompts, asked of the two tables
   chunks    cutting the kept prompts into chunks of the same shapes, and sweeping one
+  dose      the dose-response sweep of a few prompts at intermediate strengths
   run       the job itself: run(config, workdir) -> summary
   heads     the per-head protocol's driver (config.sweep.protocol="heads")
 """

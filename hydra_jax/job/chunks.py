@@ -70,6 +70,15 @@ def noise_positions(subjects, lengths: np.ndarray, length: int) -> np.ndarray:
   return ((positions >= spans[:, :1]) & (positions < spans[:, 1:])).astype(np.float32)
 
 
+def process_zero_view(found: np.ndarray) -> np.ndarray:
+  """Process 0's value of the host array `found`, shared with every process (so that all
+  of them decide alike, and run the same programs)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.broadcast_one_to_all(found))
+  return found
+
+
 def to_host(array) -> np.ndarray:
   """A (possibly multi-host) result array as one numpy array on this host."""
   if isinstance(array, jax.Array) and not array.is_fully_addressable:

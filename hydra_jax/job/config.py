@@ -31,18 +31,22 @@ the command line, e.g. `--config.sweep.num_sources=5`:
                  "ablated": each run's own), freeze_final_scale (False; True holds the
                  ablated runs' final sigma at its clean value: the norm remainder is then
                  0), keep_sources (8: the per-source responses [K, C, C] of the first 8
-                 prompts are kept, for the report's per-source lines), noise_scale (3.0:
-                 the noise std in units of the embeddings' std, kind "noise")
+                 prompts are kept, for the report's per-source lines; the per-source
+                 lost DE and parts of the compensation [K, C] are kept for every prompt
+                 anyway), noise_scale (3.0: the noise std in units of the embeddings'
+                 std, kind "noise"), doses ((0.25, 0.5, 0.75): the strengths w < 1 of the
+                 dose-response sweep, each component replaced by (1 - w) clean + w
+                 replacement, `job.dose`) and dose_prompts (64 kept prompts, spread
+                 evenly, at most chunk_size; 0: no dose sweep)
   heads          options of protocol "heads": text_file ("" = the embedded world's text),
                  num_sequences, seq_len, num_sources K, seed, batch_size sequences per
                  compiled batch (a saved chunk), cells_per_step, top_k responders,
                  freeze_final_norm
   mesh           data and model axis sizes (data=-1: all devices left over)
-  report         ablated_layer (-1: the attention layer losing most DE) and ablated_kind of
-                 figures 1/3, regression_layers of figure 7 (empty: spread evenly),
-                 late_mlps of the erasure figure (0: a quarter of the layers, at least 2),
-                 bootstrap resamples of the confidence intervals (1000) and their seed,
-                 figures (False: no PNGs; summary.json and report.md as usual)
+  report         the report's options (`report.options`, their one place): ablated_layer
+                 and ablated_kind of figures 1/3, regression_layers of figure 7,
+                 late_mlps of the erasure figure, bootstrap resamples of the (cluster)
+                 bootstrap intervals (1000) and their seed, figures (False: no PNGs)
   dry_run        print the plan (size, bytes per device, FLOPs, devices) and stop
   distributed    "auto" (initialise jax.distributed on multi-host TPU VMs), "on", "off"
 
@@ -60,6 +64,8 @@ import ml_collections
 
 from hydra_jax.job import model_sources
 from hydra_jax.job import prompt_sources
+from hydra_jax.report import options as report_options
+from hydra_jax.sweep.measures import SIGMAS as RESPONSE_SCALES
 # The model section's helpers, used as run_config.model_section(...) etc. by the configs.
 from hydra_jax.job.model_section import (check_matches, check_model_fields,  # noqa: F401
                                          model_config_from, model_section,
@@ -69,10 +75,9 @@ MODEL_SOURCES = tuple(model_sources.SOURCES)     # names of the registries' tabl
 DATASETS = tuple(prompt_sources.SOURCES)
 KINDS = ("resample", "zero", "mean", "noise")
 SOURCE_DRAWS = ("uniform", "same_relation")
-RESPONSE_SCALES = ("clean", "ablated")
 PATHS = ("incremental", "full")
 PROTOCOLS = ("layers", "heads")
-ABLATED_KINDS = ("attn", "mlp")
+ABLATED_KINDS = report_options.ABLATED_KINDS
 DISTRIBUTED = ("auto", "on", "off")
 
 
@@ -92,14 +97,13 @@ def defaults() -> ml_collections.ConfigDict:
   config.sweep = ml_collections.ConfigDict(dict(
       protocol="layers", kind="resample", num_sources=15, seed=0, sources="uniform",
       path="incremental", chunk_size=64, check=True, response_scale="clean",
-      freeze_final_scale=False, keep_sources=8, noise_scale=3.0))
+      freeze_final_scale=False, keep_sources=8, noise_scale=3.0, doses=(0.25, 0.5, 0.75),
+      dose_prompts=64))
   config.heads = ml_collections.ConfigDict(dict(
       text_file="", num_sequences=64, seq_len=32, num_sources=4, seed=0, batch_size=32,
       cells_per_step=16, top_k=5, freeze_final_norm=False))
   config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  config.report = ml_collections.ConfigDict(dict(
-      ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0, bootstrap=1000,
-      bootstrap_seed=0, figures=True))
+  config.report = ml_collections.ConfigDict(dict(report_options.DEFAULT_CHOICES))
   return config
 
 
@@ -114,6 +118,9 @@ def _check_sweep(sweep: ml_collections.ConfigDict) -> None:
           f"must be one of {RESPONSE_SCALES}")
   require(sweep.keep_sources >= 0, "sweep.keep_sources", sweep.keep_sources, "must be >= 0")
   require(sweep.noise_scale >= 0, "sweep.noise_scale", sweep.noise_scale, "must be >= 0")
+  require(all(0 < w < 1 for w in sweep.doses), "sweep.doses", sweep.doses,
+          "must be strengths strictly between 0 and 1 (1 is the main sweep)")
+  require(sweep.dose_prompts >= 0, "sweep.dose_prompts", sweep.dose_prompts, "must be >= 0 (0: none)")
 
 
 def check(config: ml_collections.ConfigDict) -> None:

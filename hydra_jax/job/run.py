@@ -17,7 +17,8 @@ Steps (each is a function below, readable on its own):
   4. chunks     prompts [i * chunk_size, (i + 1) * chunk_size) form chunk i. A chunk's
                 batch is its prompts followed by the source prompts they need; the
                 sweep scores only the chunk's own rows. Finished chunks are saved
-                atomically and skipped when the job runs again (`hydra_jax.store`)
+                atomically and skipped when the job runs again (`hydra_jax.store`).
+                Then the dose-response sweep of a few prompts (`job.dose`, dose.npz)
   5. report     every chunk's arrays with the prompts' ids, texts and scored tokens,
                 summary.json, figures and report.md (`hydra_jax.report`)
 
@@ -38,6 +39,7 @@ import ml_collections
 import numpy as np
 
 from hydra_jax.job import chunks
+from hydra_jax.job import dose as dose_sweep
 from hydra_jax.job import loading as inputs
 from hydra_jax.job import plan as plan_lib
 from hydra_jax.job import prompt_sources
@@ -126,14 +128,24 @@ def _finished(store, num_chunks) -> np.ndarray:
   done = np.zeros(num_chunks, bool)
   if jax.process_index() == 0:
     done[[i for i in store.finished_chunks() if i < num_chunks]] = True
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    done = np.asarray(multihost_utils.broadcast_one_to_all(done))
-  return done
+  return chunks.process_zero_view(done)
 
 
-def run_chunks(config, model, prompts, sources, store, mesh) -> dict[str, Any]:
-  """Sweep every unfinished chunk, saving each; returns the timing of this invocation."""
+def _preparer(config, model, prompts, sources, mesh):
+  """prepare() -> the engine prepared for the kept prompts (once, on first use)."""
+  layout, prepared = chunks.make_layout(len(prompts), config.sweep.chunk_size), []
+
+  def prepare():
+    if not prepared:
+      prepared.append(chunks.prepare(model, prompts, sources, layout, mesh=mesh,
+                                     **sweep_options(config)))
+    return prepared[0]
+  return prepare
+
+
+def run_chunks(config, model, prompts, store, prepare) -> dict[str, Any]:
+  """Sweep every unfinished chunk (`prepare()` gives the engine), saving each; returns the
+  timing of this invocation."""
   layout = chunks.make_layout(len(prompts), config.sweep.chunk_size)
   done = _finished(store, layout.num_chunks)
   per_prompt = ablations_per_prompt(config, model.config)
@@ -143,11 +155,8 @@ def run_chunks(config, model, prompts, sources, store, mesh) -> dict[str, Any]:
   prompts_done = sum(len(layout.chunk(i)) for i in range(layout.num_chunks) if done[i])
   remaining = len(prompts) - prompts_done
   start, computed, first = time.time(), 0, None   # first: (prompts, time) after the compile
-  prepared = None                                 # prepared at the first unfinished chunk
   for index in todo:
-    prepared = prepared or chunks.prepare(model, prompts, sources, layout, mesh=mesh,
-                                          **sweep_options(config))
-    arrays = chunks.sweep_chunk(prepared, prompts, layout, index, check=config.sweep.check,
+    arrays = chunks.sweep_chunk(prepare(), prompts, layout, index, check=config.sweep.check,
                                 keep_sources=config.sweep.keep_sources)
     if jax.process_index() == 0:
       store.save_chunk(index, arrays)
@@ -172,7 +181,8 @@ def run_chunks(config, model, prompts, sources, store, mesh) -> dict[str, Any]:
 
 
 def gather_results(store, model, prompts, num_chunks) -> dict[str, np.ndarray]:
-  """Every chunk's arrays in prompt order, with the prompts' texts and scored tokens."""
+  """Every chunk's arrays in prompt order, with the prompts' texts, scored tokens and (where
+  the prompt set marks them) subjects: the bootstrap's clusters (`report.statistics`)."""
   arrays = store.load_all(range(num_chunks))
   if not np.array_equal(arrays["prompt_id"], prompts.ids):
     raise ValueError(f"the chunks in {store.workdir} hold other prompts than this run keeps "
@@ -183,6 +193,9 @@ def gather_results(store, model, prompts, num_chunks) -> dict[str, np.ndarray]:
   if any(prompts.relations):
     arrays["relation"] = np.array(prompts.relations)
   arrays["token_text"] = np.array([decode([int(t)]) for t in arrays["token"]])
+  if any(end > start for start, end in prompts.subjects):
+    arrays["subject"] = np.array([decode(list(tokens[start:end])).strip() if end > start else ""
+                                  for tokens, (start, end) in zip(prompts.tokens, prompts.subjects)])
   return arrays
 
 
@@ -261,7 +274,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   say(f"prompts: {counts['total']} in {counts['dataset']}, {counts['kept']} kept; dropped: "
       f"{counts['dropped'] or 'none'}")
   sources = draw_sources(config, prompts)
-  timing = run_chunks(config, model, prompts, sources, store, mesh)
+  prepare = _preparer(config, model, prompts, sources, mesh)
+  timing = run_chunks(config, model, prompts, store, prepare)
+  doses = dose_sweep.run(config, prepare, len(prompts), workdir, say)
   if jax.process_index() != 0:
     return None
   arrays = gather_results(store, model, prompts, timing["chunks_total"])
@@ -270,6 +285,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 mesh=" x ".join(f"{name}={size}" for name, size in mesh.shape.items()),
                 devices=f"{jax.device_count()} x {jax.devices()[0].device_kind}")
   info = dict(config=config.to_dict(), model=model.description, prompts=counts, timing=timing)
-  summary = report.write(workdir, arrays, info)
+  summary = report.write(workdir, arrays, info, doses=doses)
   say(f"report written to {workdir}/report.md ({timing['wall_seconds']:.1f} s)")
   return summary

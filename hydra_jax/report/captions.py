@@ -53,17 +53,6 @@ def slope_text(fit: Mapping[str, Any]) -> str:
   return f"{number(fit.get('slope'), 2)}{band}"
 
 
-def part_slope(entry: Mapping[str, Any], part: str) -> str:
-  """slope_text of one part ("total", "attn", "mlp") of a headline middle_attention_slopes entry."""
-  return slope_text(dict(slope=entry[f"{part}_slope"], slope_ci=entry[f"{part}_slope_ci"]))
-
-
-def listed(head: Mapping[str, Any], key: str, phrase: Callable[[Mapping[str, Any]], str],
-           separator: str = "; ") -> str:
-  """The phrase of every entry of the headline list `key`, joined ("" when it is empty)."""
-  return separator.join(phrase(entry) for entry in head.get(key, []))
-
-
 def _values(stats, kind: str, name: str, key: str = "slope") -> np.ndarray:
   """[L] a statistic of one kind, regressions' `key`, None read as NaN."""
   entries = stats[kind][name]
@@ -122,11 +111,23 @@ def _de_vs_te(summary) -> str:
           f"x MLP layers; {where}.")
 
 
+def _extremes(values: np.ndarray, names: list[str]) -> str:
+  """'from a (name) to b (name), mean m' over the finite values."""
+  finite = np.flatnonzero(np.isfinite(values))
+  low, high = finite[np.argmin(values[finite])], finite[np.argmax(values[finite])]
+  return (f"from {number(float(values[low]), 2)} ({names[low]}) to {number(float(values[high]), 2)} "
+          f"({names[high]}), mean {number(float(values[finite].mean()), 2)}")
+
+
 def _compensation_fits(summary) -> str:
-  layers = listed(summary["headline"], "middle_attention_slopes",
-                  lambda e: f"attn {e['layer']}: {part_slope(e, 'total')} "
-                            f"(R² {number(e['total_r2'], 2)})", separator=", ")
-  return f"Slopes of CE on lost DE at the middle attention layers: {layers or 'none'}."
+  entries = summary["headline"].get("middle_attention_slopes") or []
+  slopes = np.array([np.nan if e["total_slope"] is None else e["total_slope"] for e in entries])
+  if not np.isfinite(slopes).any():
+    return "No middle attention layer has a defined slope."
+  names = [f"attn {e['layer']}" for e in entries]
+  r2 = np.array([np.nan if e["total_r2"] is None else e["total_r2"] for e in entries])
+  return (f"Across-prompt slopes of CE on lost DE at the {len(entries)} middle attention layers "
+          f"run {_extremes(slopes, names)}; R² at most {number(float(np.nanmax(r2)), 2)}.")
 
 
 def _slopes_by_layer(summary) -> str:
@@ -137,9 +138,10 @@ def _slopes_by_layer(summary) -> str:
               if np.isfinite(values).any()), key=lambda kl: r2[kl[0]][kl[1]], default=None)
   best_text = (f"; the highest R² is {number(r2[best[0]][best[1]], 2)} at {best[0]} {best[1]}"
                if best else "")
-  return (f"The slope's 95% interval lies above 0 (repair) at {counts['attn'][0]} attention and "
-          f"{counts['mlp'][0]} MLP layers, below 0 (the loss amplified) at {counts['attn'][1]} and "
-          f"{counts['mlp'][1]} (of {len(stats['attn']['regression'])} each){best_text}.")
+  return (f"The across-prompt slope's 95% interval lies above 0 at {counts['attn'][0]} attention "
+          f"and {counts['mlp'][0]} MLP layers, below 0 (the loss amplified) at {counts['attn'][1]} "
+          f"and {counts['mlp'][1]} (of {len(stats['attn']['regression'])} each; an interval above "
+          f"0 is not the headline's rule for a clear effect){best_text}.")
 
 
 def _compensation_parts(summary) -> str:
@@ -148,12 +150,12 @@ def _compensation_parts(summary) -> str:
   both = np.flatnonzero(np.isfinite(attn) & np.isfinite(mlp))
   if not len(both):
     return "No attention ablation has both attention and MLP components downstream to split."
-  by_layer = "; ".join(f"attn {l}: {number(float(attn[l]), 2)} / {number(float(mlp[l]), 2)}"
-                       for l in both)
+  names = [f"attn {l}" for l in both]
   more_mlp = int((mlp[both] > attn[both]).sum())
-  return (f"Slopes of the attention part / the MLP part on DE lost, per ablated attention layer: "
-          f"{by_layer}; the MLP part's slope is the larger at {more_mlp} of {len(both)} layers "
-          f"(the deepest: {'MLP' if mlp[both[-1]] > attn[both[-1]] else 'attention'}).")
+  return (f"Across-prompt slopes on DE lost, per ablated attention layer: the attention part "
+          f"runs {_extremes(attn[both], names)}, the MLP part {_extremes(mlp[both], names)}; the "
+          f"MLP part's slope is the larger at {more_mlp} of {len(both)} layers (the deepest: "
+          f"{'MLP' if mlp[both[-1]] > attn[both[-1]] else 'attention'}).")
 
 
 def _localisation(summary) -> str:
@@ -173,11 +175,15 @@ def _response_heatmap(summary) -> str:
 
 def _late_mlp_erasure(summary) -> str:
   head = summary["headline"]
-  ablated = head.get("ablated_component")
-  late = listed(head, "late_mlp_erasure",
-                lambda e: f"{e['component']}: {number(e['intact'])} intact, "
-                          f"{number(e['ablated'])} with {ablated} ablated")
-  return f"Mean DE of the last MLPs: {late or 'n/a'} (erasure would show as negative DE)."
+  ablated, late = head.get("ablated_component"), head.get("late_mlp_erasure", [])
+  if not late:
+    return "No late MLP to show."
+  erasing = [e for e in late if e["intact"] is not None and e["intact"] < 0]
+  listed_text = "; ".join(f"{e['component']}: {number(e['intact'])} intact, "
+                          f"{number(e['ablated'])} with {ablated} ablated" for e in erasing)
+  return (f"{len(erasing)} of the last {len(late)} MLPs lower the scored logit on average "
+          f"(erase){': ' + listed_text if erasing else ''}; the others raise it (mean DE of "
+          f"each, intact and ablated, in the figure).")
 
 
 def _reading(slope, band) -> str:

@@ -1,7 +1,9 @@
 """Which figures report.md shows, in which order, drawn with which arguments.
 
-`draw_figures(workdir, arrays, summary, choices)` writes every figure of `figures` and
-`regression_figures` under workdir/figures from the arrays of results.npz, the
+`draw_figures(workdir, arrays, summary, choices)` writes the headline figure
+(`headline_figure`, for attention ablations, where the sweep kept its per-source arrays;
+the MLP ablations' numbers are the report's appendix tables), every figure of `figures`
+and `regression_figures` under workdir/figures from the arrays of results.npz, the
 per-layer statistics of summary.json and config.report (`choices`: ablated_layer,
 ablated_kind, regression_layers, late_mlps).
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from hydra_jax.report import figures
 from hydra_jax.report import headline as report_headline
+from hydra_jax.report import headline_figure
 from hydra_jax import store as results_store
 from hydra_jax.report import regression_figures
 
@@ -38,7 +41,9 @@ def draw_figures(workdir: str, arrays, summary: Mapping[str, Any],
   layers = regression_layers(num_layers, choices["regression_layers"])
   stats = summary["per_layer"]
   path = lambda name: results_store.as_path(workdir) / FIGURE_DIR / (name + ".png")
-  drawings = dict(
+  drawings = ({"restored_attn": lambda p: headline_figure.restored_by_layer(stats, "attn", p)}
+              if "restored" in stats["attn"] else {})
+  drawings.update(
       intact_vs_ablated=lambda p: figures.intact_vs_ablated(arrays, ablated, p),
       de_vs_te=lambda p: figures.de_vs_te(arrays, p),
       downstream_response=lambda p: figures.downstream_response(arrays, ablated, p),

@@ -48,9 +48,10 @@ def ablated_direct_effects(arrays, component: int) -> np.ndarray:
   return ablated
 
 
-def save(fig, path) -> str:
-  """Write the figure as PNG to `path` (local or a bucket, through `hydra_jax.store`)."""
-  fig.tight_layout()
+def save(fig, path, rect=None) -> str:
+  """Write the figure as PNG to `path` (local or a bucket, through `hydra_jax.store`);
+  rect: the part of the figure the axes are laid out in (room for a figure legend)."""
+  fig.tight_layout(rect=rect)
   image = io.BytesIO()
   fig.savefig(image, format="png", dpi=110)
   plt.close(fig)

@@ -1,5 +1,10 @@
 """The headline of a sweep: the numbers to set beside the paper's (Chinchilla 7B).
 
+  restored              (`restored_headline`) under both sigma readings, for the total
+                        compensation and each part: the mean over the middle attention
+                        layers of the within-prompt and across-prompt slopes and their
+                        pooled ratio of means, the best attention layer, and the layers
+                        the rule of `report.clear` calls clear
   middle-layer slopes   CE on lost DE at the middle attention layers, each with its
                         bootstrap 95% interval: the paper's "about 70% restored"
   their mean            the fraction restored as the paper reads it, with an interval from
@@ -20,8 +25,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from hydra_jax.report import clear
 from hydra_jax.report import figures
+from hydra_jax.report import restored
 from hydra_jax.report import statistics
+from hydra_jax.sweep.measures import SIGMAS
 
 
 def middle_layers(num_layers: int) -> list[int]:
@@ -80,6 +88,36 @@ def repair(arrays, components, num_layers: int, counts) -> dict[str, Any]:
       fraction_restored_with_norm_middle_attention_ci=slope_norm_ci,
       ratio_of_means_middle_attention=float(statistics.ratio_of_means(
           pooled(compensation), pooled(lost), pooled(te))[0]) if middle else math.nan)
+
+
+def best_attention_layer(entries: list[dict[str, Any]], num_layers: int) -> int:
+  """The attention layer with a later layer whose within-prompt slope of the total
+  compensation (clean sigma) has the highest lower interval bound; entries: per component
+  `restored.per_component`. A choice after the fact: for display, not for inference."""
+  candidates = list(range(max(num_layers - 1, 1)))
+  low = lambda l: entries[2 * l]["clean"]["total"]["within"]["slope_ci"][0]
+  return max(candidates, key=lambda l: low(l) if math.isfinite(low(l)) else -math.inf)
+
+
+def clear_layers(entries: list[dict[str, Any]]) -> dict[str, Any]:
+  """{sigma: {part: {"attn": [layers], "mlp": [layers]}}}: where the rule's conditions hold
+  (clear under clear.SIGMA; under the other reading they are reported, not called clear)."""
+  return {sigma: {part: {kind: [c // 2 for c in range(offset, len(entries), 2)
+                                if entries[c][sigma][part]["clear"]]
+                         for offset, kind in enumerate(figures.KIND_NAMES)}
+                  for part in clear.PARTS} for sigma in SIGMAS}
+
+
+def restored_headline(found, entries: list[dict[str, Any]], num_layers: int) -> dict[str, Any]:
+  """The fraction restored in few numbers (module docstring); found: `restored.estimate`."""
+  layers = middle_layers(num_layers)
+  best = best_attention_layer(entries, num_layers)
+  return dict(
+      rule=clear.RULE, min_effect=clear.MIN_EFFECT, clear_sigma=clear.SIGMA,
+      middle_attention_layers=layers,
+      middle_mean={sigma: {part: restored.pooled(found[sigma, part], [2 * l for l in layers])
+                           for part in restored.PARTS} for sigma in SIGMAS},
+      best_attention_layer=best, best=entries[2 * best], clear_layers=clear_layers(entries))
 
 
 def responders(arrays, components, num_layers: int) -> dict[str, Any]:

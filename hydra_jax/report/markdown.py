@@ -1,9 +1,11 @@
 """report.md: the summary of a sweep as a results section that reads on its own.
 
 `render(summary, figure_paths)` lays out summary.json (see `report.summary`): how to
-read it, what was run (with the sweep's options), the headline (middle-layer slopes with
-their bootstrap intervals first) beside the paper's numbers, each figure with a sentence
-on this run and the paper's finding (`captions`), and the per-layer tables.
+read it, what was run (with the sweep's options), the headline - the fraction restored
+per layer as a figure, a table of a few rows and the rule's verdict (`headline_text`),
+then the dose-response check - each figure with a sentence on this run and the paper's
+finding (`captions`), and an appendix of per-layer tables and the paper comparison. Its
+length does not grow with the depth except in the appendix.
 """
 
 from __future__ import annotations
@@ -11,25 +13,34 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from hydra_jax.report import captions as report_captions
-from hydra_jax.report.captions import number, part_slope, slope_text
+from hydra_jax.report import headline_text
+from hydra_jax.report.captions import number, slope_text
+
+HEADLINE_FIGURE = "restored_attn"
 
 HOW_TO_READ = [
     "## How to read this", "",
     "- Each attention or MLP output (a *component*) is ablated in turn at the last prompt "
-    "position and the model is re-run. The *direct effect* (DE) of a component is what it "
-    "adds to the scored token's logit through the unembedding; *DE lost* is how much of it "
-    "the ablation removes; TE is the change of the logit itself.",
+    "position, once per resample source, and the model is re-run. The *direct effect* (DE) "
+    "of a component is what it adds to the scored token's logit through the unembedding; "
+    "*DE lost* is how much of it the ablation removes; TE is the change of the logit itself.",
     "- If the model did not react, the logit would fall by the DE lost. Later components "
     "that change their own DE make up the difference: that is the *compensation* (CE), "
     "split into later attention layers (the Hydra effect) and later MLPs (reduced erasure). "
     "The rest of the difference comes from the final norm's scale (*norm remainder*).",
-    "- The paper reads the *fraction restored* as the slope of CE on DE lost across prompts: "
-    "1 is full repair, 0 none, negative means the later layers deepen the loss. Numbers in "
-    "[brackets] are 95% bootstrap intervals over prompts; an interval that excludes 0 is a "
-    "clear effect, one that straddles 0 is not.",
-    "- The ratio of means (mean CE / mean DE lost) is shown only where the mean DE lost is "
-    "well away from zero (positive, at least 3 standard errors and at least a quarter of "
-    "|mean TE|); elsewhere it is n/a.", ""]
+    "- *Fraction restored*, three ways. The **within-prompt slope** of CE on DE lost compares "
+    "the sources of the same prompt (prompt fixed effects): the same component in the same "
+    "context loses different amounts, so it is the causal fraction restored. The "
+    "**across-prompt slope** (the paper's figure 7) compares prompts: prompts that lose more "
+    "get more back; it can differ in sign from the **ratio of means** (mean CE / mean DE "
+    "lost, shown only where the DE lost is well away from zero).",
+    "- *Sigma*: DE is read with the final norm's factor fixed. With the clean run's factor "
+    "(clean σ) the norm's rescaling after an ablation falls into the norm remainder; with "
+    "each ablated run's own factor (own σ) its downstream share counts as compensation. "
+    "Both are shown.",
+    "- [Brackets] are 95% intervals of a cluster bootstrap: prompts that share a subject are "
+    "resampled together, each with all its sources. *Clear* means the rule stated in the "
+    "headline holds (not merely an interval excluding 0).", ""]
 
 TABLE = (("direct_effect", "DE"), ("total_effect", "TE"), ("lost_direct_effect", "DE lost"),
          ("compensation_attn", "CE attn"), ("compensation_mlp", "CE mlp"),
@@ -69,10 +80,16 @@ def _options_line(summary: Mapping[str, Any]) -> list[str]:
           f"MLP output at the final position, {options.get('path', '?')} path; responses read "
           f"with {scale}; final scale {'frozen' if options.get('freeze_final_scale') else 'free'} "
           f"in the ablated runs; consistency checks {'on' if options.get('check') else 'off'}; "
-          f"per-source arrays kept for {options.get('keep_sources', 0)} prompts",
-          f"- **Statistics**: {boot.get('resamples', '?')} bootstrap resamples of the prompts "
-          f"(seed {boot.get('seed', '?')}), {number(100 * boot.get('level', 0.95), 2)}% "
-          "percentile intervals"]
+          f"full per-source response matrices kept for {options.get('keep_sources', 0)} prompts",
+          f"- **Statistics**: {boot.get('resamples', '?')} bootstrap resamples of "
+          f"{boot.get('num_clusters', '?')} clusters ({_cluster_words(boot)}; seed "
+          f"{boot.get('seed', '?')}), {number(100 * boot.get('level', 0.95), 2)}% percentile "
+          "intervals"]
+
+
+def _cluster_words(boot: Mapping[str, Any]) -> str:
+  return ("prompts sharing a subject drawn together, each with all its sources"
+          if boot.get("clusters") == "subject" else "each prompt with all its sources")
 
 
 def _run_lines(summary: Mapping[str, Any]) -> list[str]:
@@ -100,11 +117,8 @@ def _run_lines(summary: Mapping[str, Any]) -> list[str]:
   return lines
 
 
-def _headline_lines(head: Mapping[str, Any]) -> list[str]:
-  per_layer = "; ".join(f"attn {e['layer']}: {part_slope(e, 'total')} (attention part "
-                        f"{part_slope(e, 'attn')}, MLP part {part_slope(e, 'mlp')})"
-                        for e in head.get("middle_attention_slopes", []))
-  mean = lambda key: slope_text(dict(slope=head.get(key), slope_ci=head.get(key + "_ci")))
+def _paper_lines(head: Mapping[str, Any]) -> list[str]:
+  """The paper's other findings beside this run's (appendix): responders, erasure, coupling."""
   largest = ", ".join(f"{h['ablated']} ({number(h['compensation_attn'])})"
                       for h in head.get("largest_attention_compensation", []))
   responders = ", ".join(f"{a} -> {r['responder']} (dDE {number(r['dde'])})"
@@ -112,41 +126,58 @@ def _headline_lines(head: Mapping[str, Any]) -> list[str]:
   erasure = ", ".join(f"{e['component']}: {number(e['intact'])} intact, {number(e['ablated'])} "
                       f"with {head.get('ablated_component')} ablated"
                       for e in head.get("late_mlp_erasure", []))
-  layers = head.get("middle_attention_layers")
   return [
       "| measure | this run | paper (Chinchilla 7B) |", "|---|---|---|",
-      f"| slope of CE on DE lost, middle attention layers | {per_layer or 'n/a'} | about 0.7 |",
-      f"| fraction restored (mean of those slopes), layers {layers} | "
-      f"{mean('fraction_restored_middle_attention')} | "
-      "about 0.7 at middle layers, slope below 1 past layer 13 |",
-      f"| the same counting the final norm's remainder | "
-      f"{mean('fraction_restored_with_norm_middle_attention')} | n/a (Rushing & Nanda 2024: "
-      "up to ~30% of self-repair is the norm's) |",
-      f"| ratio of means there (guarded) | "
-      f"{number(head.get('ratio_of_means_middle_attention'))} | n/a |",
-      f"| largest attention compensation (attention ablations: CE attn) | {largest or 'n/a'} | "
+      f"| largest attention compensation (attention ablations: mean CE attn) | {largest or 'n/a'} | "
       "a downstream attention layer raises its DE |",
       f"| strongest responding attention layer | {responders or 'n/a'} | layer 20 |",
-      f"| late-MLP direct effect | {erasure or 'n/a'} | late MLPs lower the logit, less after an "
-      "ablation |",
+      f"| late-MLP direct effect (mean; negative: erasure) | {erasure or 'n/a'} | late MLPs lower "
+      "the logit, less after an ablation |",
       f"| components carrying 80% of a response | {number(head.get('localisation_80'), 2)} of "
       f"{number(head.get('downstream_components'), 2)} downstream | few (loosely coupled) |"]
+
+
+def _headline(summary: Mapping[str, Any], figure_paths: Mapping[str, str]) -> list[str]:
+  head = summary.get("headline") or {}
+  restored, num_layers = head.get("restored"), (summary.get("model") or {}).get("num_layers")
+  num_layers = num_layers or len((summary.get("per_layer") or {}).get("attn", {}).get(
+      "direct_effect", []))
+  if not restored:
+    return ["## Headline", "", report_captions.verdict(head), "",
+            "(no per-source arrays in these results: the within-prompt estimator, both sigma "
+            "readings and the rule need a sweep made with this version)", ""]
+  lines = ["## Headline", "", headline_text.verdict(restored, num_layers), ""]
+  if HEADLINE_FIGURE in figure_paths:
+    lines += [f"![{HEADLINE_FIGURE}]({figure_paths[HEADLINE_FIGURE]})", ""]
+  lines += headline_text.table(restored, num_layers) + [""]
+  return lines + headline_text.dose_lines(summary.get("dose_response")) + [""]
+
+
+def _appendix(summary: Mapping[str, Any]) -> list[str]:
+  stats, head = summary.get("per_layer") or {}, summary.get("headline") or {}
+  lines = ["## Appendix: per layer", ""]
+  for kind, title in (("attn", "attention"), ("mlp", "MLP")):
+    entries = (stats.get(kind) or {}).get("restored")
+    for sigma, name in (("clean", "the clean final sigma"), ("ablated", "each run's own sigma")):
+      if entries:
+        lines += [f"### Ablating the {title} output of each layer: fraction restored, "
+                  f"{name}", ""] + headline_text.layer_table(entries, sigma) + [""]
+  for kind, title in (("attn", "attention"), ("mlp", "MLP")):
+    if stats.get(kind):
+      lines += [f"### Ablating the {title} output of each layer: means over prompts and "
+                "across-prompt slopes", ""] + _table(stats[kind]) + [""]
+  return lines + ["### The paper's other findings", ""] + _paper_lines(head) + [""]
 
 
 def render(summary: Mapping[str, Any], figure_paths: Mapping[str, str]) -> str:
   lines = ["# Hydra effect sweep", "",
            "Every attention and MLP output is ablated at the final position of every kept "
            "prompt; the scored token is the clean run's top prediction.", ""]
-  lines += HOW_TO_READ + ["## What was run", ""] + _run_lines(summary)
-  head = summary.get("headline") or {}
-  lines += ["", "## Headline", "", report_captions.verdict(head), ""] + _headline_lines(head)
-  lines += ["", "## Results, figure by figure", ""]
+  lines += HOW_TO_READ + ["## What was run", ""] + _run_lines(summary) + [""]
+  lines += _headline(summary, figure_paths)
+  lines += ["## Results, figure by figure", ""]
   texts = report_captions.captions(summary)
   for name, path in figure_paths.items():
-    lines += [f"![{name}]({path})", "", texts.get(name, name), ""]
-  for kind, title in (("attn", "attention"), ("mlp", "MLP")):
-    stats = (summary.get("per_layer") or {}).get(kind)
-    if stats:
-      lines += ["", f"## Ablating the {title} output of each layer (over prompts)", ""]
-      lines += _table(stats)
-  return "\n".join(lines) + "\n"
+    if name != HEADLINE_FIGURE:
+      lines += [f"![{name}]({path})", "", texts.get(name, name), ""]
+  return "\n".join(lines + _appendix(summary)) + "\n"

@@ -5,7 +5,7 @@ Each function takes summary.json's `per_layer` statistics (`stats`: {"attn"|"mlp
 NaN) and, where it scatters prompts, the arrays of `results.npz`; it writes one PNG.
 
   compensation_fits   CE against lost DE per prompt with the fitted line, for chosen
-                      attention AND MLP layers                               (paper fig 7)
+                      attention AND MLP layers, four a row                   (paper fig 7)
   slopes_by_layer     slope and R^2 of CE on lost DE against layer, 95% bands (paper fig 7d)
   compensation_parts  attention vs MLP parts of CE: one layer's scatter with both fits,
                       and each part's slope against layer (the y axis fits the layers
@@ -70,7 +70,7 @@ def _focus(ax, stats_kind, parts):
 
 
 def _scatter_fit(ax, lost, outcome, fit, colour, label):
-  ax.scatter(lost, outcome, s=6, alpha=0.4, color=colour)
+  ax.plot(lost, outcome, "o", markersize=2.2, alpha=0.4, color=colour, markeredgewidth=0)
   span = np.array([lost.min(), lost.max()])
   if fit["slope"] is not None:
     ax.plot(span, fit["slope"] * span + fit["intercept"], color=colour, linewidth=1.4,
@@ -85,23 +85,31 @@ def _ci_text(fit) -> str:
   return f"slope {slope}{band}, R² {r2}"
 
 
-def compensation_fits(arrays, layers, stats, path: str) -> str:
+def compensation_fits(arrays, layers, stats, path: str, columns: int = 4) -> str:
+  """Per chosen layer, for attention and MLP ablations: the scatter and its fit; at most
+  `columns` panels a row (so 8 layers read as well as 2)."""
   lost = -arrays["direct_change"]                                                   # [N, C]
   compensation = arrays["compensation_attn"] + arrays["compensation_mlp"]           # [N, C]
-  fig, axes = plt.subplots(2, len(layers), figsize=(3.2 * len(layers) + 0.5, 6.6), squeeze=False)
+  width = min(columns, len(layers))
+  per_kind = -(-len(layers) // width)                                               # rows a kind
+  fig, axes = plt.subplots(2 * per_kind, width, figsize=(3.2 * width + 0.5, 3.3 * 2 * per_kind),
+                           squeeze=False)
   for kind, name in enumerate(KIND_NAMES):
-    for ax, layer in zip(axes[kind], layers):
-      c = 2 * layer + kind
+    for index, layer in enumerate(layers):
+      ax, c = axes[kind * per_kind + index // width, index % width], 2 * layer + kind
       fit = stats[name]["regression"][layer]
       _scatter_fit(ax, lost[:, c], compensation[:, c], fit, KIND_COLOURS[name], "fit")
       span = np.array([lost[:, c].min(), lost[:, c].max()])
       ax.plot(span, span, color="grey", linestyle=":", linewidth=1, label="full repair")
       ax.set_title(f"{component_name(c)}: {_ci_text(fit)}", fontsize=8)
       ax.set_xlabel("direct effect lost", fontsize=8)
-    axes[kind, 0].set_ylabel(f"{name} ablated: compensation (CE)")
+    for ax in axes[kind * per_kind:(kind + 1) * per_kind, 0]:
+      ax.set_ylabel(f"{name} ablated: compensation (CE)")
+  for ax in axes.ravel()[[i for i in range(axes.size) if i % (per_kind * width) >= len(layers)]]:
+    ax.axis("off")
   axes[0, 0].legend(frameon=False, fontsize=7)
-  fig.suptitle("Compensatory effect against lost direct effect, one point per prompt "
-               "(slope: fraction restored; [95% bootstrap CI])", fontsize=10)
+  fig.suptitle("Compensatory effect against lost direct effect, one point per prompt (the "
+               "across-prompt slope; [95% cluster-bootstrap CI])", fontsize=10)
   return save(fig, path)
 
 
@@ -121,8 +129,8 @@ def slopes_by_layer(stats, path: str) -> str:
   for ax in (left, right):
     layer_axis(ax)
     ax.legend(frameon=False, fontsize=8)
-  fig.suptitle("Regression of compensation on lost direct effect per layer "
-               "(bands: 95% bootstrap CI over prompts)", fontsize=10)
+  fig.suptitle("Regression of compensation on lost direct effect across prompts, per layer "
+               "(bands: 95% cluster-bootstrap CI)", fontsize=10)
   return save(fig, path)
 
 

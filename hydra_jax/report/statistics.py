@@ -2,11 +2,17 @@
 
 The paper reads "the fraction of the lost logit restored" as the slope of the least-squares
 line of compensation (CE) on the lost direct effect (-direct_change) across prompts (its
-figure 7d), not as a ratio of means. Here every slope comes with a percentile bootstrap
-95% interval over prompts: R resamples of the N prompts, drawn with replacement and held
-as counts [R, N], so that all R fits of all C columns are five matrix products.
+figure 7d), not as a ratio of means (`estimators` has both, and the within-prompt slope).
+Every estimate comes with a percentile bootstrap 95% interval: R resamples held as
+counts [R, N] of how often each prompt is drawn, so that all R fits of all C columns are
+a few matrix products. Prompts are not independent draws (in the synthetic world each
+subject is asked about in five relations), so the resampled unit is a *cluster*:
+prompts that share a subject are drawn together, each with all its sources; prompts
+without a subject are clusters of their own (then it is the plain prompt bootstrap).
 
-  resample_counts    the seeded bootstrap draws: how often each prompt is in each resample
+  clusters_of        cluster ids [N] from each prompt's subject ("" : its own cluster)
+  cluster_counts     the seeded bootstrap draws of clusters, as counts per prompt [R, N]
+  resample_counts    the same with every prompt its own cluster
   weighted_fits      slope, intercept, R^2 of y on x column by column, one fit per weight row
   fits               the plain fit (every prompt once)
   interval           the percentile interval of bootstrap samples
@@ -33,13 +39,31 @@ MIN_SHARE_OF_TOTAL = 0.25   # ... and this share of the logit's mean total chang
 LOCALISED_SHARE = 0.8   # localisation: the share of the |response| to account for
 
 
-def resample_counts(num_prompts: int, num_resamples: int, seed: int) -> np.ndarray:
-  """int [R, N]: how many times each prompt is drawn in each bootstrap resample."""
+def clusters_of(subjects) -> np.ndarray:
+  """int [N]: one id per distinct non-empty subject, numbered in order of first appearance;
+  a prompt without a subject ("" or None) is a cluster of its own."""
+  ids, found = {}, []
+  for index, subject in enumerate(subjects):
+    key = str(subject).strip() if subject is not None else ""
+    found.append(ids.setdefault(key or ("", index), len(ids)))
+  return np.array(found, np.int64)
+
+
+def cluster_counts(clusters: np.ndarray, num_resamples: int, seed: int) -> np.ndarray:
+  """int [R, N]: how many times each prompt is drawn in each bootstrap resample, when the
+  G clusters (ids 0..G-1 in `clusters` [N]) are drawn G times with replacement."""
+  clusters = np.asarray(clusters, np.int64)
+  num_clusters = int(clusters.max()) + 1 if clusters.size else 0
   rng = np.random.default_rng(seed)
-  draws = rng.integers(0, num_prompts, (num_resamples, num_prompts))               # [R, N]
-  flat = (draws + num_prompts * np.arange(num_resamples)[:, None]).ravel()           # [R * N]
-  counts = np.bincount(flat, minlength=num_resamples * num_prompts)                  # [R * N]
-  return counts.reshape(num_resamples, num_prompts)
+  draws = rng.integers(0, num_clusters, (num_resamples, num_clusters))             # [R, G]
+  flat = (draws + num_clusters * np.arange(num_resamples)[:, None]).ravel()          # [R * G]
+  counts = np.bincount(flat, minlength=num_resamples * num_clusters)                 # [R * G]
+  return counts.reshape(num_resamples, num_clusters)[:, clusters]                    # [R, N]
+
+
+def resample_counts(num_prompts: int, num_resamples: int, seed: int) -> np.ndarray:
+  """int [R, N]: the plain prompt bootstrap (every prompt its own cluster)."""
+  return cluster_counts(np.arange(num_prompts), num_resamples, seed)
 
 
 def interval(samples: np.ndarray, level: float = LEVEL) -> np.ndarray:

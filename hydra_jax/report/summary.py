@@ -4,9 +4,12 @@
 
 `results.npz` holds, for every kept prompt (N of them, in prompt order), every array
 of the sweep plus the prompt's id, text, label, scored token and its text, and the
-indices of its resample sources; optionally `response_by_source` [M, K, C, C], the
-per-source dDE of the first M prompts (its mean over K is `response[:M]`), and
-`relation` [N]. `summary.json` holds the run's description (config, model, prompt
+indices of its resample sources: the means over sources [N, C] and the per-source lost DE
+and parts of the compensation [N, K, C] under both readings of the final sigma
+(`measures.by_source_name`); optionally `response_by_source` [M, K, C, C], the
+per-source dDE of the first M prompts (its mean over K is `response[:M]`), `relation` [N]
+and `subject` [N] (the bootstrap's clusters). `dose.npz` (`DOSE_FILE`, optional) holds the
+dose-response sweep (`hydra_jax.job.dose`). `summary.json` holds the run's description (config, model, prompt
 counts, timing: the `info` passed to `write`) and the statistics computed here from the
 arrays. Components: c = 2l is layer l's attention, 2l + 1 its MLP (METHOD.md); the
 per-layer statistics are over prompts:
@@ -17,11 +20,15 @@ per-layer statistics are over prompts:
   compensation_attn    mean CE, the Hydra part: downstream attention's change of DE
   compensation_mlp     mean CE, the erasure part: downstream MLPs' change of DE
   norm_remainder       mean TE - direct change - CE (the final norm's share)
-  regression           CE on lost DE across prompts: slope, intercept, R^2, and the
-                       bootstrap 95% intervals slope_ci, r2_ci; regression_attn,
-                       regression_mlp, regression_norm: the same for each part of CE and
-                       for the norm remainder. The slope is the fraction restored as the
-                       paper reads it
+  restored             per sigma reading ("clean", "ablated") and part (total, attn, mlp,
+                       norm): the mean, the ratio of means, the across-prompt fit and the
+                       within-prompt slope with 95% cluster-bootstrap intervals, and the
+                       clear flag of `report.clear` (`report.restored`)
+  regression           CE on lost DE across prompts (the means over sources as swept,
+                       sweep.response_scale): slope, intercept, R^2, and the bootstrap 95%
+                       intervals slope_ci, r2_ci; regression_attn, regression_mlp,
+                       regression_norm: the same for each part of CE and for the norm
+                       remainder. The slope is the fraction restored as the paper reads it
   ratio_of_means_restored (_with_norm)  mean CE (+ norm remainder) / mean lost DE, null
                        unless the lost DE is well away from zero (statistics.ratio_of_means)
   de_te_correlation    Pearson r of lost DE and -TE across prompts
@@ -31,9 +38,11 @@ per-layer statistics are over prompts:
   *_std_over_sources   with response_by_source: std over the K sources of CE (total, attn,
                        mlp), averaged over the M prompts
 
-Config (`config.report`, missing keys take DEFAULT_CHOICES): ablated_layer, ablated_kind,
-regression_layers, late_mlps (figures), bootstrap (resamples, 0: no intervals),
-bootstrap_seed, figures (False: summary.json and report.md without the PNGs).
+Every interval is the cluster bootstrap's (`statistics.cluster_counts`: prompts sharing a
+subject are resampled together, each with all its sources). The headline
+(`report.headline`) holds the middle layers' means, the best layer and the clear layers
+under the rule of `report.clear`; dose_response the dose-response check (`report.dose`).
+Config: `config.report` (`report.options`, whose defaults fill missing keys).
 
 Shapes: N prompts, M prompts with per-source arrays, K sources, L layers, C = 2L components.
 """
@@ -49,10 +58,13 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from hydra_jax.sweep import effects
+from hydra_jax.report import dose as report_dose
 from hydra_jax.report import drawing
 from hydra_jax.report import figures
 from hydra_jax.report import headline as report_headline
 from hydra_jax.report import markdown as report_markdown
+from hydra_jax.report import options as report_options
+from hydra_jax.report import restored
 from hydra_jax.report import statistics
 from hydra_jax import store as results_store
 
@@ -60,11 +72,8 @@ RESULTS_FILE = "results.npz"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 FIGURE_DIR = drawing.FIGURE_DIR
-DEFAULT_CHOICES = dict(ablated_layer=-1, ablated_kind="attn", regression_layers=(), late_mlps=0,
-                       bootstrap=1000, bootstrap_seed=0, figures=True)
-SWEEP_DEFAULTS = dict(kind="resample", num_sources=15, response_scale="clean",
-                      freeze_final_scale=False, sources="uniform", check=False, keep_sources=0,
-                      noise_scale=3.0)
+DOSE_FILE = "dose.npz"
+DEFAULT_CHOICES = report_options.DEFAULT_CHOICES
 
 
 # Statistics ---------------------------------------------------------------------------------
@@ -181,10 +190,8 @@ def _choices(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sweep_options(info: Mapping[str, Any]) -> dict[str, Any]:
-  """The sweep's options as run: config.sweep over SWEEP_DEFAULTS (older runs lack some)."""
-  options = dict(SWEEP_DEFAULTS)
-  options.update((info.get("config") or {}).get("sweep") or {})
-  return options
+  """The sweep's options as run (config.sweep); a key an older run lacks stays absent."""
+  return dict((info.get("config") or {}).get("sweep") or {})
 
 
 def per_source_info(arrays) -> Optional[dict[str, Any]]:
@@ -199,35 +206,56 @@ def per_source_info(arrays) -> Optional[dict[str, Any]]:
               max_difference_from_response=float(np.abs(mean - stored).max()))
 
 
-def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> dict[str, Any]:
-  """summary.json's content: `info` plus the statistics of the arrays."""
+def clusters(arrays) -> np.ndarray:
+  """int [N]: the bootstrap's cluster of each prompt (its subject; its own without one)."""
+  subjects = arrays.get("subject")
+  return statistics.clusters_of(subjects if subjects is not None
+                                else [""] * len(arrays["direct_effect"]))
+
+
+def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any],
+              doses: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, Any]:
+  """summary.json's content: `info` plus the statistics of the arrays (and of the dose sweep)."""
   choices = _choices(info)
   num_prompts, num_components = arrays["direct_effect"].shape
   num_layers = num_components // 2
   parallel = bool((info.get("model") or {}).get("parallel_block", False))
   reads = downstream(num_components, parallel)
-  counts = statistics.resample_counts(num_prompts, int(choices["bootstrap"]),
-                                      int(choices["bootstrap_seed"]))               # [R, N]
+  groups = clusters(arrays)
+  resamples, seed = int(choices["bootstrap"]), int(choices["bootstrap_seed"])
+  counts = statistics.cluster_counts(groups, resamples, seed)                        # [R, N]
   components = per_component(arrays, counts, reads)
+  found = restored.estimate(arrays, counts, groups, reads)
+  if found is not None:
+    components["restored"] = restored.per_component(found)
   num_late = choices["late_mlps"] or report_headline.late_mlp_count(num_layers)
   ablated = report_headline.choose_ablated(arrays, choices)
   headline = report_headline.headline(arrays, components, num_layers, ablated, num_late, counts)
+  if found is not None:
+    headline["restored"] = report_headline.restored_headline(found, components["restored"],
+                                                            num_layers)
+  middle = [2 * l for l in report_headline.middle_layers(num_layers)]
+  counts_of = lambda rows: statistics.cluster_counts(statistics.clusters_of(
+      np.asarray(groups)[rows]), resamples, seed)
   return json_ready(dict(
       info, num_prompts=int(num_prompts), sweep_options=sweep_options(info),
-      bootstrap=dict(resamples=int(choices["bootstrap"]), seed=int(choices["bootstrap_seed"]),
-                     level=statistics.LEVEL),
+      bootstrap=dict(resamples=resamples, seed=seed, level=statistics.LEVEL,
+                     clusters="subject" if "subject" in arrays else "prompt",
+                     num_clusters=int(groups.max()) + 1),
       per_source=per_source_info(arrays), per_layer=per_layer(components), headline=headline,
+      dose_response=report_dose.summarize(arrays, doses, counts_of, middle, reads),
       num_relations=len(set(arrays["relation"].tolist())) if "relation" in arrays else None))
 
 
 def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any],
-          *, save_arrays: bool = True) -> dict[str, Any]:
+          *, save_arrays: bool = True, doses: Optional[Mapping[str, np.ndarray]] = None
+          ) -> dict[str, Any]:
   """Write results.npz (unless already saved), summary.json, the figures (unless
-  config.report.figures is False) and report.md."""
+  config.report.figures is False) and report.md; `doses`: dose.npz's arrays, if any."""
   root = results_store.as_path(workdir)
   if save_arrays:
     results_store.atomic_save_npz(root / RESULTS_FILE, arrays)
-  summary = summarize(arrays, info)
+  summary = summarize(arrays, info, doses)
   results_store.atomic_write_text(root / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
   choices = _choices(summary)
   paths = drawing.draw_figures(workdir, arrays, summary, choices) if choices["figures"] else {}
@@ -241,9 +269,11 @@ def redraw(workdir: str) -> dict[str, Any]:
   if not results_path.exists():
     raise ValueError(f"{results_path} does not exist: run hydra_jax.main with --workdir={workdir} first")
   arrays = results_store.load_npz(results_path)
+  dose_path = results_store.as_path(workdir) / DOSE_FILE
+  doses = results_store.load_npz(dose_path) if dose_path.exists() else None
   info = {}
   summary_path = results_store.as_path(workdir) / SUMMARY_FILE
   if summary_path.exists():
     saved = results_store.read_json(summary_path)
     info = {k: saved[k] for k in ("config", "model", "prompts", "timing") if k in saved}
-  return write(workdir, arrays, info, save_arrays=False)
+  return write(workdir, arrays, info, save_arrays=False, doses=doses)

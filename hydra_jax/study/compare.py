@@ -5,12 +5,16 @@
 `entries` holds one dict per run: run, arm, seed, training (build.TRAINING_FILE's
 record) and variants {variant: statistics.measures(...)}. study.json holds them and,
 per (arm, variant) over its seeds, the mean and standard deviation of every slope per
-ablated layer and how many seeds have the attention slope's CI above 0. study.md
-sets the arms side by side at every middle attention layer (fixed in advance), then the
-runs at the middle attention layer whose attention slope has the highest lower CI bound
-("best": for finding the strongest pair, not for the headline), then the attention slopes of every layer, then the
-seed aggregates. study.png: attention-part and total slopes with their CIs per ablated
-attention layer, one line per (run, variant).
+ablated layer, how many seeds have the attention slope's CI above 0, and the seed-level
+tests at the middle attention layers (`seeds.seed_tests`: t intervals over seeds, Holm
+over layers and parts). study.md sets the arms side by side at every middle attention
+layer (fixed in advance) with the within-prompt slopes and ratios of means and the rule
+of `report.clear` (sweeps older than the per-source arrays show the across-prompt slopes),
+then the runs at the middle attention layer whose slope has the highest lower CI bound
+("best": for finding the strongest pair, not for the headline), then the attention slopes
+of every layer, then the seed aggregates and tests, then the mediation check. study.png:
+attention-part and total slopes with their CIs per ablated attention layer, one line per
+(run, variant).
 
 Shapes: L layers.
 """
@@ -26,18 +30,32 @@ import numpy as np
 
 from hydra_jax import store
 from hydra_jax.report import summary as report
+from hydra_jax.report.clear import RULE as clear_rule
+from hydra_jax.study import seeds as seed_stats
 
 JSON_FILE, MARKDOWN_FILE, FIGURE_FILE = "study.json", "study.md", "study.png"
 SLOPES = ("attn", "mlp", "total", "norm")
+
+
+def slope_keys(layer_measures: dict[str, Any], part: str) -> tuple[str, str]:
+  """(slope, interval) keys of a part: the within-prompt ones where the sweep has them,
+  else the across-prompt ones (sweeps older than the per-source arrays)."""
+  if f"within_{part}" in layer_measures:
+    return f"within_{part}", f"within_ci_{part}"
+  return f"slope_{part}", f"ci_{part}"
+
+
+def tested_layers(measures: dict[str, Any]) -> list[int]:
+  """The middle attention layers with a later attention layer, fixed in advance."""
+  return [l for l in measures["middle_layers"] if l < measures["num_layers"] - 1]
 
 
 def best_middle_layer(measures: dict[str, Any]) -> int:
   """The middle attention layer with a later attention layer (so a Hydra effect can exist)
   whose attention slope has the highest lower CI bound."""
   attn = measures["per_layer"]["attn"]
-  layers = [l for l in measures["middle_layers"] if l < measures["num_layers"] - 1] or [0]
-  lower = [(attn["ci_attn"][l][0] if attn["ci_attn"][l][0] is not None else -math.inf)
-           for l in layers]
+  layers, (_, ci) = tested_layers(measures) or [0], slope_keys(attn, "attn")
+  lower = [(attn[ci][l][0] if attn[ci][l][0] is not None else -math.inf) for l in layers]
   return layers[int(np.argmax(lower))]
 
 
@@ -46,7 +64,8 @@ def best_run(entries: list[dict[str, Any]], variant: str = "resample") -> Option
   None when no run has that sweep."""
   def lower(entry):
     m = entry["variants"].get(variant)
-    bound = m["per_layer"]["attn"]["ci_attn"][best_middle_layer(m)][0] if m else None
+    ci = slope_keys(m["per_layer"]["attn"], "attn")[1] if m else None
+    bound = m["per_layer"]["attn"][ci][best_middle_layer(m)][0] if m else None
     return -math.inf if bound is None else bound
   swept = [entry for entry in entries if variant in entry["variants"]]
   return max(swept, key=lower)["run"] if swept else None
@@ -57,10 +76,13 @@ def aggregate(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
   groups: dict[tuple, list] = {}
   for entry in entries:
     for variant, measures in entry["variants"].items():
-      groups.setdefault((entry["arm"], variant), []).append(measures["per_layer"]["attn"])
+      groups.setdefault((entry["arm"], variant), []).append(measures)
   rows = []
-  for (arm, variant), layers in groups.items():
-    row = dict(arm=arm, variant=variant, seeds=len(layers))
+  for (arm, variant), members in groups.items():
+    layers = [m["per_layer"]["attn"] for m in members]
+    row = dict(arm=arm, variant=variant, seeds=len(layers),
+               seed_tests=seed_stats.seed_tests(tested_layers(members[0]), layers)
+               if len(layers) > 1 else [])
     for part in SLOPES:
       values = np.array([[np.nan if v is None else v for v in m[f"slope_{part}"]] for m in layers])
       row[f"slope_{part}_mean"] = np.nanmean(values, 0).tolist() if values.size else []
@@ -106,7 +128,8 @@ def _layer_rows(entries) -> list[str]:
   for entry in entries:
     for variant, m in entry["variants"].items():
       attn = m["per_layer"]["attn"]
-      cells = [_with_ci(s, ci) for s, ci in zip(attn["slope_attn"], attn["ci_attn"])]
+      key, ci = slope_keys(attn, "attn")
+      cells = [_with_ci(s, c) for s, c in zip(attn[key], attn[ci])]
       cells[-1] = "— (no later attention)"
       lines.append(f"| {entry['run']} | {variant} | " + " | ".join(cells) + " |")
   return lines
@@ -123,14 +146,32 @@ def _aggregate_rows(rows) -> list[str]:
 
 
 def _over_seeds(layers: list[dict[str, Any]], part: str, layer: int) -> str:
-  """One seed: slope [CI]; several: mean ± sd over seeds (seeds whose CI lies above 0)."""
-  slopes = [m[f"slope_{part}"][layer] for m in layers]
+  """One seed: slope [CI] (within-prompt where swept: with the ratio of means and the rule's
+  verdict); several: mean ± sd over seeds (seeds whose CI lies above 0)."""
+  key, ci = slope_keys(layers[0], part)
+  slopes = [m[key][layer] for m in layers]
   if len(layers) == 1:
-    return _with_ci(slopes[0], layers[0][f"ci_{part}"][layer])
+    text = _with_ci(slopes[0], layers[0][ci][layer])
+    if key.startswith("within"):
+      text += f", ratio {_num(layers[0][f'ratio_{part}'][layer])}"
+      text += ", clear" if layers[0][f"clear_{part}"][layer] else ""
+    return text
   values = np.array([np.nan if v is None else v for v in slopes])
-  above = sum(m[f"ci_{part}"][layer][0] is not None and m[f"ci_{part}"][layer][0] > 0
-              for m in layers)
+  above = sum(m[ci][layer][0] is not None and m[ci][layer][0] > 0 for m in layers)
   return f"{_num(float(np.nanmean(values)))} ± {np.nanstd(values, ddof=1):.2f} ({above}/{len(layers)})"
+
+
+def _seed_test_rows(rows) -> list[str]:
+  tests = [(row, test) for row in rows for test in row.get("seed_tests") or []]
+  if not tests:
+    return ["(no arm with several seeds and within-prompt slopes)"]
+  lines = ["| arm | variant | attn layer | part | seeds | mean within-prompt slope [95% t CI] | "
+           "p | Holm p | mean ratio of means | clear |", "|" + " --- |" * 10]
+  for row, t in tests:
+    lines.append(f"| {row['arm']} | {row['variant']} | {t['layer']} | {t['part']} | {t['seeds']} | "
+                 f"{_with_ci(t['mean'], t['ci'])} | {_num(t['p'], 3)} | {_num(t['p_holm'], 3)} | "
+                 f"{_num(t['ratio_mean'])} | {'yes' if t['clear'] else ''} |")
+  return lines
 
 
 def _middle_rows(entries) -> list[str]:
@@ -165,17 +206,30 @@ def _error_lines(entries) -> list[str]:
 def markdown(name: str, entries, rows) -> str:
   return "\n".join([
       f"# Study {name}: the Hydra effect per arm", "",
-      "Slopes: least-squares slope across prompts of each compensation part on the lost "
-      "direct effect of ablating an attention layer; [..]: bootstrap 95% CI over prompts. "
+      "Slopes of each compensation part on the lost direct effect of ablating an attention "
+      "layer (clean final sigma): within-prompt (prompt fixed effects, across the sources of "
+      "each prompt) where the sweep kept per-source arrays, else across prompts (the "
+      "paper's); [..]: 95% cluster-bootstrap CI (prompts sharing a subject resampled "
+      "together). 'clear': the rule of hydra_jax.report.clear (" + clear_rule + "). "
       "'norm share': mean norm remainder / mean lost DE. Late-MLP DE: clean direct effect "
       "of the last MLPs (negative: erasure), in brackets its change under the ablation.", "",
       "## Arms at the middle attention layers", "",
-      "Every middle attention layer, chosen in advance. One seed: slope [95% CI]; several: "
-      "mean ± sd over seeds (seeds whose CI lies above 0 / seeds).", "",
+      "Every middle attention layer, chosen in advance. One seed: slope [95% CI], the ratio "
+      "of means and the rule's verdict; several: mean ± sd over seeds (seeds whose CI lies "
+      "above 0 / seeds).", "",
       *_middle_rows(entries), "",
-      "## Runs at their best middle attention layer", "", *_run_rows(entries), "",
-      "## Attention-part slope per ablated attention layer", "", *_layer_rows(entries), "",
-      "## Over seeds", "", *_aggregate_rows(rows), "", *_error_lines(entries),
+      "## Runs at their best middle attention layer", "",
+      "The paper's estimator here: slopes across prompts, with their cluster-bootstrap CIs.", "",
+      *_run_rows(entries), "",
+      "## Attention-part slope per ablated attention layer", "",
+      "Within-prompt where swept with per-source arrays (else across prompts), clean sigma.", "",
+      *_layer_rows(entries), "",
+      "## Over seeds", "", *_aggregate_rows(rows), "",
+      "## Seed-level tests at the middle attention layers", "",
+      "The seed is the unit: mean over training seeds of the within-prompt slope, a t "
+      "interval, the two-sided p of a one-sample t-test and Holm's correction over every "
+      "layer and part of the arm; clear: Holm p < 0.05, mean slope and mean ratio of means "
+      "at least the rule's floor.", "", *_seed_test_rows(rows), "", *_error_lines(entries),
       f"![slopes]({FIGURE_FILE})", ""])
 
 
@@ -204,15 +258,24 @@ def figure(entries, path: str) -> None:
 def _mediation_lines(check: Optional[dict[str, Any]]) -> list[str]:
   if check is None:
     return []
+  shares = check.get("shares") or {}
   return ["## Mediation check", "",
           f"Run {check['run']}, attention layer {check['ablated_attention_layer']} ablated "
           f"(first resample source), responder attention layer "
           f"{check['responding_attention_layer']}, {check['num_prompts']} prompts; means:", "",
-          "| response | heads held | fed the ablated residual | direct path only | TE | TE held |",
-          "| --- | --- | --- | --- | --- | --- |",
-          "| " + " | ".join(_num(check[f"mean_{k}"], 3) for k in (
+          "| response | heads held (0 by construction) | fed the ablated residual | direct "
+          "path only | TE | TE held | TE held - TE |", "| --- | --- | --- | --- | --- | --- | --- |",
+          "| " + " | ".join(_num(check.get(f"mean_{k}"), 3) for k in (
               "response", "response_held", "response_fed", "response_direct", "total_effect",
-              "total_effect_held")) + " |", ""]
+              "total_effect_held", "held_minus_total_effect")) + " |", "",
+          f"Of the responder's mean response, the direct path a -> r carries "
+          f"{_num(shares.get('direct'))} and the layers in between "
+          f"{_num(shares.get('between'))} (n/a when the mean response is too small to "
+          f"divide by); of its variation over prompts (slope of the direct part on the "
+          f"response) {_num(shares.get('direct_slope'))} and {_num(shares.get('between_slope'))}; "
+          f"holding the responder moves the logit by "
+          f"{_num(check.get('mean_held_minus_total_effect'), 3)} (TE held - TE: its share of "
+          "the repair, with what its change does downstream).", ""]
 
 
 def write(workdir: str, name: str, entries: list[dict[str, Any]],

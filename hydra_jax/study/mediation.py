@@ -23,8 +23,18 @@ Total effects are changes of that token's centred logit, each run with its own s
       -> Mediation: arrays [B] per prompt
     strongest_pair(arrays, ablated=None) -> (ablated, responder) attention layers of a
                           sweep's results (the strongest responder to `ablated` when given)
-    check_run(run_dir, ablated=None) -> the check on a study run's model, at that pair,
+    check_model(model_dir, results, ablated=None) -> the check on a saved model (its
+                          checkpoint folder) at the strongest pair of its sweep's results,
                           each prompt's first resample source giving the ablated value
+    check_run(run_dir, ablated=None) -> the same on a study run (runs/<run>)
+    shares(found)       -> the direct path's and the in-between layers' shares of the mean
+                          response (None where the mean response is within 3 standard
+                          errors of 0), and TE held - TE
+
+From the command line, on any model folder and its main job's results:
+
+    python -m hydra_jax.study.mediation --model=hydra_jax/assets/tiny \
+        --results=/tmp/hydra_tiny/results.npz --ablated=4
 
 Shapes: B prompts, T positions, L layers, D d_model.
 """
@@ -162,14 +172,30 @@ def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
   return tokens, np.array([len(r) for r in rows], np.int32)                        # [B]
 
 
-def check_run(run_dir, variant: str = "resample", max_prompts: int = 256,
-              ablated: Optional[int] = None) -> dict:
-  """The mediation check of a study run (runs/<run>) at its sweep's strongest pair (of
-  attention layer `ablated` when given)."""
-  from pathlib import Path
+def shares(found: Mediation) -> dict:
+  """The direct path's and the in-between layers' shares of the mean response (None where
+  the mean response is within 3 standard errors of 0: too small to divide by), and of its
+  variation over prompts: the least-squares slope of the direct path's part on the whole
+  response (`direct_slope`; the rest, 1 - it, runs through the layers in between)."""
+  response = np.asarray(found.response, np.float64)
+  direct_part = np.asarray(found.response_direct, np.float64)
+  error = response.std(ddof=1) / np.sqrt(len(response)) if len(response) > 1 else np.inf
+  spread = response.var()
+  slope = float(np.mean((response - response.mean()) * (direct_part - direct_part.mean()))
+                / spread) if spread > 0 else None
+  found_shares = dict(direct=None, between=None, direct_slope=slope,
+                      between_slope=None if slope is None else 1.0 - slope)
+  if abs(response.mean()) > 3 * error:
+    found_shares["direct"] = float(direct_part.mean() / response.mean())
+    found_shares["between"] = 1.0 - found_shares["direct"]
+  return found_shares
+
+
+def check_model(model_dir, results, max_prompts: int = 256, ablated: Optional[int] = None) -> dict:
+  """The mediation check of a model folder at the strongest pair of its sweep (`results`:
+  the main job's results.npz), or of attention layer `ablated` when given."""
   from hydra_jax import checkpoints, store
   from hydra_jax.data import tokenizers
-  model_dir, results = Path(run_dir) / "model", Path(run_dir) / variant / "results.npz"
   config, params = checkpoints.load(model_dir)
   tokenizer, arrays = tokenizers.load(model_dir), store.load_npz(str(results))
   ablated, responder = strongest_pair(arrays, ablated)
@@ -184,5 +210,32 @@ def check_run(run_dir, variant: str = "resample", max_prompts: int = 256,
     value = _final(source, jnp.asarray(source_lengths))                             # [B, D]
   found = mediation(params, config, tokens, lengths, ablated, responder, value)
   means = {name: float(np.mean(v)) for name, v in dataclasses.asdict(found).items()}
+  means["held_minus_total_effect"] = float(np.mean(found.total_effect_held - found.total_effect))
   return dict(ablated_attention_layer=ablated, responding_attention_layer=responder,
-              num_prompts=len(chosen), **{f"mean_{k}": v for k, v in means.items()})
+              num_prompts=len(chosen), shares=shares(found),
+              **{f"mean_{k}": v for k, v in means.items()})
+
+
+def check_run(run_dir, variant: str = "resample", max_prompts: int = 256,
+              ablated: Optional[int] = None) -> dict:
+  """The mediation check of a study run (runs/<run>) at its sweep's strongest pair (of
+  attention layer `ablated` when given)."""
+  from pathlib import Path
+  return check_model(Path(run_dir) / "model", Path(run_dir) / variant / "results.npz",
+                     max_prompts, ablated)
+
+
+def _main() -> None:
+  import argparse
+  import json
+  parser = argparse.ArgumentParser(description="The mediation check of a model folder.")
+  parser.add_argument("--model", required=True, help="checkpoint folder (with its tokenizer)")
+  parser.add_argument("--results", required=True, help="the main job's results.npz on it")
+  parser.add_argument("--ablated", type=int, default=None, help="attention layer to ablate")
+  parser.add_argument("--max_prompts", type=int, default=256)
+  args = parser.parse_args()
+  print(json.dumps(check_model(args.model, args.results, args.max_prompts, args.ablated), indent=1))
+
+
+if __name__ == "__main__":
+  _main()

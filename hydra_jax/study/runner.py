@@ -67,7 +67,7 @@ def _model(run: arms.Run, directory: Path, log) -> dict[str, Any]:
 
 def _measures(run: arms.Run, variant: str, run_dir: Path, bootstrap, log) -> dict[str, Any]:
   path = run_dir / variant / MEASURES_FILE
-  settings = dict(resamples=bootstrap.resamples, seed=bootstrap.seed)
+  settings = dict(resamples=bootstrap.resamples, seed=bootstrap.seed, version=statistics.VERSION)
   if path.is_file():
     saved = json.loads(path.read_text())
     if saved.get("bootstrap") == settings:
@@ -75,7 +75,8 @@ def _measures(run: arms.Run, variant: str, run_dir: Path, bootstrap, log) -> dic
       return saved
   log(f"  sweep {variant}")           # a finished sweep is only read again (results.npz)
   arrays = sweeps.sweep_variant(run, run_dir / "model", variant, run_dir / variant)
-  measures = dict(statistics.measures(arrays, **settings), bootstrap=settings)
+  measures = dict(statistics.measures(arrays, bootstrap.resamples, bootstrap.seed),
+                  bootstrap=settings)
   store.atomic_write_text(str(path), json.dumps(measures, indent=1))
   return measures
 

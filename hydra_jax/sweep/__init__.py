@@ -4,7 +4,9 @@
   paths        the clean run and the AblationPath protocol; the full and incremental paths
   layer_skip   the incremental path that runs only the layers an ablation changes
   noise        noise ablation: components under noisy input embeddings (paper eq. 37)
-  measures     HydraResult: a batch's ablated runs reduced to the measures
+  measures     HydraResult: a batch's ablated runs reduced to the measures (means over
+               sources, and per source under both readings of the final sigma)
+  sources      the resample sources drawn for each prompt
   checks       the consistency checks of METHOD.md, raised as ConsistencyError
   batching     a batch's rows on a mesh: the scored prompts, then padding
   validation   numpy checks of a sweep's arguments before anything compiles

@@ -5,7 +5,10 @@
 For each prompt b, source k and component c (2l = attention of layer l, 2l+1 its MLP)
 the component's final-position output is replaced - by the same component of prompt
 sources[b, k] ("resample"), by zero, or by its mean over the prompts - and the run is
-reduced on device to the measures of METHOD.md (see `hydra_jax.sweep.effects`).
+reduced on device to the measures of METHOD.md (see `hydra_jax.sweep.effects`). A dose
+w in [0, 1] (`run_rows(..., dose=w)`, a runtime input: one program for every dose)
+replaces it by (1 - w) x clean + w x replacement instead; w = 1 (the default) is the
+replacement itself, bit for bit.
 
 Two compiled programs per (config, options, mesh):
 
@@ -49,6 +52,7 @@ from hydra_jax.sweep import validation
 from hydra_jax.sweep.checks import ConsistencyError  # noqa: F401  (re-exported)
 from hydra_jax.sweep.layer_skip import skip_runs
 from hydra_jax.sweep.measures import HydraResult
+from hydra_jax.sweep.sources import draw_sources  # noqa: F401  (re-exported)
 
 PATHS: dict[str, paths.AblationPath] = {
     "full": paths.full_runs, "incremental": paths.incremental_runs, "layer_skip": skip_runs}
@@ -68,27 +72,6 @@ class Settings:
   noise_seed: int = 0
 
 
-def draw_sources(num_prompts: int, num_sources: int, seed: int = 0,
-                 groups: Optional[np.ndarray] = None) -> np.ndarray:
-  """int32 [N, K]: for each prompt, K distinct other prompts drawn uniformly (never itself).
-
-  groups [N] (e.g. relation ids): draw only among prompts of the same group.
-  """
-  if not 0 < num_sources < num_prompts:
-    raise ValueError(f"num_sources={num_sources} must be in [1, num_prompts={num_prompts}): "
-                     "each prompt draws distinct sources other than itself")
-  keys = np.random.default_rng(seed).random((num_prompts, num_prompts))
-  np.fill_diagonal(keys, np.inf)                                       # never pick itself
-  if groups is not None:
-    groups = np.asarray(groups)
-    sizes = np.unique(groups, return_counts=True)[1]
-    if sizes.min() <= num_sources:
-      raise ValueError(f"num_sources={num_sources}: the smallest group has only {sizes.min()} "
-                       "prompts; same-group sources need more than K per group")
-    keys[groups[:, None] != groups[None, :]] = np.inf                  # other groups last
-  return np.argsort(keys, axis=1)[:, :num_sources].astype(np.int32)
-
-
 def regression(result: HydraResult, part: str = "total") -> effects.Fit:
   """Per component, across prompts: compensation (part "total", "attn" or "mlp") on the lost
   direct effect (-direct_change). Components 2l and 2l+1 are layer l's attention and MLP."""
@@ -102,10 +85,10 @@ def regression(result: HydraResult, part: str = "total") -> effects.Fit:
 # The compiled programs -------------------------------------------------------------------------
 
 
-def _sweep_batch(params, tokens, lengths, table, sources, *, config, settings):
+def _sweep_batch(params, tokens, lengths, table, sources, dose, *, config, settings):
   """tokens [B, T], lengths [B]; table [N, C, D] with sources [B, K] (resample), (noise std,
   noised positions [N, T]) with sources = the rows' prompt indices [B] (noise), or one
-  value [C, D]."""
+  value [C, D]; dose: a float32 scalar in [0, 1]."""
   clean = paths.clean_run(params, config, tokens, lengths)
   if settings.kind == "resample":
     values = table[sources]                                            # [B, K, C, D]
@@ -115,6 +98,8 @@ def _sweep_batch(params, tokens, lengths, table, sources, *, config, settings):
                                      std=std, draws=settings.noise_draws, seed=settings.noise_seed)
   else:
     values = jnp.broadcast_to(table, (tokens.shape[0], 1) + table.shape)  # [B, 1, C, D]
+  clean_values = clean.components[:, None].astype(values.dtype)        # [B, 1, C, D]
+  values = ((1 - dose) * clean_values + dose * values).astype(values.dtype)  # exact at dose 1
   setup = paths.Setup(params, config, tokens, clean, settings.freeze_final_scale,
                       settings.source_chunk, settings.lane_chunk)
   ablated, baseline = PATHS[settings.path](setup, values)
@@ -166,8 +151,8 @@ class Prepared:
   mesh: Any
   upstream_checked: bool          # whether the path recomputes upstream components
 
-  def run_rows(self, rows: np.ndarray):
-    return run_rows(self, rows)
+  def run_rows(self, rows: np.ndarray, dose: float = 1.0):
+    return run_rows(self, rows, dose)
 
 
 def prepare(params, config: ModelConfig, tokens, lengths, sources=None, *, kind: str = "resample",
@@ -217,13 +202,23 @@ def _table(params, config, tokens, lengths, kind, mean_activations, batch, mesh)
   return components if kind == "resample" else components.astype(jnp.float32).mean(0)
 
 
-def run_rows(prepared: Prepared, rows: np.ndarray):
-  """(measures, checks) of the scored prompts `rows` [n <= batch] (indices into the N prompts):
-  dicts of arrays with a leading axis of B >= n rows, the first n of them `rows` (the rest
-  padding). Not cut here: on a multi-host mesh a slice of a global array is a collective
-  every process must join, so callers cut after gathering (`chunks.to_host`)."""
+def run_rows(prepared: Prepared, rows: np.ndarray, dose: float = 1.0):
+  """(measures, checks) of the scored prompts `rows` [n <= batch] (indices into the N prompts),
+  each component replaced at `dose` (module docstring): dicts of arrays with a leading axis
+  of B >= n rows, the first n of them `rows` (the rest padding). Not cut here: on a
+  multi-host mesh a slice of a global array is a collective every process must join, so
+  callers cut after gathering (`chunks.to_host`)."""
+  if not 0.0 <= dose <= 1.0:
+    raise ValueError(f"dose must be in [0, 1] (0: the clean value, 1: the replacement), got {dose!r}")
   arrays = _batch_arrays(prepared, np.asarray(rows))
-  return prepared.program(prepared.params, *arrays[:2], prepared.table, arrays[2])
+  return prepared.program(prepared.params, *arrays[:2], prepared.table, arrays[2],
+                          _placed_dose(dose, prepared.mesh))
+
+
+def _placed_dose(dose: float, mesh):
+  """The dose as a float32 scalar, replicated over the mesh (every process passes the same)."""
+  value = np.float32(dose)
+  return value if mesh is None else jax.device_put(value, sharding.replicated(mesh))
 
 
 def _batch_arrays(prepared: Prepared, rows: np.ndarray):
@@ -236,7 +231,7 @@ def _batch_arrays(prepared: Prepared, rows: np.ndarray):
 
 def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, kind: str = "resample",
                 path: str = "incremental", mesh=None, check: bool = False, check_rtol: float = 1e-4,
-                **options) -> HydraResult:
+                dose: float = 1.0, **options) -> HydraResult:
   """Ablate every component of every prompt at its final position; see the module docstring.
 
   Args:
@@ -252,6 +247,7 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
     mesh: a jax.sharding.Mesh with a "data" (and optionally "model") axis, or None.
     check: raise ConsistencyError when a check of METHOD.md fails (tolerance check_rtol,
       relative to each prompt's largest |DE|).
+    dose: w in [0, 1]: each component is replaced by (1 - w) x clean + w x its replacement.
     **options: num_scored (the first n prompts are ablated; the others serve only as
       sources and in the mean), mean_activations [C, D], response_scale ("clean" sigma or
       the run's own: "ablated"), freeze_final_scale (hold the ablated runs' final sigma at
@@ -265,7 +261,7 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
   """
   prepared = prepare(params, config, tokens, lengths, sources, kind=kind, path=path, mesh=mesh,
                      **options)
-  parts = [jax.tree_util.tree_map(lambda x, n=len(rows): x[:n], run_rows(prepared, rows))
+  parts = [jax.tree_util.tree_map(lambda x, n=len(rows): x[:n], run_rows(prepared, rows, dose))
            for rows in batching.batches(prepared.num_scored, prepared.batch)]
   measured, checks = jax.tree_util.tree_map(
       lambda *xs: jnp.concatenate(xs) if len(xs) > 1 else xs[0], *parts)
@@ -286,4 +282,5 @@ def lower_sweep(params, config: ModelConfig, tokens, lengths, sources=None, **op
                kind, jax.ShapeDtypeStruct((config.num_components, config.d_model), jnp.float32))
   prepared = prepare(params, config, tokens, lengths, sources, table=table, **options)
   arrays = _batch_arrays(prepared, np.arange(min(prepared.batch, len(prepared.tokens))))
-  return prepared.program.lower(prepared.params, *arrays[:2], table, arrays[2])
+  return prepared.program.lower(prepared.params, *arrays[:2], table, arrays[2],
+                                _placed_dose(1.0, prepared.mesh))

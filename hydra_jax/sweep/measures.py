@@ -13,6 +13,13 @@ and the run's own final sigma. From these:
 and the consistency checks (upstream responses exactly zero; with the clean sigma,
 TE = direct change + compensation), returned beside the measures (`checks`).
 
+Per source, for every prompt, the same reductions are also kept as [B, K, C] arrays under
+both readings of the responses (`SIGMAS`: the clean run's final sigma, and each ablated
+run's own): the lost DE, the attention and MLP parts of the compensation and the norm
+remainder (`by_source_name`). They carry the within-prompt estimator
+(`hydra_jax.report.estimators`); the full per-source matrices [B, K, C, C] are returned
+only with keep_sources.
+
 Shapes: B prompts, K sources, C = 2L components.
 """
 
@@ -26,6 +33,14 @@ import jax.numpy as jnp
 
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.sweep import effects
+
+SIGMAS = ("clean", "ablated")   # the final sigma the responses are read with (response_scale)
+BY_SOURCE_PARTS = ("lost_de", "compensation_attn", "compensation_mlp", "norm_remainder")
+
+
+def by_source_name(part: str, sigma: str) -> str:
+  """The field of the per-source array of `part` (BY_SOURCE_PARTS) read with `sigma` (SIGMAS)."""
+  return f"{part}_by_source" + ("" if sigma == "clean" else f"_{sigma}_sigma")
 
 
 @jax.tree_util.register_dataclass
@@ -43,6 +58,15 @@ class HydraResult:
   compensation_attn: jax.Array    # [B, C] downstream attention response (the Hydra effect)
   compensation_mlp: jax.Array     # [B, C] downstream MLP response (reduced erasure)
   norm_remainder: jax.Array       # [B, C] TE - direct change - compensation
+  # Per source [B, K, C], read with the clean sigma, then with each run's own (by_source_name):
+  lost_de_by_source: Optional[jax.Array] = None          # -direct change
+  compensation_attn_by_source: Optional[jax.Array] = None
+  compensation_mlp_by_source: Optional[jax.Array] = None
+  norm_remainder_by_source: Optional[jax.Array] = None   # TE - direct change - compensation
+  lost_de_by_source_ablated_sigma: Optional[jax.Array] = None
+  compensation_attn_by_source_ablated_sigma: Optional[jax.Array] = None
+  compensation_mlp_by_source_ablated_sigma: Optional[jax.Array] = None
+  norm_remainder_by_source_ablated_sigma: Optional[jax.Array] = None
   response_by_source: Optional[jax.Array] = None  # [B, K, C, C] (keep_sources); mean over K = response
 
   def arrays(self) -> dict[str, jax.Array]:
@@ -56,10 +80,10 @@ def reduce(config: ModelConfig, response_scale: str, clean, ablated, baseline, k
   base_ratio = clean.sigma / baseline.sigma                            # [B]
   logit = (baseline.resid_de[:, None, None] + ablated.resid_change) * ratio  # centred, own sigma
   total = effects.total_effect(logit, (baseline.resid_de * base_ratio)[:, None, None])  # [B, K, C]
-  by_source = ablated.de_change                                        # [B, K, C, C] (clean sigma)
-  if response_scale == "ablated":  # DE_ablated(c2) with the run's own sigma
-    own = (baseline.direct_effect[:, None, None] + ablated.de_change) * ratio[..., None]
-    by_source = effects.response(own, (baseline.direct_effect * base_ratio[:, None])[:, None])
+  own = (baseline.direct_effect[:, None, None] + ablated.de_change) * ratio[..., None]
+  by_sigma = dict(clean=ablated.de_change,                             # [B, K, C, C] each
+                  ablated=effects.response(own, (baseline.direct_effect * base_ratio[:, None])[:, None]))
+  by_source = by_sigma[response_scale]
   response = by_source.mean(1)                                         # [B, C, C]
   change = effects.direct_change(response)
   attn, mlp = effects.compensation(response, config)
@@ -70,7 +94,18 @@ def reduce(config: ModelConfig, response_scale: str, clean, ablated, baseline, k
       compensation_attn=attn, compensation_mlp=mlp,
       norm_remainder=effects.norm_remainder(total.mean(1), change, attn, mlp),
       response_by_source=by_source if keep_sources else None)
+  for sigma, matrices in by_sigma.items():
+    measures.update(_per_source(config, sigma, matrices, total))
   return measures, _checks(config, clean, ablated)
+
+
+def _per_source(config: ModelConfig, sigma: str, matrices, total) -> dict[str, jax.Array]:
+  """The per-source parts [B, K, C] of the responses dDE [B, K, C, C] read with `sigma`."""
+  change = effects.direct_change(matrices)                             # [B, K, C]
+  attn, mlp = effects.compensation(matrices, config)
+  parts = dict(lost_de=-change, compensation_attn=attn, compensation_mlp=mlp,
+               norm_remainder=effects.norm_remainder(total, change, attn, mlp))
+  return {by_source_name(part, sigma): value for part, value in parts.items()}
 
 
 def _checks(config: ModelConfig, clean, ablated) -> dict[str, jax.Array]:

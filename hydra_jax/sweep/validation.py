@@ -13,10 +13,10 @@ import numpy as np
 
 from hydra_jax.model import transformer as model
 from hydra_jax.sweep import sharding
+from hydra_jax.sweep.measures import SIGMAS as RESPONSE_SCALES
 
 KINDS = ("resample", "zero", "mean", "noise")
 PATHS = ("incremental", "full")
-RESPONSE_SCALES = ("clean", "ablated")
 
 
 def validate(config, tokens, lengths, sources, *, kind, path, num_scored, mean_activations,
