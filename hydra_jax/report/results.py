@@ -66,7 +66,7 @@ def axes_of(name: str, ndim: int) -> tuple[str, ...]:
 
 def with_layout(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   """`arrays` plus their names, as results.npz stores them (see the module docstring)."""
-  data = {name: value for name, value in arrays.items() if not _is_layout(name)}
+  data = {name: value for name, value in arrays.items() if not is_layout(name)}
   named = dict(data)
   named[COMPONENTS_KEY] = np.array(component_names(data["direct_effect"].shape[1]))
   named.update((AXES_PREFIX + name, np.array(axes_of(name, np.ndim(value))))
@@ -74,7 +74,8 @@ def with_layout(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   return named
 
 
-def _is_layout(name: str) -> bool:
+def is_layout(name: str) -> bool:
+  """Whether a results.npz entry is a name (`with_layout`) rather than an array of the sweep."""
   return name == COMPONENTS_KEY or name.startswith(AXES_PREFIX)
 
 
@@ -83,7 +84,7 @@ class Results(Mapping):
   `to_pandas` and `to_xarray`; `summary` is summary.json's content (None without it)."""
 
   def __init__(self, stored: Mapping[str, np.ndarray], summary: Optional[dict] = None):
-    self._arrays = {name: value for name, value in stored.items() if not _is_layout(name)}
+    self._arrays = {name: value for name, value in stored.items() if not is_layout(name)}
     if "direct_effect" not in self._arrays:
       raise ValueError("these are no sweep results: results.npz holds no direct_effect array")
     count = self._arrays["direct_effect"].shape[1]
