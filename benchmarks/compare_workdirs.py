@@ -5,7 +5,8 @@
 A float array matches when max |new - old| <= rtol * max |old| (relative to the array's
 scale: TE near zero has no meaningful elementwise relative error); integer and string
 arrays must be equal. summary.json is compared the same way on every number it holds,
-skipping timings and the configuration. Prints one line per difference and a verdict;
+skipping timings, the configuration and the provenance (results.npz: the names of components
+and axes, which older workdirs lack). Prints one line per difference and a verdict;
 exits 1 when anything differs. Keys present in only one of the two are counted, not
 compared (a newer report adds fields).
 """
@@ -19,12 +20,14 @@ import sys
 
 import numpy as np
 
-SKIPPED_SUMMARY_KEYS = ("timing", "config")
+from hydra_jax.report import results as report_results
+
+SKIPPED_SUMMARY_KEYS = ("timing", "config", "provenance")
 
 
 def compare_arrays(old: dict, new: dict, rtol: float) -> list[str]:
   problems = [f"results.npz: {name} only in {side}" for side, a, b in (("old", old, new), ("new", new, old))
-              for name in sorted(set(a) - set(b))]
+              for name in sorted(set(a) - set(b)) if not report_results.is_layout(name)]
   for name in sorted(set(old) & set(new)):
     a, b = old[name], new[name]
     if a.shape != b.shape:

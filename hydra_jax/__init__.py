@@ -29,6 +29,8 @@ Glossary of shapes, used by every module's docstring and shape comments:
   W  doses of the dose-response sweep   G  clusters of the bootstrap (subjects)
 """
 
+__version__ = "0.1.0"   # the one place of the version (pyproject.toml reads it)
+
 from hydra_jax.model import interventions
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.model.interventions import Intervention, Site
@@ -38,7 +40,7 @@ from hydra_jax.model.transformer import (KVCache, Outputs, centre, count_params,
 from hydra_jax.sweep.engine import HydraResult, draw_sources, hydra_sweep
 
 __all__ = [
-    "ModelConfig", "Intervention", "Site", "KVCache", "Outputs", "interventions",
+    "__version__", "ModelConfig", "Intervention", "Site", "KVCache", "Outputs", "interventions",
     "init_params", "forward", "decode", "count_params", "unembed", "unembedding",
     "final_bias_logits", "centre", "hydra_sweep", "HydraResult", "draw_sources",
 ]

@@ -10,6 +10,8 @@ The workdir is a local folder or a bucket (`gs://bucket/run`): every file of a r
 local file is written to a temporary name in the same folder and then moved into
 place with `os.replace`, atomic on POSIX filesystems; an object store makes a new
 object visible only once its upload is complete, so a direct write is atomic there.
+Every local file is created as `open()` creates one (mode 0o666 less the umask; folders
+0o777 less the umask): 0o644 under the usual umask 022, 0o600 under 077 (`FILE_MODE`).
 Either way a run killed at any moment leaves a complete chunk file or none, and a
 preempted VM loses nothing that a bucket holds. Running the same command again skips
 the chunks already stored, so an interrupted run ends with exactly the arrays of an
@@ -26,7 +28,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
+import secrets
 from typing import Any, Callable, Iterable, Mapping, Union
 
 import numpy as np
@@ -37,6 +39,9 @@ CHUNK_DIR = "chunks"
 # Keys that do not change the arrays a chunk holds: report drawing, the dry-run switch,
 # multi-host start-up and the device mesh (each chunk is computed under one mesh).
 RESULT_NEUTRAL_PREFIXES = ("report.", "dry_run", "distributed", "mesh.")
+# The mode a new workdir file is created with; the kernel takes the umask away, as for
+# open(). (tempfile.mkstemp's files are 0o600 whatever the umask: never used here.)
+FILE_MODE = 0o666
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -70,6 +75,20 @@ def is_local(path: PathLike) -> bool:
   return "://" not in os.fspath(path)
 
 
+def _temporary_beside(path: str) -> tuple[int, str]:
+  """A new empty file in path's folder, opened for writing: (descriptor, its name). Made
+  with FILE_MODE less the umask, so that the file moved into place is as open() makes it."""
+  folder, name = os.path.split(path)
+  flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+  for _ in range(100):
+    temporary = os.path.join(folder, f".tmp-{secrets.token_hex(6)}-{name}")
+    try:
+      return os.open(temporary, flags, FILE_MODE), temporary
+    except FileExistsError:
+      continue
+  raise FileExistsError(f"no free temporary name beside {path}")
+
+
 def _write_atomically(path: PathLike, write: Callable[[Any], None]) -> None:
   """Call write(binary file) so that readers of `path` see the old file or the whole new one."""
   path = as_path(path)
@@ -78,8 +97,7 @@ def _write_atomically(path: PathLike, write: Callable[[Any], None]) -> None:
     with path.open("wb") as f:
       write(f)
     return
-  handle, temporary = tempfile.mkstemp(dir=os.fspath(path.parent), prefix=".tmp-",
-                                       suffix=path.name)
+  handle, temporary = _temporary_beside(os.fspath(path))
   try:
     with os.fdopen(handle, "wb") as f:
       write(f)

@@ -275,7 +275,7 @@ def test_write_produces_every_file(tmp_path):
   summary = report.write(str(tmp_path), arrays, INFO)
   assert summary["num_relations"] == 2
   saved = results_store.load_npz(str(tmp_path / "results.npz"))
-  assert sorted(saved) == sorted(arrays)
+  assert sorted(saved) == sorted([*arrays, "components", *(f"axes/{name}" for name in arrays)])
   np.testing.assert_array_equal(saved["response"], arrays["response"])
   assert saved["prompt"][3] == "prompt 3"
   loaded = json.loads((tmp_path / "summary.json").read_text())

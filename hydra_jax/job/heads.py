@@ -28,6 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from hydra_jax import provenance
 from hydra_jax import store as results_store
 from hydra_jax.job import loading as inputs
 from hydra_jax.job.run import say
@@ -111,7 +112,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh) -> dict[str, Any]
   arrays = store.load_all(range(timing["batches"]))
   timing.update(wall_seconds=time.time() - start, devices=f"{jax.device_count()} x "
                 f"{jax.devices()[0].device_kind}")
-  info = dict(config=config.to_dict(), model=model.description, text=origin, timing=timing)
+  info = dict(config=config.to_dict(), model=model.description, text=origin, timing=timing,
+              provenance=provenance.collect())
   summary = report.write(workdir, arrays, info, top_k=heads.top_k)
   say(f"report written to {workdir}/report.md ({time.time() - start:.1f} s)")
   return summary

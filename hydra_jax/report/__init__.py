@@ -18,4 +18,7 @@
   captions            one sentence per figure computed from the run, beside the paper's finding
   markdown            report.md laid out from the summary
   heads               the per-head protocol's summary, figures and report.md
+  results             results.npz's component and axis names; load(workdir) -> Results
 """
+
+from hydra_jax.report.results import Results, load  # noqa: F401

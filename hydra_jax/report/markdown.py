@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from hydra_jax import provenance
 from hydra_jax.report import captions as report_captions
 from hydra_jax.report import headline_text
 from hydra_jax.report.captions import number, slope_text
@@ -114,7 +115,7 @@ def _run_lines(summary: Mapping[str, Any]) -> list[str]:
                  f"{timing.get('devices', '?')} (mesh {timing.get('mesh', '?')}), "
                  f"{number(timing.get('ablated_forwards'))} ablated forwards at "
                  f"{number(timing.get('ablated_forwards_per_second'))} per second")
-  return lines
+  return lines + provenance.line(summary.get("provenance"))
 
 
 def _paper_lines(head: Mapping[str, Any]) -> list[str]:

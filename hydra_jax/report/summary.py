@@ -8,11 +8,13 @@ indices of its resample sources: the means over sources [N, C] and the per-sourc
 and parts of the compensation [N, K, C] under both readings of the final sigma
 (`measures.by_source_name`); optionally `response_by_source` [M, K, C, C], the
 per-source dDE of the first M prompts (its mean over K is `response[:M]`), `relation` [N]
-and `subject` [N] (the bootstrap's clusters). `dose.npz` (`DOSE_FILE`, optional) holds the
-dose-response sweep (`hydra_jax.job.dose`). `summary.json` holds the run's description (config, model, prompt
-counts, timing: the `info` passed to `write`) and the statistics computed here from the
-arrays. Components: c = 2l is layer l's attention, 2l + 1 its MLP (METHOD.md); the
-per-layer statistics are over prompts:
+and `subject` [N] (the bootstrap's clusters), and the names of the components and of
+every array's axes (`report.results`; `report.load(workdir)` reads them). `dose.npz`
+(`DOSE_FILE`, optional) holds the dose-response sweep (`hydra_jax.job.dose`).
+`summary.json` holds the run's description (config, model, prompt counts, timing: the
+`info` passed to `write`; provenance: `hydra_jax.provenance`) and the statistics computed
+here from the arrays. Components: c = 2l is layer l's attention, 2l + 1 its MLP
+(METHOD.md); the per-layer statistics are over prompts:
 
   direct_effect        mean DE of the component in the clean run
   total_effect         mean TE: change of the scored logit when the component is ablated
@@ -65,11 +67,13 @@ from hydra_jax.report import headline as report_headline
 from hydra_jax.report import markdown as report_markdown
 from hydra_jax.report import options as report_options
 from hydra_jax.report import restored
+from hydra_jax.report import results as report_results
 from hydra_jax.report import statistics
+from hydra_jax import provenance
 from hydra_jax import store as results_store
 
-RESULTS_FILE = "results.npz"
-SUMMARY_FILE = "summary.json"
+RESULTS_FILE = report_results.RESULTS_FILE
+SUMMARY_FILE = report_results.SUMMARY_FILE
 REPORT_FILE = "report.md"
 FIGURE_DIR = drawing.FIGURE_DIR
 DOSE_FILE = "dose.npz"
@@ -251,10 +255,12 @@ def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
           *, save_arrays: bool = True, doses: Optional[Mapping[str, np.ndarray]] = None
           ) -> dict[str, Any]:
   """Write results.npz (unless already saved), summary.json, the figures (unless
-  config.report.figures is False) and report.md; `doses`: dose.npz's arrays, if any."""
+  config.report.figures is False) and report.md; `doses`: dose.npz's arrays, if any.
+  summary.json's "provenance" is info's (a redraw keeps the run's), else this process's."""
   root = results_store.as_path(workdir)
+  info = dict(info, provenance=info.get("provenance") or provenance.collect())
   if save_arrays:
-    results_store.atomic_save_npz(root / RESULTS_FILE, arrays)
+    results_store.atomic_save_npz(root / RESULTS_FILE, report_results.with_layout(arrays))
   summary = summarize(arrays, info, doses)
   results_store.atomic_write_text(root / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
   choices = _choices(summary)
@@ -275,5 +281,6 @@ def redraw(workdir: str) -> dict[str, Any]:
   summary_path = results_store.as_path(workdir) / SUMMARY_FILE
   if summary_path.exists():
     saved = results_store.read_json(summary_path)
-    info = {k: saved[k] for k in ("config", "model", "prompts", "timing") if k in saved}
+    info = {k: saved[k] for k in ("config", "model", "prompts", "timing", "provenance")
+            if k in saved}
   return write(workdir, arrays, info, save_arrays=False, doses=doses)

@@ -93,7 +93,7 @@ def build_run(run: Run, directory: str | Path, log: Callable[[str], None] = prin
   store.atomic_write_text(str(out / SWEEP_FACTS_FILE), json.dumps(sample, indent=0))
   proto = synthetic.train_tokenizer(lines[:run.tokenizer["lines"]], run.tokenizer["vocab_size"],
                                     relations=world.relations)
-  (out / TOKENIZER_FILE).write_bytes(proto)
+  store.atomic_write_bytes(str(out / TOKENIZER_FILE), proto)
   tokenizer = tokenizers.load(out / TOKENIZER_FILE)
   params, history = _train(run, tokenizer, lines, log)
   params = jax.device_get(params)

@@ -250,9 +250,8 @@ def figure(entries, path: str) -> None:
     axis.axhline(0, color="grey", lw=0.8)
     axis.set(title=f"slope of {title} on lost DE", xlabel="ablated attention layer")
   axes[0].legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  from hydra_jax.report import figures as report_figures
+  report_figures.save(fig, path)      # through the store: atomic, made as the umask says
 
 
 def _mediation_lines(check: Optional[dict[str, Any]]) -> list[str]:

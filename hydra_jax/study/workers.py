@@ -24,6 +24,8 @@ from typing import Callable
 
 import ml_collections
 
+from hydra_jax import store
+
 CLAIM_FILE = "claim"
 
 
@@ -31,7 +33,8 @@ def _claim(run_dir: Path) -> bool:
   """True when this process now owns the run (the claim file did not exist)."""
   run_dir.mkdir(parents=True, exist_ok=True)
   try:
-    os.close(os.open(run_dir / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    os.close(os.open(run_dir / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                     store.FILE_MODE))
     return True
   except FileExistsError:
     return False
