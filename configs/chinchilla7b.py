@@ -1,4 +1,4 @@
-"""Chinchilla 7B as studied in the Hydra paper (METHOD.md): 32 layers, d_model 4096,
+"""Chinchilla 7B as studied in the Hydra paper (docs/method.md): 32 layers, d_model 4096,
 32 heads of 128, MLP 4x (GELU), RMSNorm, Transformer-XL relative positions,
 32,000 SentencePiece tokens, no dropout, bfloat16.
 

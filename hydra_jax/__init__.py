@@ -12,7 +12,7 @@ Packages, each importing only those below it:
   checkpoints  Hugging Face and own checkpoints -> (ModelConfig, params), without torch
   model        ModelConfig, the blocks, the Haiku transformer, the intervention pytree
 
-../shared/METHOD.md (mirrored in the README) defines the measures.
+docs/method.md defines the measures.
 
 Glossary of shapes, used by every module's docstring and shape comments:
 

@@ -38,3 +38,22 @@ def test_readme_commands_answer_help(module, flag):
                         capture_output=True, text=True, timeout=120)
   assert "Traceback" not in done.stderr, done.stderr     # absl exits 1 after printing help
   assert flag in done.stdout and f"python -m {module}" in done.stdout
+
+
+def _python_blocks(text):
+  return re.findall(r"```python\n(.*?)\n```", text, flags=re.S)
+
+
+def test_the_python_example_runs_as_written(capsys):
+  """The README's "Using it from Python" block, verbatim: the sweep's shapes and the
+  within-prompt estimate it prints, and the hand-made ablation's logits."""
+  readme = (PROJECT_ROOT / "README.md").read_text()
+  example = next(block for block in _python_blocks(readme) if "hj.hydra_sweep" in block)
+  namespace = {}
+  exec(compile(example, "README.md (Using it from Python)", "exec"), namespace)
+  printed = capsys.readouterr().out.splitlines()
+  assert printed[0] == "(8, 4)" and printed[-1] == "(8, 12, 512)"
+  restored = namespace["estimators"].within_slope(namespace["result"].lost_de_by_source,
+                                                 namespace["compensation"])
+  assert restored.shape == (4,) and restored[-1] == 0.0     # the last MLP has nothing downstream
+  assert namespace["ablated"].logits.shape == (8, 12, 512)

@@ -13,7 +13,7 @@
 
 Typical use:
 
-    records = load_records("known_facts", data_dir, manual_dir="../shared/data")
+    records = load_records("known_facts", data_dir, manual_dir="DIR_WITH_known_1000.json")
     batches = make_batches(records, tokenizer, batch_size=32, max_len=config.max_seq_len)
     batches, report = filter_correct(batches, predict_fn)
 """

@@ -1,4 +1,4 @@
-"""Keeping the prompts a model completes correctly (the paper's protocol, METHOD.md).
+"""Keeping the prompts a model completes correctly (the paper's protocol, docs/method.md).
 
     filter_correct(batches, predict_fn) -> (kept batches, FilterReport)
 

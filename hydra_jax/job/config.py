@@ -27,7 +27,7 @@ the command line, e.g. `--config.sweep.num_sources=5`:
                  ("incremental", "full"), chunk_size prompts per saved chunk, check (the
                  consistency checks; default True: they are computed on the device in
                  every sweep anyway, comparing them costs under 1%), response_scale
-                 ("clean": responses read with the clean final sigma, METHOD.md's default;
+                 ("clean": responses read with the clean final sigma, docs/method.md's default;
                  "ablated": each run's own), freeze_final_scale (False; True holds the
                  ablated runs' final sigma at its clean value: the norm remainder is then
                  0), keep_sources (8: the per-source responses [K, C, C] of the first 8

@@ -12,7 +12,7 @@ Sites (names as users of TransformerLens know them):
   attn_out    a^l, the attention output (after W_O and its bias)      weight [L, T]     value [L, T, D]
   mlp_out     m^l, the MLP output                                     weight [L, T]     value [L, T, D]
   final_scale a frozen final-norm scale sigma, replacing the computed  [T]
-              one (METHOD.md: freezing sigma makes the logits linear in the components)
+              one (docs/method.md: freezing sigma makes the logits linear in the components)
 
 attn_out and mlp_out are what each sublayer adds to the residual stream: with a model's
 post-sublayer norms (ModelConfig.post_norms, Gemma 3) they are taken after them, so
@@ -197,7 +197,7 @@ def noise(site: str, activations: jax.Array, key: jax.Array, std: float, **where
 
 def resample(site: str, source_activations: jax.Array, source_lengths, *, num_layers: int,
              seq_len: int, lengths, layers=None, strength: float = 1.0) -> Intervention:
-  """Resample ablation at each prompt's final position (METHOD.md).
+  """Resample ablation at each prompt's final position (docs/method.md).
 
   Prompt b's final position gets its source prompt's final-position activation. The
   value is stored as [B, L, 1, D] and broadcast over positions.

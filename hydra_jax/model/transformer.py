@@ -290,5 +290,5 @@ def final_bias_logits(params: hk.Params, config: ModelConfig) -> jax.Array:
 
 
 def centre(logits: jax.Array) -> jax.Array:
-  """Subtract the mean over the vocabulary (last axis): METHOD.md's centred logits."""
+  """Subtract the mean over the vocabulary (last axis): docs/method.md's centred logits."""
   return logits - logits.mean(-1, keepdims=True)

@@ -3,7 +3,7 @@
 Write x for the lost direct effect of an ablated component and y for a part of the
 compensation (attention, MLP, their total) or the norm remainder, per prompt n, resample
 source k and ablated component c: arrays [N, K, C]. Each estimator answers its own
-question (../shared/METHOD.md, "Estimators and what each answers"):
+question (docs/method.md, "Estimators of the fraction restored"):
 
   across prompts   least squares of each prompt's mean over its sources, y_n. on x_n.
                    (slope, intercept, R^2; the paper's figure 7). Do prompts that lose

@@ -14,7 +14,7 @@ every array's axes (`report.results`; `report.load(workdir)` reads them). `dose.
 `summary.json` holds the run's description (config, model, prompt counts, timing: the
 `info` passed to `write`; provenance: `hydra_jax.provenance`) and the statistics computed
 here from the arrays. Components: c = 2l is layer l's attention, 2l + 1 its MLP
-(METHOD.md); the per-layer statistics are over prompts:
+(docs/method.md); the per-layer statistics are over prompts:
 
   direct_effect        mean DE of the component in the clean run
   total_effect         mean TE: change of the scored logit when the component is ablated

@@ -15,7 +15,7 @@ input at the final position. Three runs with the intervention pytree test that:
             itself: the part of the response carried by the direct path a -> r
             (response_direct; the rest runs through the layers in between)
 
-DE is scored as in the sweep (METHOD.md): the clean run's argmax token at the final
+DE is scored as in the sweep (docs/method.md): the clean run's argmax token at the final
 position, centred logit direction, final-norm scale sigma held at its clean value.
 Total effects are changes of that token's centred logit, each run with its own sigma.
 

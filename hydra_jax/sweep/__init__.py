@@ -1,13 +1,13 @@
 """The Hydra sweep: every component of every prompt ablated at its final position.
 
-  effects      the measures of METHOD.md as pure functions (DE, TE, dDE, CE, regression)
+  effects      the measures of docs/method.md as pure functions (DE, TE, dDE, CE, regression)
   paths        the clean run and the AblationPath protocol; the full and incremental paths
   layer_skip   the incremental path that runs only the layers an ablation changes
   noise        noise ablation: components under noisy input embeddings (paper eq. 37)
   measures     HydraResult: a batch's ablated runs reduced to the measures (means over
                sources, and per source under both readings of the final sigma)
   sources      the resample sources drawn for each prompt
-  checks       the consistency checks of METHOD.md, raised as ConsistencyError
+  checks       the consistency checks of docs/method.md, raised as ConsistencyError
   batching     a batch's rows on a mesh: the scored prompts, then padding
   validation   numpy checks of a sweep's arguments before anything compiles
   sharding     prompts over the mesh's "data" axis, weights over its "model" axis

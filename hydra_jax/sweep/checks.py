@@ -1,4 +1,4 @@
-"""The consistency checks of METHOD.md, raised on real data.
+"""The consistency checks of docs/method.md, raised on real data.
 
   upstream   components the ablation cannot reach change by exactly zero
   linear     with the final sigma frozen at its clean value, TE = direct change + CE
@@ -17,7 +17,7 @@ NAMES = {"upstream": "responses of components the ablation cannot reach are zero
 
 
 class ConsistencyError(RuntimeError):
-  """A consistency check of METHOD.md failed on real data."""
+  """A consistency check of docs/method.md failed on real data."""
 
 
 def raise_if_inconsistent(checks, rtol: float, upstream: bool) -> None:

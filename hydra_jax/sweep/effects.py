@@ -1,4 +1,4 @@
-"""Effects: the measures of METHOD.md as pure jnp functions of final-position activations.
+"""Effects: the measures of docs/method.md as pure jnp functions of final-position activations.
 
 Everything is scored on one token per prompt, the clean run's argmax at the final
 position, and on centred logits (the mean over the vocabulary subtracted). With the

@@ -5,7 +5,7 @@
 For each prompt b, source k and component c (2l = attention of layer l, 2l+1 its MLP)
 the component's final-position output is replaced - by the same component of prompt
 sources[b, k] ("resample"), by zero, or by its mean over the prompts - and the run is
-reduced on device to the measures of METHOD.md (see `hydra_jax.sweep.effects`). A dose
+reduced on device to the measures of docs/method.md (see `hydra_jax.sweep.effects`). A dose
 w in [0, 1] (`run_rows(..., dose=w)`, a runtime input: one program for every dose)
 replaces it by (1 - w) x clean + w x replacement instead; w = 1 (the default) is the
 replacement itself, bit for bit.
@@ -28,7 +28,7 @@ how an ablated run is computed (all agree to float32 tolerance):
 With a `mesh`, prompts are split over its "data" axis and weights over its "model" axis
 (`hydra_jax.sweep.sharding`). `lower_sweep` gives the compiled batch program itself.
 
-Consistency checks (METHOD.md), raised as ConsistencyError with `check=True`:
+Consistency checks (docs/method.md), raised as ConsistencyError with `check=True`:
   upstream   components the ablation cannot reach change by exactly zero (the paths
              that recompute them: "full" and "incremental" without skipping)
   linear     with the final sigma frozen at its clean value, TE = direct change + CE
@@ -245,7 +245,7 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
       noise_positions [N, T] (default: every real token; the job passes the subject's)).
     path: "incremental" (default) or "full"; both give the same numbers.
     mesh: a jax.sharding.Mesh with a "data" (and optionally "model") axis, or None.
-    check: raise ConsistencyError when a check of METHOD.md fails (tolerance check_rtol,
+    check: raise ConsistencyError when a check of docs/method.md fails (tolerance check_rtol,
       relative to each prompt's largest |DE|).
     dose: w in [0, 1]: each component is replaced by (1 - w) x clean + w x its replacement.
     **options: num_scored (the first n prompts are ablated; the others serve only as

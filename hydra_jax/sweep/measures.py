@@ -1,4 +1,4 @@
-"""Reducing a batch's ablated runs to the measures of METHOD.md (`HydraResult`).
+"""Reducing a batch's ablated runs to the measures of docs/method.md (`HydraResult`).
 
 The paths return, per prompt b, source k and ablated component c, how every component's
 direct effect and the final residual's moved (`paths.Changes`, read with the clean sigma)
