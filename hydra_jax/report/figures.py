@@ -228,10 +228,11 @@ def de_vs_te(arrays, path: str, counts=None) -> str:
 
 def colour_limit(matrix: np.ndarray, percentile: float = COLOUR_PERCENTILE) -> float:
   """The heatmap's symmetric colour limit: the `percentile` of |value| over the finite,
-  non-zero entries of matrix [C, C] (upstream entries are zero by construction), so that
-  one extreme cell does not wash out the rest; 1 where there is none."""
+  non-zero entries of matrix [C, C] (upstream entries are zero by construction), an entry
+  itself (no interpolation towards a larger one), so that a few extreme cells do not wash
+  out the rest; 1 where there is none."""
   values = np.abs(matrix[np.isfinite(matrix) & (matrix != 0)])
-  return float(np.percentile(values, percentile)) if values.size else 1.0
+  return float(np.percentile(values, percentile, method="lower")) if values.size else 1.0
 
 
 def response_heatmap(arrays, path: str) -> str:
