@@ -42,7 +42,8 @@ def test_number_format():
   number = formatting.number
   assert [number(v) for v in (0.45, -0.00232, 11.9, -0.2, 0.0059, 2.0, 100.0)] == [
       "+0.450", "-0.00232", "+11.9", "-0.200", "+0.00590", "+2.00", "+100"]
-  assert number(-1234.5) == "-1,230" and number(999.96) == "+1,000" and number(1.2e-5) == "+1.20e-05"
+  assert number(-1234.5) == "-1,230" and number(999.96) == "+1,000"
+  assert number(1.2e-5) == "+1.20e-05"
   assert number(0.0) == number(-0.0) == "0" and number(1000) == "1,000"      # an int: a count
   assert number(None) == number(float("nan")) == number(float("inf")) == "n/a"
   assert number(0.328, signed=False) == "0.328"
