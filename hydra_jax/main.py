@@ -7,7 +7,9 @@
 Every config field can be overridden, e.g. `--config.sweep.num_sources=5`
 (`hydra_jax/job/config.py` lists them). Running the same command again after an
 interruption resumes from the chunks already saved in --workdir. A bad config file,
-field or input file stops with one line naming it, no traceback.
+field or input file stops with one line naming it, no traceback. The job's lines go
+through absl logging to stderr (`hydra_jax.job.output`: --verbosity=-1 or
+--stderrthreshold=warning for quiet, --log_dir=DIR for a log file).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import traceback
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from hydra_jax.job import output
 
 _REPO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "configs", "tiny.py")
@@ -48,6 +52,7 @@ def main(argv) -> None:
     raise app.UsageError("--config=FILE is required")
   # JAX reports at INFO that it found no TPU on machines without one: not news for a user.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  output.use_log_dir()
   from hydra_jax.job import run as job  # after flag parsing, so --help stays fast
   try:
     job.run(config, _WORKDIR.value)      # checks the config first, before any device use
@@ -148,6 +153,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
   """Entry point for `python -m hydra_jax.main` and console scripts."""
+  output.plain_lines()
   app.run(main, flags_parser=_parse_flags)
 
 

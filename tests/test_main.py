@@ -38,7 +38,7 @@ FIGURES = ("intact_vs_ablated", "de_vs_te", "compensation_fits", "response_heatm
 SMALL = ["--config=configs/tiny.py", "--config.data.max_prompts=48",
          "--config.sweep.num_sources=3", "--config.sweep.chunk_size=4"]
 NO_FIGURES = [*SMALL, "--config.report.figures=False"]
-LOG_LINE = re.compile(r"^[IWE]\d{4} ")   # absl log lines, not messages of the job
+LOG_LINE = re.compile(r"^[IWE]\d{4} ")   # absl-prefixed log lines (warnings), not the job's
 
 
 def main_command(*args):
@@ -52,17 +52,26 @@ def run_main(*args, timeout=300):
 
 
 def error_lines(stderr: str) -> list[str]:
-  return [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
+  """stderr from the first error line on, absl-prefixed log lines left out (the job's own
+  lines, plain on stderr, come before it)."""
+  lines = [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
+  first = next((i for i, line in enumerate(lines) if line.startswith("hydra_jax.main: error:")),
+               0)
+  return lines[first:]
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-  """One uninterrupted run of the embedded default, small: (workdir, stdout, seconds)."""
+  """One uninterrupted run of the embedded default, small, also logging to a --log_dir:
+  (workdir, the job's lines (on stderr), seconds)."""
   workdir = str(tmp_path_factory.mktemp("full"))
+  logs = tmp_path_factory.mktemp("logs")
   start = time.time()
-  code, out, err = run_main(*SMALL, f"--workdir={workdir}")
+  code, out, err = run_main(*SMALL, f"--workdir={workdir}", f"--log_dir={logs}")
   assert code == 0, err
-  return workdir, out, time.time() - start
+  logged = (logs / "hydra_jax.main.INFO").read_text()          # the same lines, absl-prefixed
+  assert re.search(r"^I\d{4} [\d:.]+ +\d+ run\.py:\d+\] chunk 1/", logged, re.M), logged
+  return workdir, err, time.time() - start
 
 
 def test_embedded_default_writes_the_report(finished_run):
@@ -95,8 +104,11 @@ def test_embedded_default_writes_the_report(finished_run):
     assert f"figures/{name}.png" in markdown
   progress = [line for line in out.splitlines() if line.startswith("chunk ")]
   assert len(progress) == -(-num_prompts // 4)
-  assert re.search(r"chunk 1/\d+: 4/\d+ prompts done, [\d,]+ ablated forwards/s, [\d,]+ s left",
-                   progress[0])
+  assert re.fullmatch(r"chunk 1/\d+: 4/\d+ prompts done in [\d.,]+ s \(compiling\)", progress[0])
+  assert re.fullmatch(r"chunk 2/\d+: 8/\d+ prompts done, [\d,]+ ablated forwards/s, [\d,]+ s left",
+                      progress[1])
+  assert any(re.fullmatch(r"report written to .*/report\.md \([\d.]+ s\)", line)
+             for line in out.splitlines())
 
 
 def test_interrupted_run_resumes_to_identical_results(finished_run, tmp_path):
@@ -119,7 +131,7 @@ def test_interrupted_run_resumes_to_identical_results(finished_run, tmp_path):
 
   code, out, err = run_main(*NO_FIGURES, f"--workdir={workdir}")
   assert code == 0, err
-  assert f"{len(finished)} already finished" in out
+  assert f"{len(finished)} already finished" in err
   assert os.path.isfile(os.path.join(workdir, "report.md"))     # report.figures=False: no PNGs
   assert not os.path.exists(os.path.join(workdir, "figures"))
   resumed = np.load(os.path.join(workdir, "results.npz"))
@@ -240,16 +252,16 @@ def test_chinchilla_dry_run_prints_the_plan_in_seconds():
   code, out, err = run_main("--config=configs/chinchilla7b.py", "--config.dry_run=True",
                             timeout=120)
   assert code == 0, err
-  assert re.search(r"plan for chinchilla7b:\n  parameters +[\d,]+ \(", out), out
+  assert re.search(r"plan for chinchilla7b:\n  parameters +[\d,]+ \(", err), err
   for field in ("bytes per device", "FLOPs (whole sweep)", "devices needed", "mesh"):
-    assert field in out
+    assert field in err
   assert time.time() - start < 60
 
 
 def test_chinchilla_on_a_small_machine_stops_with_the_plan(tmp_path):
   code, out, err = run_main("--config=configs/chinchilla7b.py", f"--workdir={tmp_path}",
-                            timeout=120)
+                            "--stderrthreshold=warning", timeout=120)
   assert code == 1
-  assert "Traceback" not in err
+  assert "Traceback" not in err and "cpu: 1 device" not in err   # INFO silenced, not the error
   assert "this machine is too small for the sweep" in err and "plan for chinchilla7b" in err
   assert not os.listdir(tmp_path)     # nothing was written, nothing allocated

@@ -110,7 +110,7 @@ def launch(env, workdir, *args, devices=None, processes=2):
 
 
 def finish(process, timeout=600, rerun_on_deadlock=True) -> str:
-  """process's stdout once it has ended successfully. A single-process job that XLA
+  """process's stdout + stderr once it has ended successfully. A single-process job that XLA
   aborted for a deadlocked collective (conftest) is run once more: it resumes."""
   process.wait(timeout=timeout)
   out, err = (stream.seek(0) or stream.read().decode() for stream in process.logs)
@@ -120,7 +120,7 @@ def finish(process, timeout=600, rerun_on_deadlock=True) -> str:
     again.logs = process.logs
     return finish(again, timeout, rerun_on_deadlock=False)
   assert process.returncode == 0, err[-3000:]
-  return out
+  return out + err
 
 
 def load(workdir):

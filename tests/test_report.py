@@ -153,11 +153,11 @@ def test_headline_verdict_reads_the_interval():
               fraction_restored_with_norm_middle_attention=0.3,
               fraction_restored_with_norm_middle_attention_ci=[0.2, 0.4])
   text = report_captions.verdict(head)
-  assert "-0.4 [-0.5, -0.3]: negative: the later layers deepen the loss" in text
-  assert "remainder it is 0.3 [0.2, 0.4]" in text and "clearly above 0 at 1 of 1" in text
+  assert "-0.400 [-0.500, -0.300]: negative: the later layers deepen the loss" in text
+  assert "remainder it is +0.300 [+0.200, +0.400]" in text and "clearly above 0 at 1 of 1" in text
   partial = dict(head, fraction_restored_middle_attention=0.65,
                  fraction_restored_middle_attention_ci=[0.5, 0.8])
-  assert "partial repair, 65% of the lost DE restored" in report_captions.verdict(partial)
+  assert "partial repair, 65.0% of the lost DE restored" in report_captions.verdict(partial)
   unclear = dict(head, fraction_restored_middle_attention_ci=[-0.5, 0.1])
   assert "no clear repair" in report_captions.verdict(unclear)
 
@@ -299,7 +299,7 @@ def test_write_produces_every_file(tmp_path):
                              "conditions hold) | 3 of 3 (3 of 3 middle): 0, 1, 2 | not counted: 3")
   appendix = markdown.split("## Appendix: per layer")[1]
   assert appendix.count("fraction restored, the clean final sigma") == 2
-  assert "| 0 | +1.02 | +0.45 [+0.45, +0.45] | +1.02 (-0.06) |" in appendix
+  assert "| 0 | +1.02 | +0.450 [+0.450, +0.450] | +1.02 (-0.0552) |" in appendix
   assert (tmp_path / "figures" / "restored_attn.png").read_bytes()[:8] == PNG_MAGIC
 
 

@@ -10,5 +10,6 @@
   chunks    cutting the kept prompts into chunks of the same shapes, and sweeping one
   dose      the dose-response sweep of a few prompts at intermediate strengths
   run       the job itself: run(config, workdir) -> summary
+  output    its output lines (absl logging) and the chunks' progress lines
   heads     the per-head protocol's driver (config.sweep.protocol="heads")
 """

@@ -31,7 +31,7 @@ import numpy as np
 from hydra_jax import provenance
 from hydra_jax import store as results_store
 from hydra_jax.job import loading as inputs
-from hydra_jax.job.run import say
+from hydra_jax.job.output import say
 from hydra_jax.report import heads as report
 from hydra_jax.sweep import heads as heads_sweep
 

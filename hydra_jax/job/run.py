@@ -41,17 +41,14 @@ import numpy as np
 from hydra_jax.job import chunks
 from hydra_jax.job import dose as dose_sweep
 from hydra_jax.job import loading as inputs
+from hydra_jax.job import output
+from hydra_jax.job.output import say   # the job's output lines (absl logging)
 from hydra_jax.job import plan as plan_lib
 from hydra_jax.job import prompt_sources
 from hydra_jax.report import summary as report
 from hydra_jax import store as results_store
 from hydra_jax.job import config as run_config
 from hydra_jax.sweep import engine as sweep
-
-
-def say(message: str) -> None:
-  if jax.process_index() == 0:
-    print(message, flush=True)
 
 
 # 1. Devices and plan --------------------------------------------------------------------------
@@ -153,24 +150,17 @@ def run_chunks(config, model, prompts, store, prepare) -> dict[str, Any]:
   say(f"{layout.num_chunks} chunks of <= {layout.size} prompts; "
       f"{layout.num_chunks - len(todo)} already finished")
   prompts_done = sum(len(layout.chunk(i)) for i in range(layout.num_chunks) if done[i])
-  remaining = len(prompts) - prompts_done
-  start, computed, first = time.time(), 0, None   # first: (prompts, time) after the compile
+  start, computed = time.time(), 0
+  progress = output.Progress(layout.num_chunks, len(prompts), prompts_done, per_prompt)
   for index in todo:
     arrays = chunks.sweep_chunk(prepare(), prompts, layout, index, check=config.sweep.check,
                                 keep_sources=config.sweep.keep_sources)
     if jax.process_index() == 0:
       store.save_chunk(index, arrays)
     computed += len(layout.chunk(index))
-    now = time.time()
-    # The first chunk pays the compile; the rate (and the time left) counts the later ones.
-    rate = (computed * per_prompt / (now - start) if first is None
-            else (computed - first[0]) * per_prompt / max(now - first[1], 1e-9))
-    first = first or (computed, now)
-    say(f"chunk {index + 1}/{layout.num_chunks}: {prompts_done + computed}/{len(prompts)} prompts "
-        f"done, {rate:,.0f} ablated forwards/s, {(remaining - computed) * per_prompt / rate:,.0f} s left")
+    say(progress.line(index, computed))   # the first chunk includes compiling: no ETA
   elapsed = time.time() - start
-  steady = (computed - first[0]) * per_prompt / (time.time() - first[1]) if (
-      first and computed > first[0]) else None
+  steady = progress.steady_forwards_per_second()
   return dict(chunks_total=layout.num_chunks, chunks_resumed=layout.num_chunks - len(todo),
               sweep_seconds=elapsed, ablated_forwards_computed=computed * per_prompt,
               ablated_forwards_per_second=computed * per_prompt / elapsed if computed else None,
@@ -285,6 +275,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 mesh=" x ".join(f"{name}={size}" for name, size in mesh.shape.items()),
                 devices=f"{jax.device_count()} x {jax.devices()[0].device_kind}")
   info = dict(config=config.to_dict(), model=model.description, prompts=counts, timing=timing)
+  return write_report(workdir, arrays, info, doses, start)
+
+
+def write_report(workdir: str, arrays, info, doses, start: float, clock=time.time
+                 ) -> dict[str, Any]:
+  """Write the report (`report.summary.write`) and say so, with the whole job's time
+  since `start`, the report included (summary.json's wall_seconds stops before it)."""
   summary = report.write(workdir, arrays, info, doses=doses)
-  say(f"report written to {workdir}/report.md ({timing['wall_seconds']:.1f} s)")
+  say(f"report written to {workdir}/report.md ({clock() - start:.1f} s)")
   return summary

@@ -14,6 +14,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from hydra_jax.report.figures import COLOUR_PERCENTILE
+from hydra_jax.report.formatting import interval, number, percent
+
 PAPER = {
     "intact_vs_ablated": "the paper's figure 1 shows the ablated layer's DE vanish while a "
                          "downstream attention layer (layer 20 in its examples) raises its own",
@@ -35,22 +38,9 @@ PAPER = {
 }
 
 
-def number(value, digits: int = 3) -> str:
-  if value is None or (isinstance(value, float) and not math.isfinite(value)):
-    return "n/a"
-  if isinstance(value, int):
-    return f"{value:,}"
-  if abs(value) >= 1000:
-    return f"{value:,.0f}"
-  return f"{value:.{digits}g}"
-
-
 def slope_text(fit: Mapping[str, Any]) -> str:
-  """'0.71 [0.62, 0.80]': a slope and its bootstrap interval."""
-  low, high = fit.get("slope_ci") or (None, None)
-  known = low is not None and high is not None
-  band = f" [{number(low, 2)}, {number(high, 2)}]" if known else ""
-  return f"{number(fit.get('slope'), 2)}{band}"
+  """'+0.710 [+0.620, +0.800]': a slope and its bootstrap interval."""
+  return interval(fit.get("slope"), fit.get("slope_ci"))
 
 
 def _values(stats, kind: str, name: str, key: str = "slope") -> np.ndarray:
@@ -78,12 +68,14 @@ def _intact_vs_ablated(summary) -> str:
     std = stats[kind].get("compensation_total_std_over_sources") or [None] * (layer + 1)
     sources = (f"faint lines: the {spread['sources']} sources of one prompt; over the first "
                f"{spread['prompts']} prompts the compensation of {ablated} has a standard "
-               f"deviation of {number(std[layer])} across sources")
+               f"deviation of {number(std[layer], signed=False)} across sources")
   else:
     sources = "no per-source arrays were kept (sweep.keep_sources = 0): one line, the mean"
   lost = stats[kind]["lost_direct_effect"][layer]
-  return (f"With {ablated} ablated its own DE falls by {number(lost)} on average, while the "
-          f"later components' DE changes by "
+  moves = "falls" if lost is None or lost >= 0 else "rises"
+  size = None if lost is None else abs(lost)
+  return (f"With {ablated} ablated its own DE {moves} by {number(size, signed=False)} on "
+          f"average, while the later components' DE changes by "
           f"{number(stats[kind]['compensation_attn'][layer])} (attention) and "
           f"{number(stats[kind]['compensation_mlp'][layer])} (MLPs); {sources}.")
 
@@ -93,9 +85,21 @@ def _downstream_response(summary) -> str:
   rise, fall = head.get("ablated_largest_rise"), head.get("ablated_largest_fall")
   if not rise:
     return f"{head.get('ablated_component')} has no downstream component here."
-  return (f"After ablating {head.get('ablated_component')} the most positive mean change of a "
-          f"later component's DE is {rise['component']} ({number(rise['dde'])}) and the most "
-          f"negative {fall['component']} ({number(fall['dde'])}).")
+  return (f"After ablating {head.get('ablated_component')}, {rise_and_fall(rise, fall)} "
+          f"(mean change of a later component's DE over prompts).")
+
+
+def rise_and_fall(rise: Mapping[str, Any], fall: Mapping[str, Any]) -> str:
+  """The largest and smallest change of a row, in words that match their signs; rise and
+  fall: {"component", "dde"} of the row's maximum and minimum."""
+  high, low = (f"{e['component']} ({number(e['dde'])})" for e in (rise, fall))
+  if rise["dde"] <= 0 and fall["dde"] < 0:
+    return f"no later component rises: the smallest fall is {high}, the largest {low}"
+  if fall["dde"] >= 0 and rise["dde"] > 0:
+    return f"no later component falls: the largest rise is {high}, the smallest {low}"
+  if rise["dde"] == fall["dde"] == 0:
+    return "no later component's DE changes"
+  return f"the largest rise is {high} and the largest fall {low}"
 
 
 def _de_vs_te(summary) -> str:
@@ -103,11 +107,11 @@ def _de_vs_te(summary) -> str:
   correlation = _values(stats, "attn", "de_te_correlation")
   best = int(np.nanargmax(correlation)) if np.isfinite(correlation).any() else None
   where = (f"r(DE lost, -TE) over prompts at attention layers runs from "
-           f"{number(float(np.nanmin(correlation)), 2)} to {number(float(correlation[best]), 2)} "
+           f"{number(float(np.nanmin(correlation)))} to {number(float(correlation[best]))} "
            f"(highest at layer {best})" if best is not None else "r(DE lost, -TE) is undefined")
   return (f"DE lost exceeds -TE (downstream components make up part of the loss) on "
-          f"{number(100 * head.get('direct_exceeds_drop_attn', math.nan), 2)}% of prompts x "
-          f"attention layers and {number(100 * head.get('direct_exceeds_drop_mlp', math.nan), 2)}% "
+          f"{percent(head.get('direct_exceeds_drop_attn'))} of prompts x attention layers and "
+          f"{percent(head.get('direct_exceeds_drop_mlp'))} "
           f"x MLP layers; {where}.")
 
 
@@ -115,8 +119,8 @@ def _extremes(values: np.ndarray, names: list[str]) -> str:
   """'from a (name) to b (name), mean m' over the finite values."""
   finite = np.flatnonzero(np.isfinite(values))
   low, high = finite[np.argmin(values[finite])], finite[np.argmax(values[finite])]
-  return (f"from {number(float(values[low]), 2)} ({names[low]}) to {number(float(values[high]), 2)} "
-          f"({names[high]}), mean {number(float(values[finite].mean()), 2)}")
+  return (f"from {number(float(values[low]))} ({names[low]}) to {number(float(values[high]))} "
+          f"({names[high]}), mean {number(float(values[finite].mean()))}")
 
 
 def _compensation_fits(summary) -> str:
@@ -127,7 +131,8 @@ def _compensation_fits(summary) -> str:
   names = [f"attn {e['layer']}" for e in entries]
   r2 = np.array([np.nan if e["total_r2"] is None else e["total_r2"] for e in entries])
   return (f"Across-prompt slopes of CE on lost DE at the {len(entries)} middle attention layers "
-          f"run {_extremes(slopes, names)}; R² at most {number(float(np.nanmax(r2)), 2)}.")
+          f"run {_extremes(slopes, names)}; R² at most "
+          f"{number(float(np.nanmax(r2)), signed=False)}.")
 
 
 def _slopes_by_layer(summary) -> str:
@@ -136,7 +141,8 @@ def _slopes_by_layer(summary) -> str:
   r2 = {kind: _values(stats, kind, "regression", "r2") for kind in ("attn", "mlp")}
   best = max(((kind, int(np.nanargmax(values))) for kind, values in r2.items()
               if np.isfinite(values).any()), key=lambda kl: r2[kl[0]][kl[1]], default=None)
-  best_text = (f"; the highest R² is {number(r2[best[0]][best[1]], 2)} at {best[0]} {best[1]}"
+  best_text = (f"; the highest R² is {number(r2[best[0]][best[1]], signed=False)} at "
+               f"{best[0]} {best[1]}"
                if best else "")
   return (f"The across-prompt slope's 95% interval lies above 0 at {counts['attn'][0]} attention "
           f"and {counts['mlp'][0]} MLP layers, below 0 (the loss amplified) at {counts['attn'][1]} "
@@ -160,8 +166,9 @@ def _compensation_parts(summary) -> str:
 
 def _localisation(summary) -> str:
   head = summary["headline"]
-  return (f"On average {number(head.get('localisation_80'), 2)} of "
-          f"{number(head.get('downstream_components'), 2)} downstream components carry 80% of "
+  return (f"On average {number(head.get('localisation_80'), signed=False)} of "
+          f"{number(head.get('downstream_components'), signed=False)} downstream components "
+          f"carry 80% of "
           f"an ablation's summed |dDE|.")
 
 
@@ -169,8 +176,11 @@ def _response_heatmap(summary) -> str:
   largest = summary["headline"].get("largest_response")
   if not largest:
     return "No ablation changes another component's DE."
-  return (f"The largest mean response is {largest['ablated']} -> {largest['responder']} "
-          f"(dDE {number(largest['dde'])}); entries above the diagonal only, by construction.")
+  moves = "a rise" if largest["dde"] > 0 else "a fall"
+  return (f"The mean response largest in size is {largest['ablated']} -> {largest['responder']}, "
+          f"{moves} (dDE {number(largest['dde'])}); entries above the diagonal only, by "
+          f"construction; colours saturate at the {COLOUR_PERCENTILE:g}th percentile of |dDE| "
+          f"(arrows: beyond it).")
 
 
 def _late_mlp_erasure(summary) -> str:
@@ -179,11 +189,17 @@ def _late_mlp_erasure(summary) -> str:
   if not late:
     return "No late MLP to show."
   erasing = [e for e in late if e["intact"] is not None and e["intact"] < 0]
-  listed_text = "; ".join(f"{e['component']}: {number(e['intact'])} intact, "
-                          f"{number(e['ablated'])} with {ablated} ablated" for e in erasing)
-  return (f"{len(erasing)} of the last {len(late)} MLPs lower the scored logit on average "
-          f"(erase){': ' + listed_text if erasing else ''}; the others raise it (mean DE of "
-          f"each, intact and ablated, in the figure).")
+  change = lambda e: ("" if e["ablated"] is None else ", erasing less"
+                      if e["ablated"] > e["intact"] else ", erasing as much or more")
+  listed = "; ".join(f"{e['component']}: {number(e['intact'])} intact, {number(e['ablated'])} "
+                     f"with {ablated} ablated{change(e)}" for e in erasing)
+  others = ", ".join(f"{e['component']} ({number(e['intact'])})" for e in late
+                     if e not in erasing)
+  verb = "lowers" if len(erasing) == 1 else "lower"
+  return (f"{len(erasing)} of the last {len(late)} MLPs {verb} the scored logit on average "
+          f"(erasure){': ' + listed if erasing else ''}"
+          f"{'; not erasing: ' + others if others else ''}; bars: means over prompts with 95% "
+          f"cluster-bootstrap intervals.")
 
 
 def _reading(slope, band) -> str:
@@ -192,13 +208,13 @@ def _reading(slope, band) -> str:
   if slope is None:
     return "undefined"
   if low is None:
-    return f"{number(slope, 2)} (no interval)"
+    return f"{number(slope)} (no interval)"
   if high < 0:
     return "negative: the later layers deepen the loss instead of repairing it"
   if low > 1:
     return "above 1: the later layers over-compensate"
   if low > 0:
-    return f"partial repair, {number(100 * slope, 2)}% of the lost DE restored"
+    return f"partial repair, {percent(slope)} of the lost DE restored"
   return "no clear repair: the interval includes 0"
 
 

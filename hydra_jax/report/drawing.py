@@ -1,11 +1,13 @@
 """Which figures report.md shows, in which order, drawn with which arguments.
 
-`draw_figures(workdir, arrays, summary, choices)` writes the headline figure
+`draw_figures(workdir, arrays, summary, choices, counts)` writes the headline figure
 (`headline_figure`, for attention ablations, where the sweep kept its per-source arrays;
 the MLP ablations' numbers are the report's appendix tables), every figure of `figures`
 and `regression_figures` under workdir/figures from the arrays of results.npz, the
 per-layer statistics of summary.json and config.report (`choices`: ablated_layer,
-ablated_kind, regression_layers, late_mlps).
+ablated_kind, regression_layers, late_mlps). Every mean drawn over prompts has its 95%
+interval from the report's cluster-bootstrap resamples `counts` [R, N]
+(`summary.bootstrap_counts`; None: no intervals).
 
 Shapes: N prompts, L layers, C = 2L components.
 """
@@ -32,7 +34,7 @@ def regression_layers(num_layers: int, requested) -> list[int]:
 
 
 def draw_figures(workdir: str, arrays, summary: Mapping[str, Any],
-                 choices: Mapping[str, Any]) -> dict[str, str]:
+                 choices: Mapping[str, Any], counts=None) -> dict[str, str]:
   """Write the PNG figures under workdir/figures; returns name -> relative path (in the
   order report.md shows them). choices: config.report with its defaults."""
   num_layers = arrays["direct_effect"].shape[1] // 2
@@ -44,15 +46,15 @@ def draw_figures(workdir: str, arrays, summary: Mapping[str, Any],
   drawings = ({"restored_attn": lambda p: headline_figure.restored_by_layer(stats, "attn", p)}
               if "restored" in stats["attn"] else {})
   drawings.update(
-      intact_vs_ablated=lambda p: figures.intact_vs_ablated(arrays, ablated, p),
-      de_vs_te=lambda p: figures.de_vs_te(arrays, p),
-      downstream_response=lambda p: figures.downstream_response(arrays, ablated, p),
+      intact_vs_ablated=lambda p: figures.intact_vs_ablated(arrays, ablated, p, counts),
+      de_vs_te=lambda p: figures.de_vs_te(arrays, p, counts),
+      downstream_response=lambda p: figures.downstream_response(arrays, ablated, p, counts),
       compensation_fits=lambda p: regression_figures.compensation_fits(arrays, layers, stats, p),
       slopes_by_layer=lambda p: regression_figures.slopes_by_layer(stats, p),
       compensation_parts=lambda p: regression_figures.compensation_parts(arrays, stats, ablated, p),
       localisation=lambda p: regression_figures.localisation(stats, p),
       response_heatmap=lambda p: figures.response_heatmap(arrays, p),
-      late_mlp_erasure=lambda p: figures.late_mlp_erasure(arrays, ablated, num_late, p))
+      late_mlp_erasure=lambda p: figures.late_mlp_erasure(arrays, ablated, num_late, p, counts))
   for name, draw in drawings.items():
     draw(path(name))
   return {name: f"{FIGURE_DIR}/{name}.png" for name in drawings}

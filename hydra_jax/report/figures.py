@@ -32,9 +32,13 @@ import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
 from hydra_jax import store as results_store  # noqa: E402
+from hydra_jax.report import statistics  # noqa: E402
+from hydra_jax.report.formatting import number  # noqa: E402
 
 KIND_NAMES = ("attn", "mlp")
 KIND_COLOURS = {"attn": "#1f77b4", "mlp": "#d62728"}
+ERROR_STYLE = dict(ecolor="black", elinewidth=0.8, capsize=2)   # every error bar
+COLOUR_PERCENTILE = 98.0   # response_heatmap: the colour scale's limit, a percentile of |dDE|
 
 
 def component_name(component: int) -> str:
@@ -44,7 +48,8 @@ def component_name(component: int) -> str:
 def ablated_direct_effects(arrays, component: int) -> np.ndarray:
   """[N, C] every component's DE in the run with `component` ablated (sigma frozen)."""
   ablated = arrays["direct_effect"] + arrays["response"][:, component, :]          # [N, C]
-  ablated[:, component] = arrays["direct_effect"][:, component] + arrays["direct_change"][:, component]
+  own = arrays["direct_effect"][:, component] + arrays["direct_change"][:, component]  # [N]
+  ablated[:, component] = own
   return ablated
 
 
@@ -59,18 +64,30 @@ def save(fig, path, rect=None) -> str:
   return path
 
 
+def mean_with_error(values: np.ndarray, counts=None):
+  """The mean over prompts of values [N, ...] and the distances from it to its 95%
+  cluster-bootstrap interval, [2, ...] (matplotlib's yerr; None without resamples)."""
+  mean = np.asarray(values, np.float64).mean(0)
+  if counts is None or len(counts) == 0:
+    return mean, None
+  low, high = statistics.mean_interval(values, counts)
+  return mean, np.nan_to_num(np.stack([mean - low, high - mean]).clip(0))
+
+
 def layer_axis(ax):
   """Integer ticks on a layer axis, labelled."""
   ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.set_xlabel("layer")
 
 
-def _per_kind_bars(ax, values: dict[str, np.ndarray], kind: int, title: str):
-  """Grouped bars over layers for one component kind; values: label -> [C] means."""
-  layers = np.arange(len(next(iter(values.values()))) // 2)
+def _per_kind_bars(ax, values: dict, kind: int, title: str):
+  """Grouped bars over layers for one component kind; values: label -> (means [C], their
+  yerr [2, C] or None)."""
+  layers = np.arange(len(next(iter(values.values()))[0]) // 2)
   width = 0.8 / len(values)
-  for i, (label, series) in enumerate(values.items()):
-    ax.bar(layers + (i - (len(values) - 1) / 2) * width, series[kind::2], width, label=label)
+  for i, (label, (series, error)) in enumerate(values.items()):
+    ax.bar(layers + (i - (len(values) - 1) / 2) * width, series[kind::2], width, label=label,
+           yerr=None if error is None else error[:, kind::2], error_kw=ERROR_STYLE)
   ax.axhline(0, color="black", linewidth=0.6)
   ax.set_title(title)
   ax.set_xlabel("layer")
@@ -109,13 +126,15 @@ def _prompt_title(arrays, prompt: int) -> str:
   return f"prompt {prompt}: {text[-60:]!r} -> {token!r}"
 
 
-def intact_vs_ablated(arrays, component: int, path: str) -> str:
-  intact = arrays["direct_effect"].mean(0)                                          # [C]
-  ablated = ablated_direct_effects(arrays, component).mean(0)                       # [C]
+def intact_vs_ablated(arrays, component: int, path: str, counts=None) -> str:
+  """Per-layer DE intact and with `component` ablated: means over prompts with their
+  intervals (counts [R, N]: the bootstrap resamples), and one example prompt."""
   prompt = example_prompt(arrays, component)
   rows = source_rows(arrays, prompt, component)                                     # [K, C]
   fig, axes = plt.subplots(2, 2, figsize=(11, 7.2))
-  series = {"intact": intact, f"{component_name(component)} ablated": ablated}
+  series = {"intact": mean_with_error(arrays["direct_effect"], counts),             # [C], [2, C]
+            f"{component_name(component)} ablated":
+                mean_with_error(ablated_direct_effects(arrays, component), counts)}
   for kind in range(2):
     top, bottom = axes[0, kind], axes[1, kind]
     _per_kind_bars(top, series, kind, f"{KIND_NAMES[kind]} outputs, mean over prompts")
@@ -136,10 +155,11 @@ def intact_vs_ablated(arrays, component: int, path: str) -> str:
   return save(fig, path)
 
 
-def downstream_response(arrays, component: int, path: str) -> str:
-  """dDE of every component after ablating `component`: mean over prompts (bars) and one
-  example prompt, one faint line per source (upstream components are zero)."""
-  mean = arrays["response"][:, component, :].mean(0)                                # [C]
+def downstream_response(arrays, component: int, path: str, counts=None) -> str:
+  """dDE of every component after ablating `component`: mean over prompts (bars, with
+  intervals from the resamples counts [R, N]) and one example prompt, one faint line per
+  source (upstream components are zero)."""
+  mean, error = mean_with_error(arrays["response"][:, component, :], counts)        # [C], [2, C]
   mean[:component + 1] = np.nan   # upstream: zero; its own change: the lost DE
   prompt = example_prompt(arrays, component)
   rows = source_rows(arrays, prompt, component).astype(np.float64)                  # [K, C]
@@ -147,7 +167,8 @@ def downstream_response(arrays, component: int, path: str) -> str:
   layers = np.arange(len(mean) // 2)
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
   for kind, ax in enumerate(axes):
-    ax.bar(layers, mean[kind::2], 0.6, color="#cccccc", label="mean over prompts")
+    ax.bar(layers, mean[kind::2], 0.6, color="#cccccc", label="mean over prompts (95% CI)",
+           yerr=None if error is None else error[:, kind::2], error_kw=ERROR_STYLE)
     _example_lines(ax, np.zeros_like(mean), rows, kind, KIND_COLOURS[KIND_NAMES[kind]],
                    "one prompt")
     ax.axhline(0, color="black", linewidth=0.6)
@@ -178,7 +199,9 @@ def _impact_curves(ax, lost: np.ndarray, drop: np.ndarray, kind: int, most: int 
   ax.set_title(f"{KIND_NAMES[kind]} ablations, {len(shown)} prompts", fontsize=10)
 
 
-def de_vs_te(arrays, path: str) -> str:
+def de_vs_te(arrays, path: str, counts=None) -> str:
+  """Impact curves per kind, and the share of prompts whose DE lost exceeds -TE per layer
+  (with its interval from the resamples counts [R, N])."""
   lost = -arrays["direct_change"]                                                   # [N, C]
   drop = -arrays["total_effect_mean"]                                               # [N, C]
   fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
@@ -186,30 +209,43 @@ def de_vs_te(arrays, path: str) -> str:
     _impact_curves(axes[kind], lost, drop, kind)
   axes[0].set_ylabel("impact on the scored logit")
   axes[0].legend(frameon=False, fontsize=8)
-  share = (lost > drop).mean(0)                                                     # [C]
+  share, error = mean_with_error((lost > drop).astype(np.float64), counts)          # [C], [2, C]
   for kind, name in enumerate(KIND_NAMES):
-    axes[2].plot(np.arange(len(share) // 2), share[kind::2], "o-", color=KIND_COLOURS[name],
-                 label=name)
+    axes[2].errorbar(np.arange(len(share) // 2) + 0.15 * (kind - 0.5), share[kind::2], fmt="o-",
+                     label=name, markersize=4,
+                     yerr=None if error is None else error[:, kind::2], color=KIND_COLOURS[name],
+                     capsize=2, elinewidth=0.8)
   axes[2].axhline(0.5, color="grey", linestyle=":", linewidth=1)
   axes[2].set_ylim(-0.02, 1.02)
   layer_axis(axes[2])
   axes[2].set_ylabel("share of prompts")
-  axes[2].set_title("share of prompts where DE lost > -TE", fontsize=10)
+  axes[2].set_title("share of prompts where DE lost > -TE (95% CI)", fontsize=10)
   axes[2].legend(frameon=False, fontsize=8)
   fig.suptitle("Unembedding-based (DE lost) vs ablation-based (-TE) impact per layer "
                "(faint: single prompts)", fontsize=11)
   return save(fig, path)
 
 
+def colour_limit(matrix: np.ndarray, percentile: float = COLOUR_PERCENTILE) -> float:
+  """The heatmap's symmetric colour limit: the `percentile` of |value| over the finite,
+  non-zero entries of matrix [C, C] (upstream entries are zero by construction), an entry
+  itself (no interpolation towards a larger one), so that a few extreme cells do not wash
+  out the rest; 1 where there is none."""
+  values = np.abs(matrix[np.isfinite(matrix) & (matrix != 0)])
+  return float(np.percentile(values, percentile, method="lower")) if values.size else 1.0
+
+
 def response_heatmap(arrays, path: str) -> str:
-  matrix = arrays["response"].mean(0)                                               # [C, C]
+  """The mean dDE matrix [C, C] (ablated rows, responding columns) on a symmetric colour
+  scale cut at `colour_limit`; arrows on the colour bar where values lie beyond it."""
+  matrix = arrays["response"].mean(0).astype(np.float64)                            # [C, C]
   num_components = matrix.shape[0]
   matrix[np.diag_indices(num_components)] = np.nan   # the ablated component's own change
-  limit = float(np.nanmax(np.abs(matrix))) if num_components > 1 else 1.0
+  limit = colour_limit(matrix)
   size = min(12.0, 3.0 + 0.3 * num_components)
   fig, ax = plt.subplots(figsize=(size + 1.2, size))
   colours = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")
-  image = ax.imshow(matrix, cmap=colours, vmin=-(limit or 1.0), vmax=limit or 1.0)
+  image = ax.imshow(matrix, cmap=colours, vmin=-limit, vmax=limit)
   step = 1 if num_components <= 16 else 4
   ticks = np.arange(0, num_components, step)
   labels = [component_name(c).replace("attn ", "a").replace("mlp ", "m") for c in ticks]
@@ -217,30 +253,37 @@ def response_heatmap(arrays, path: str) -> str:
   ax.set_yticks(ticks, labels)
   ax.set_xlabel("responding component")
   ax.set_ylabel("ablated component")
-  ax.set_title("Mean change of direct effect (dDE) after an ablation\n"
-               "(grey diagonal: the ablated component itself)", fontsize=10)
-  fig.colorbar(image, ax=ax, label="dDE (red: raises the scored logit)", shrink=0.8)
+  ax.set_title("Mean change of direct effect (dDE) after an ablation\n(grey diagonal: the "
+               f"ablated component itself; colours cut at the {COLOUR_PERCENTILE:g}th percentile "
+               f"of |dDE|, ±{number(limit, signed=False)})", fontsize=10)
+  below, above = np.nanmin(matrix) < -limit, np.nanmax(matrix) > limit
+  extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+      (bool(below), bool(above)), "neither")
+  fig.colorbar(image, ax=ax, label="dDE (red: raises the scored logit)", shrink=0.8,
+               extend=extend)
   return save(fig, path)
 
 
-def late_mlp_erasure(arrays, component: int, num_late: int, path: str) -> str:
+def late_mlp_erasure(arrays, component: int, num_late: int, path: str, counts=None) -> str:
+  """DE of the last `num_late` MLPs: intact, with `component` ablated and averaged over
+  every upstream ablation; means over prompts with intervals from the resamples counts."""
   num_components = arrays["direct_effect"].shape[1]
   late = np.arange(num_components - 2 * num_late + 1, num_components, 2)            # MLP columns
-  intact = arrays["direct_effect"].mean(0)[late]
-  ablated = ablated_direct_effects(arrays, component).mean(0)[late]
-  upstream_means = []
-  for column in late:   # mean over every upstream ablation of this MLP's DE after it
-    upstream = arrays["direct_effect"][:, None, column] + arrays["response"][:, :column, column]
-    upstream_means.append(upstream.mean())
+  upstream = np.stack([(arrays["direct_effect"][:, None, c] + arrays["response"][:, :c, c]).mean(1)
+                       for c in late], 1)                                            # [N, late]
+  bars = (("intact", arrays["direct_effect"][:, late], "#7f7f7f"),
+          (f"{component_name(component)} ablated",
+           ablated_direct_effects(arrays, component)[:, late], "#d62728"),
+          ("mean over upstream ablations", upstream, "#ff9896"))
   x = np.arange(len(late))
   fig, ax = plt.subplots(figsize=(4.0 + 1.4 * len(late), 3.8))
-  ax.bar(x - 0.25, intact, 0.25, label="intact", color="#7f7f7f")
-  ax.bar(x, ablated, 0.25, label=f"{component_name(component)} ablated", color="#d62728")
-  ax.bar(x + 0.25, upstream_means, 0.25, label="mean over upstream ablations", color="#ff9896")
+  for offset, (label, values, colour) in zip((-0.25, 0.0, 0.25), bars):
+    mean, error = mean_with_error(values, counts)                                  # [late]
+    ax.bar(x + offset, mean, 0.25, label=label, color=colour, yerr=error, error_kw=ERROR_STYLE)
   ax.axhline(0, color="black", linewidth=0.6)
   ax.set_xticks(x, [component_name(c) for c in late])
   ax.set_xlim(-0.6, len(late) - 0.4)
-  ax.set_ylabel("direct effect on the scored logit\n(mean over prompts)")
+  ax.set_ylabel("direct effect on the scored logit\n(mean over prompts, 95% CI)")
   ax.set_title("Late-MLP erasure (negative DE: the MLP lowers the logit)", fontsize=10)
   ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
   return save(fig, path)

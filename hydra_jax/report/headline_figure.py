@@ -29,6 +29,7 @@ import numpy as np
 
 from hydra_jax.report import clear
 from hydra_jax.report.figures import layer_axis, plt, save
+from hydra_jax.report.formatting import number
 from hydra_jax.report.headline import middle_layers
 
 LIMIT = 1.5
@@ -89,7 +90,7 @@ def _panel(ax, entries, sigma: str, part: str, limits) -> list[str]:
   ax.axhline(0, color="black", linewidth=0.7)
   ax.axhline(clear.MIN_EFFECT, color="black", linewidth=0.7, linestyle=":")
   layer_axis(ax)
-  return [f"{name} {l}: {found[name][l]:.2g}" for name in ("within", "across", "ratio")
+  return [f"{name} {l}: {number(found[name][l])}" for name in ("within", "across", "ratio")
           for l in np.flatnonzero((found[name] < limits[0]) | (found[name] > limits[1]))]
 
 

@@ -8,8 +8,8 @@
 
 `head` is summary.json's headline["restored"] (`report.headline.restored_headline`),
 `entries` one kind's per_layer[kind]["restored"], `dose` its dose_response
-(`report.dose`). Numbers are signed with two decimals; [a, b] are 95% cluster-bootstrap
-intervals; n/a where a value is undefined.
+(`report.dose`). Numbers: `report.formatting` (signed, three significant figures);
+[a, b] are 95% cluster-bootstrap intervals; n/a where a value is undefined.
 
 Shapes: L layers.
 """
@@ -18,17 +18,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
+from hydra_jax.report.formatting import interval as with_ci, number as value
+
 SIGMAS = (("clean", "clean σ"), ("ablated", "own σ"))
 MAX_LISTED = 8      # layers named in a table cell before "..."
-
-
-def value(number: Optional[float]) -> str:
-  return "n/a" if number is None else f"{number:+.2f}"
-
-
-def with_ci(number: Optional[float], band) -> str:
-  low, high = band if band else (None, None)
-  return value(number) + ("" if low is None or high is None else f" [{value(low)}, {value(high)}]")
 
 
 def _layers(layers: list[int], total: int, middle: list[int]) -> str:

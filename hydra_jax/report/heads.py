@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from hydra_jax import store  # noqa: E402
 from hydra_jax.report import figures  # noqa: E402
+from hydra_jax.report.formatting import number  # noqa: E402
 
 SPLIT = ("repair_heads", "repair_mlps", "repair_norm")
 SPLIT_NAMES = {"repair_heads": "later heads", "repair_mlps": "MLPs", "repair_norm": "final norm"}
@@ -161,28 +162,28 @@ def _markdown(summary: Mapping[str, Any], figures: Mapping[str, str]) -> str:
            f"{info['model']['num_heads']} heads); {summary['num_sequences']} sequences of "
            f"{summary['positions'] + 1} tokens from {info['text']}; every head resample-ablated "
            f"at all positions from {info['config']['heads']['num_sources']} other sequences; "
-           f"scored on the true next token. Sweep {timing['sweep_seconds']:.1f} s, "
-           f"wall {timing['wall_seconds']:.1f} s on {timing['devices']}.", "",
+           f"scored on the true next token. Sweep {number(timing['sweep_seconds'], signed=False)} s, "
+           f"wall {number(timing['wall_seconds'], signed=False)} s on {timing['devices']}.", "",
            "Self-repair = total effect - direct change (centred logit; the final norm of the "
            "clean run frozen for the direct change). Fraction = mean self-repair / mean lost "
            f"direct effect (only for heads losing at least {MIN_LOSS:.0%} of the largest head's loss).", ""]
   quantiles = summary["fraction_quantiles"]
   lines += [f"Self-repair fraction over {summary['heads_with_fraction']} heads: "
-            + ", ".join(f"q{float(q):.2f} {v:+.3f}" for q, v in quantiles.items()), "",
+            + ", ".join(f"q{float(q):.2f} {number(v)}" for q, v in quantiles.items()), "",
             "Correlation of direct change and total effect over heads: "
-            + ("n/a" if summary["de_te_correlation"] is None else f"{summary['de_te_correlation']:.3f}"), "",
+            + number(summary["de_te_correlation"]), "",
             "| layer | self-repair | later heads | MLPs | final norm |", "| --- | ---: | ---: | ---: | ---: |"]
   per_layer = summary["per_layer"]
-  lines += [f"| {l} | " + " | ".join(f"{per_layer[n][l]:+.4f}" for n in ("self_repair",) + SPLIT) + " |"
+  lines += [f"| {l} | " + " | ".join(number(per_layer[n][l]) for n in ("self_repair",) + SPLIT) + " |"
             for l in range(len(per_layer["self_repair"]))]
   lines += ["", "## Top self-repairing heads", "",
             "| head | direct change | total effect | self-repair | fraction | heads / MLPs / norm | main responders |",
             "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
   for row in summary["top_heads"]:
-    responders = ", ".join(f"{r['head']} {r['response']:+.3f}" for r in row["responders"][:3])
-    lines.append(f"| {row['head']} | {row['direct_change']:+.4f} | {row['total_effect']:+.4f} | "
-                 f"{row['self_repair']:+.4f} | {row['self_repair_fraction']:+.2f} | "
-                 + " / ".join(f"{row[n]:+.4f}" for n in SPLIT) + f" | {responders} |")
+    responders = ", ".join(f"{r['head']} {number(r['response'])}" for r in row["responders"][:3])
+    lines.append(f"| {row['head']} | {number(row['direct_change'])} | {number(row['total_effect'])} | "
+                 f"{number(row['self_repair'])} | {number(row['self_repair_fraction'])} | "
+                 + " / ".join(number(row[n]) for n in SPLIT) + f" | {responders} |")
   lines += [""] + [f"![{name}]({file})" for name, file in figures.items()] + [""]
   return "\n".join(lines)
 

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 from hydra_jax import provenance
 from hydra_jax.report import captions as report_captions
 from hydra_jax.report import headline_text
-from hydra_jax.report.captions import number, slope_text
+from hydra_jax.report.captions import slope_text
+from hydra_jax.report.formatting import number, percent
 
 HEADLINE_FIGURE = "restored_attn"
 
@@ -48,19 +49,20 @@ TABLE = (("direct_effect", "DE"), ("total_effect", "TE"), ("lost_direct_effect",
          ("norm_remainder", "norm rem."))
 SLOPES = (("regression", "slope CE"), ("regression_attn", "slope attn part"),
           ("regression_mlp", "slope MLP part"), ("regression_norm", "slope norm rem."))
-TAIL = (("ratio_of_means_restored", "ratio of means"), ("de_te_correlation", "r(DE,TE)"),
-        ("direct_exceeds_drop", "DE lost > -TE"), ("localisation_80", "k80"))
+TAIL = (("ratio_of_means_restored", "ratio of means", True),      # (name, title, signed)
+        ("de_te_correlation", "r(DE,TE)", True), ("direct_exceeds_drop", "DE lost > -TE", False),
+        ("localisation_80", "k80", False))
 
 
 def _table(stats: Mapping[str, list]) -> list[str]:
   header = (["layer"] + [title for _, title in TABLE] + [title for _, title in SLOPES]
-            + ["R²"] + [title for _, title in TAIL])
+            + ["R²"] + [title for _, title, _ in TAIL])
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for layer in range(len(stats["direct_effect"])):
     row = [str(layer)] + [number(stats[name][layer]) for name, _ in TABLE]
     row += [slope_text(stats[name][layer]) for name, _ in SLOPES]
-    row += [number(stats["regression"][layer]["r2"], 2)]
-    row += [number(stats[name][layer]) for name, _ in TAIL]
+    row += [number(stats["regression"][layer]["r2"], signed=False)]
+    row += [number(stats[name][layer], signed) for name, _, signed in TAIL]
     lines.append("| " + " | ".join(row) + " |")
   return lines
 
@@ -84,7 +86,7 @@ def _options_line(summary: Mapping[str, Any]) -> list[str]:
           f"full per-source response matrices kept for {options.get('keep_sources', 0)} prompts",
           f"- **Statistics**: {boot.get('resamples', '?')} bootstrap resamples of "
           f"{boot.get('num_clusters', '?')} clusters ({_cluster_words(boot)}; seed "
-          f"{boot.get('seed', '?')}), {number(100 * boot.get('level', 0.95), 2)}% percentile "
+          f"{boot.get('seed', '?')}), {percent(boot.get('level', 0.95))} percentile "
           "intervals"]
 
 
@@ -111,31 +113,44 @@ def _run_lines(summary: Mapping[str, Any]) -> list[str]:
                  f"dropped: {why}")
   lines += _options_line(summary)
   if timing:
-    lines.append(f"- **Time**: {number(timing.get('wall_seconds'))} s wall on "
+    lines.append(f"- **Time**: {number(timing.get('wall_seconds'), signed=False)} s wall on "
                  f"{timing.get('devices', '?')} (mesh {timing.get('mesh', '?')}), "
-                 f"{number(timing.get('ablated_forwards'))} ablated forwards at "
-                 f"{number(timing.get('ablated_forwards_per_second'))} per second")
+                 f"{number(timing.get('ablated_forwards'), signed=False)} ablated forwards at "
+                 f"{number(timing.get('ablated_forwards_per_second'), signed=False)} per second")
   return lines + provenance.line(summary.get("provenance"))
+
+
+def _ranked(entries: list[str], top) -> str:
+  """A ranked list of 'name (value)', led by what its sign says when the top is not a rise."""
+  if not entries:
+    return "n/a"
+  lead = "" if top is not None and top > 0 else "none positive; the least negative first: "
+  return lead + ", ".join(entries)
 
 
 def _paper_lines(head: Mapping[str, Any]) -> list[str]:
   """The paper's other findings beside this run's (appendix): responders, erasure, coupling."""
-  largest = ", ".join(f"{h['ablated']} ({number(h['compensation_attn'])})"
-                      for h in head.get("largest_attention_compensation", []))
-  responders = ", ".join(f"{a} -> {r['responder']} (dDE {number(r['dde'])})"
-                         for a, r in (head.get("strongest_attention_responder") or {}).items())
+  compensating = head.get("largest_attention_compensation", [])
+  largest = _ranked([f"{h['ablated']} ({number(h['compensation_attn'])})" for h in compensating],
+                    compensating[0]["compensation_attn"] if compensating else None)
+  strongest = head.get("strongest_attention_responder") or {}
+  responders = ", ".join(f"{a} -> {r['responder']} (dDE {number(r['dde'])}"
+                         f"{'' if r['dde'] > 0 else ': none rises, falls least'})"
+                         for a, r in strongest.items())
   erasure = ", ".join(f"{e['component']}: {number(e['intact'])} intact, {number(e['ablated'])} "
                       f"with {head.get('ablated_component')} ablated"
                       for e in head.get("late_mlp_erasure", []))
+  coupled = (f"{number(head.get('localisation_80'), signed=False)} of "
+             f"{number(head.get('downstream_components'), signed=False)} downstream")
   return [
       "| measure | this run | paper (Chinchilla 7B) |", "|---|---|---|",
-      f"| largest attention compensation (attention ablations: mean CE attn) | {largest or 'n/a'} | "
-      "a downstream attention layer raises its DE |",
-      f"| strongest responding attention layer | {responders or 'n/a'} | layer 20 |",
+      f"| largest attention compensation (attention ablations ranked by mean CE attn) | "
+      f"{largest} | a downstream attention layer raises its DE |",
+      f"| strongest responding attention layer (the later one whose DE rises most) | "
+      f"{responders or 'n/a'} | layer 20 |",
       f"| late-MLP direct effect (mean; negative: erasure) | {erasure or 'n/a'} | late MLPs lower "
       "the logit, less after an ablation |",
-      f"| components carrying 80% of a response | {number(head.get('localisation_80'), 2)} of "
-      f"{number(head.get('downstream_components'), 2)} downstream | few (loosely coupled) |"]
+      f"| components carrying 80% of a response | {coupled} | few (loosely coupled) |"]
 
 
 def _headline(summary: Mapping[str, Any], figure_paths: Mapping[str, str]) -> list[str]:

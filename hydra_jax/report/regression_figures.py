@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydra_jax.report.figures import (KIND_COLOURS, KIND_NAMES, save, component_name, layer_axis,
-                                      plt)
+from hydra_jax.report.figures import (ERROR_STYLE, KIND_COLOURS, KIND_NAMES, save,
+                                      component_name, layer_axis, plt)
+from hydra_jax.report.formatting import interval, number
 
 PART_COLOURS = {"regression": "black", "regression_attn": "#1f77b4",
                 "regression_mlp": "#d62728", "regression_norm": "#7f7f7f"}
@@ -65,7 +66,7 @@ def _focus(ax, stats_kind, parts):
              if ((slopes[:, l] < low - pad) | (slopes[:, l] > high + pad)).any()]
   if outside:
     ax.text(0.01, 0.01, "off the axis (lost DE not well away from 0): layer " + ", ".join(
-        f"{l} ({' / '.join(f'{v:.2g}' for v in slopes[:, l])})" for l in outside),
+        f"{l} ({' / '.join(number(v) for v in slopes[:, l])})" for l in outside),
         transform=ax.transAxes, fontsize=7, color="grey")
 
 
@@ -74,15 +75,12 @@ def _scatter_fit(ax, lost, outcome, fit, colour, label):
   span = np.array([lost.min(), lost.max()])
   if fit["slope"] is not None:
     ax.plot(span, fit["slope"] * span + fit["intercept"], color=colour, linewidth=1.4,
-            label=f"{label}: slope {fit['slope']:.2f}")
+            label=f"{label}: slope {number(fit['slope'])}")
 
 
 def _ci_text(fit) -> str:
-  low, high = fit.get("slope_ci") or (None, None)
-  slope = "n/a" if fit["slope"] is None else f"{fit['slope']:.2f}"
-  band = "" if low is None else f" [{low:.2f}, {high:.2f}]"
-  r2 = "n/a" if fit["r2"] is None else f"{fit['r2']:.2f}"
-  return f"slope {slope}{band}, R² {r2}"
+  return (f"slope {interval(fit['slope'], fit.get('slope_ci'))}, "
+          f"R² {number(fit['r2'], signed=False)}")
 
 
 def compensation_fits(arrays, layers, stats, path: str, columns: int = 4) -> str:
@@ -101,7 +99,7 @@ def compensation_fits(arrays, layers, stats, path: str, columns: int = 4) -> str
       _scatter_fit(ax, lost[:, c], compensation[:, c], fit, KIND_COLOURS[name], "fit")
       span = np.array([lost[:, c].min(), lost[:, c].max()])
       ax.plot(span, span, color="grey", linestyle=":", linewidth=1, label="full repair")
-      ax.set_title(f"{component_name(c)}: {_ci_text(fit)}", fontsize=8)
+      ax.set_title(f"{component_name(c)}\n{_ci_text(fit)}", fontsize=8)
       ax.set_xlabel("direct effect lost", fontsize=8)
     for ax in axes[kind * per_kind:(kind + 1) * per_kind, 0]:
       ax.set_ylabel(f"{name} ablated: compensation (CE)")
@@ -168,8 +166,11 @@ def localisation(stats, path: str) -> str:
   for offset, name in zip((-0.2, 0.2), KIND_NAMES):
     carried = _field([dict(v=v) for v in stats[name]["localisation_80"]], "v")          # [L]
     available = np.asarray(stats[name]["downstream_components"], np.float64)          # [L]
-    ax.bar(layers + offset, carried, 0.4, color=KIND_COLOURS[name],
-           label=f"{name} ablated: components carrying 80%")
+    band = _interval([dict(ci=v) for v in stats[name].get("localisation_80_ci")
+                      or [None] * num_layers], "ci")                                   # [L, 2]
+    error = np.nan_to_num(np.stack([carried - band[:, 0], band[:, 1] - carried]).clip(0))
+    ax.bar(layers + offset, carried, 0.4, color=KIND_COLOURS[name], yerr=error,
+           error_kw=ERROR_STYLE, label=f"{name} ablated: components carrying 80% (95% CI)")
     ax.plot(layers + offset, available, "_", color="black", markersize=14,
             label="downstream components available" if name == "mlp" else None)
   ax.set_xticks(layers if num_layers <= 16 else layers[::4])

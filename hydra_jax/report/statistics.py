@@ -16,6 +16,7 @@ without a subject are clusters of their own (then it is the plain prompt bootstr
   weighted_fits      slope, intercept, R^2 of y on x column by column, one fit per weight row
   fits               the plain fit (every prompt once)
   interval           the percentile interval of bootstrap samples
+  mean_interval      the interval of a mean over prompts, from the same resamples
   ratio_of_means     mean CE / mean lost DE, only where that denominator is well away from 0
   source_spread      spread over the K sources of each prompt's compensation
   localisation       how many downstream components carry 80% of an ablation's response
@@ -73,6 +74,21 @@ def interval(samples: np.ndarray, level: float = LEVEL) -> np.ndarray:
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns
     return np.nanpercentile(np.asarray(samples, np.float64), [tail, 100 - tail], axis=0)
+
+
+def mean_interval(values: np.ndarray, counts, level: float = LEVEL) -> np.ndarray:
+  """[2, ...] the percentile interval of the mean over prompts of values [N, ...] (NaN
+  values left out of each resample's mean) under the resamples counts [R, N]; NaN without
+  resamples (counts None or R = 0)."""
+  values = np.asarray(values, np.float64)
+  if counts is None or len(counts) == 0:
+    return np.full((2,) + values.shape[1:], np.nan)
+  flat = values.reshape(values.shape[0], -1)                                         # [N, V]
+  finite = np.isfinite(flat)
+  weights = np.asarray(counts, np.float64)                                            # [R, N]
+  with np.errstate(invalid="ignore", divide="ignore"):
+    means = (weights @ np.where(finite, flat, 0.0)) / (weights @ finite)             # [R, V]
+  return interval(means, level).reshape((2,) + values.shape[1:])
 
 
 def ratio_of_means(numerator: np.ndarray, lost: np.ndarray, total_effect: np.ndarray) -> np.ndarray:

@@ -36,7 +36,8 @@ here from the arrays. Components: c = 2l is layer l's attention, 2l + 1 its MLP
   de_te_correlation    Pearson r of lost DE and -TE across prompts
   direct_exceeds_drop  share of prompts with lost DE > -TE
   localisation_80      mean over prompts of how many downstream components carry 80% of
-                       the |dDE| (downstream_components: how many there are)
+                       the |dDE| (downstream_components: how many there are), with its
+                       bootstrap 95% interval localisation_80_ci
   *_std_over_sources   with response_by_source: std over the K sources of CE (total, attn,
                        mlp), averaged over the M prompts
 
@@ -136,6 +137,7 @@ def per_component(arrays: Mapping[str, np.ndarray], counts: Optional[np.ndarray]
   reads = downstream(num_components) if reads is None else reads
   attn, mlp = arrays["compensation_attn"], arrays["compensation_mlp"]                # [N, C]
   compensation, norm, te = attn + mlp, arrays["norm_remainder"], arrays["total_effect_mean"]
+  carried = statistics.localisation(arrays["response"], reads)                      # [N, C]
   stats = dict(
       direct_effect=arrays["direct_effect"].mean(0).tolist(), total_effect=te.mean(0).tolist(),
       lost_direct_effect=lost.mean(0).tolist(), compensation_attn=attn.mean(0).tolist(),
@@ -146,7 +148,8 @@ def per_component(arrays: Mapping[str, np.ndarray], counts: Optional[np.ndarray]
                                                                   te).tolist(),
       de_te_correlation=[_correlation(lost[:, c], -te[:, c]) for c in range(num_components)],
       direct_exceeds_drop=statistics.direct_exceeds(lost, te).tolist(),
-      localisation_80=_nanmean0(statistics.localisation(arrays["response"], reads)).tolist(),
+      localisation_80=_nanmean0(carried).tolist(),
+      localisation_80_ci=statistics.mean_interval(carried, counts).T.tolist(),
       downstream_components=reads.sum(1).tolist())
   attention = np.arange(num_components) % 2 == 0                                      # [C]
   parts = (("regression", compensation, reads), ("regression_attn", attn, reads & attention),
@@ -217,6 +220,13 @@ def clusters(arrays) -> np.ndarray:
                                 else [""] * len(arrays["direct_effect"]))
 
 
+def bootstrap_counts(arrays, choices: Mapping[str, Any]) -> np.ndarray:
+  """int [R, N]: the seeded cluster-bootstrap resamples of every interval of the report
+  (config.report's bootstrap and bootstrap_seed), the same for the statistics and figures."""
+  return statistics.cluster_counts(clusters(arrays), int(choices["bootstrap"]),
+                                   int(choices["bootstrap_seed"]))
+
+
 def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any],
               doses: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, Any]:
   """summary.json's content: `info` plus the statistics of the arrays (and of the dose sweep)."""
@@ -227,7 +237,7 @@ def summarize(arrays: Mapping[str, np.ndarray], info: Mapping[str, Any],
   reads = downstream(num_components, parallel)
   groups = clusters(arrays)
   resamples, seed = int(choices["bootstrap"]), int(choices["bootstrap_seed"])
-  counts = statistics.cluster_counts(groups, resamples, seed)                        # [R, N]
+  counts = bootstrap_counts(arrays, choices)                                          # [R, N]
   components = per_component(arrays, counts, reads)
   found = restored.estimate(arrays, counts, groups, reads)
   if found is not None:
@@ -264,7 +274,8 @@ def write(workdir: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
   summary = summarize(arrays, info, doses)
   results_store.atomic_write_text(root / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
   choices = _choices(summary)
-  paths = drawing.draw_figures(workdir, arrays, summary, choices) if choices["figures"] else {}
+  paths = (drawing.draw_figures(workdir, arrays, summary, choices,
+                                bootstrap_counts(arrays, choices)) if choices["figures"] else {})
   results_store.atomic_write_text(root / REPORT_FILE, report_markdown.render(summary, paths))
   return summary
 

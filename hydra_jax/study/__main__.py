@@ -12,6 +12,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from hydra_jax.job import output
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "study config (configs/study_*.py)",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "folder for the models, sweeps and comparison")
@@ -25,6 +27,7 @@ def main(argv) -> None:
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config=configs/study_<name>.py and --workdir=DIR are required")
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  output.use_log_dir()      # the sweeps' lines as the main job's (`hydra_jax.job.output`)
   from hydra_jax.study import runner   # after flag parsing, so --help stays fast
   try:
     runner.run_study(_CONFIG.value, _WORKDIR.value, workers=_WORKERS.value)
@@ -44,4 +47,5 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+  output.plain_lines()
   app.run(main, flags_parser=_parse_flags)
