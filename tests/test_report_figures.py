@@ -142,3 +142,12 @@ def test_captions_words_follow_the_signs():
   lines = report_markdown._paper_lines(dict(largest_attention_compensation=[
       dict(ablated="attn 5", compensation_attn=-0.00232)]))
   assert "none positive; the least negative first: attn 5 (-0.00232)" in lines[2]
+
+
+def test_the_headline_figures_note_of_cut_values_fits_a_panel_at_any_depth():
+  from hydra_jax.report import headline_figure
+  cut = [f"within {layer}: +{layer}.00" for layer in range(9)]
+  note = headline_figure._beyond_note(cut)
+  assert note.count("\n") == 1 and note.endswith("(+3 more)")
+  assert "within 5" in note and "within 6" not in note
+  assert headline_figure._beyond_note(cut[:2]) == "beyond the axis: within 0: +0.00; within 1: +1.00"

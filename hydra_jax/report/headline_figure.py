@@ -109,6 +109,15 @@ def _limits(entries) -> tuple[float, float]:
   return low - pad, high + pad
 
 
+def _beyond_note(cut: list[str], per_line: int = 3, lines: int = 2) -> str:
+  """The values beyond the axis, three to a line and at most two lines (they fit a panel
+  at any depth), with how many more were left out."""
+  shown = cut[:per_line * lines]
+  rows = ["; ".join(shown[i:i + per_line]) for i in range(0, len(shown), per_line)]
+  more = f" (+{len(cut) - len(shown)} more)" if len(cut) > len(shown) else ""
+  return "beyond the axis: " + "\n".join(rows) + more
+
+
 def restored_by_layer(stats, kind: str, path: str) -> str:
   """The headline figure (module docstring) for ablations of `kind` ("attn" or "mlp")."""
   entries = stats[kind]["restored"]
@@ -120,8 +129,7 @@ def restored_by_layer(stats, kind: str, path: str) -> str:
       cut = _panel(ax, entries, sigma, part, limits)
       ax.set_title(f"{PART_TITLES[part]}, {SIGMA_TITLES[sigma]}", fontsize=10)
       if cut:
-        ax.text(0.01, 0.02, "beyond the axis: " + "; ".join(cut[:6]) + ("; ..." if len(cut) > 6
-                else ""), transform=ax.transAxes, fontsize=7, color="grey")
+        ax.text(0.01, 0.02, _beyond_note(cut), transform=ax.transAxes, fontsize=7, color="grey")
     axes[row, 0].set_ylabel("fraction of the lost DE restored")
   axes[0, 0].set_ylim(*limits)
   handles, labels = axes[0, 0].get_legend_handles_labels()
