@@ -76,7 +76,8 @@ def clean_prefix(model, tokens, lengths) -> dict:
   token, w_u, components = out.logits[rows, last].argmax(-1), model.lm_head.weight, torch.stack(seen, 1)
   x0 = model.model.embed_tokens(ids[rows, last])                      # (Gemma: times sqrt(D))
   resid = torch.cumsum(torch.cat([x0[:, None], components], 1), 1)      # the model's order of additions
-  cache, before = out.past_key_values.layers, torch.arange(T)[None] < last[:, None]
+  cache = (out.cache if getattr(out, "cache", None) is not None else out.past_key_values).layers
+  before = torch.arange(T)[None] < last[:, None]                      # (transformers < 5.2x: past_key_values)
   if any(c.keys.shape[2] != T for c in cache):
     raise SystemExit(f"a layer's cache holds fewer than the {T} prompt positions (a sliding window "
                      "shorter than the prompts): the cached loops need every key")

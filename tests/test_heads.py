@@ -241,6 +241,7 @@ def test_heads_job_runs_on_a_random_gemma3_model(tmp_path):
   summary = job.run(config, str(tmp_path / "run"))
   assert summary["num_sequences"] == 4 and summary["positions"] == 7
   assert np.isfinite(np.array(summary["per_head"]["self_repair"])).all()
+  assert "attention post-norm at the clean run's scale" in (tmp_path / "run" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("field, value, message", [
