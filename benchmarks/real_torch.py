@@ -16,6 +16,7 @@ H query heads, G key/value heads, E head size; a leading [...] stacks runs.
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import numpy as np
@@ -44,6 +45,8 @@ def layer_weights(model) -> list[dict]:
   """Per layer: its norms (identity where the architecture has none), W_q|k|v, W_o, W_gate|up,
   W_down, the activation and the attention's query scale."""
   modules, none = layout(model)["modules"], torch.nn.Identity()
+  if any(module.bias is not None for module in model.model.layers.modules() if isinstance(module, torch.nn.Linear)):
+    raise SystemExit("the torch loops multiply by the projections' weights only: this model has biases")
   pick = lambda layer, name: layer.get_submodule(name) if name else none
   return [{**{role: pick(layer, name) for role, name in modules.items()},
            "qkv": torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]), "o": a.o_proj.weight,
@@ -61,6 +64,15 @@ def _rotary(model, x0, last) -> list:
   return [(table[kind][0][:, 0], table[kind][1][:, 0]) for kind in types]
 
 
+def full_cache(model) -> dict:
+  """The keyword of a DynamicCache that keeps every position on every layer (a model's own
+  cache keeps only the last window of a sliding layer): `cache` (transformers 5.2x), else
+  `past_key_values`."""
+  from transformers import DynamicCache
+  name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+  return {name: DynamicCache()}
+
+
 def clean_prefix(model, tokens, lengths) -> dict:
   """The clean run: key/value cache [B, T, G, E] and key mask [B, T] per layer, final-position
   components [B, C, D] (hooks on what each sublayer adds), the residual before each
@@ -70,17 +82,14 @@ def clean_prefix(model, tokens, lengths) -> dict:
   record = lambda module, inputs, out: seen.append((out[0] if isinstance(out, tuple) else out)[rows, last])
   hooks = [layer.get_submodule(name).register_forward_hook(record)
            for layer in model.model.layers for name in names]
-  out = model(ids, use_cache=True)
+  out = model(ids, use_cache=True, **full_cache(model))
   for hook in hooks:
     hook.remove()
   token, w_u, components = out.logits[rows, last].argmax(-1), model.lm_head.weight, torch.stack(seen, 1)
   x0 = model.model.embed_tokens(ids[rows, last])                      # (Gemma: times sqrt(D))
   resid = torch.cumsum(torch.cat([x0[:, None], components], 1), 1)      # the model's order of additions
   cache = (out.cache if getattr(out, "cache", None) is not None else out.past_key_values).layers
-  before = torch.arange(T)[None] < last[:, None]                      # (transformers < 5.2x: past_key_values)
-  if any(c.keys.shape[2] != T for c in cache):
-    raise SystemExit(f"a layer's cache holds fewer than the {T} prompt positions (a sliding window "
-                     "shorter than the prompts): the cached loops need every key")
+  before = torch.arange(T)[None] < last[:, None]
   within = lambda w: before & (last[:, None] - torch.arange(T)[None] < w) if w else before   # q - k < W
   gain = layout(model)["gain_offset"] + model.model.norm.weight
   p = {"keys": [c.keys.transpose(1, 2) for c in cache], "values": [c.values.transpose(1, 2) for c in cache],
