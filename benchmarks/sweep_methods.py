@@ -18,6 +18,21 @@ import numpy as np
 
 MIN_TIMED_S = 10.0   # a compiled sweep is timed over at least this long (the median run is reported)
 
+# The torch loops' view of a transformers decoder layer, per config.model_type: the modules
+# whose outputs are a^l and m^l (what each sublayer adds to the residual: Gemma 3's post-
+# norms), the norms around each sublayer and on queries / keys (None: none), the final
+# norm's gain offset (Gemma: 1 + w), and whether the rotary table is per layer type.
+TORCH_LAYOUTS = {
+    "llama": dict(hooked=("self_attn", "mlp"), gain_offset=0.0, rotary_by_layer_type=False, modules=dict(
+        attn_norm="input_layernorm", q_norm=None, k_norm=None, attn_post=None,
+        mlp_norm="post_attention_layernorm", mlp_post=None)),
+    "gemma3_text": dict(hooked=("post_attention_layernorm", "post_feedforward_layernorm"), gain_offset=1.0,
+                        rotary_by_layer_type=True, modules=dict(
+        attn_norm="input_layernorm", q_norm="self_attn.q_norm", k_norm="self_attn.k_norm",
+        attn_post="post_attention_layernorm", mlp_norm="pre_feedforward_layernorm",
+        mlp_post="post_feedforward_layernorm")),
+}
+
 
 def timed(fn):
   start = time.perf_counter()
@@ -160,8 +175,9 @@ def torch_hooks(model, tokens, lengths, sources, args):
       return (out,) + tuple(output[1:]) if isinstance(output, tuple) else out
     return replace_and_record
 
-  handles = [module.register_forward_hook(hook(l, site)) for l, layer in enumerate(layers)
-             for site, module in ((0, layer.self_attn), (1, layer.mlp))]
+  layout = TORCH_LAYOUTS[model.config.model_type]
+  handles = [layer.get_submodule(name).register_forward_hook(hook(l, site)) for l, layer in enumerate(layers)
+             for site, name in enumerate(layout["hooked"])]
   handles.append(model.model.norm.register_forward_pre_hook(
       lambda module, inputs: seen.__setitem__("final", inputs[0][rows, last])))
   components = lambda: torch.stack([seen[(c // 2, c % 2)] for c in range(C)], 1)  # [B, C, D]
@@ -175,7 +191,8 @@ def torch_hooks(model, tokens, lengths, sources, args):
     resid = seen["final"]
     sigma = torch.sqrt((resid * resid).mean(-1) + model.config.rms_norm_eps)  # [B]
     w_u = model.lm_head.weight                                         # [V, D]
-    direction = model.model.norm.weight * (w_u[token] - w_u.mean(0))   # [B, D]
+    gain = layout["gain_offset"] + model.model.norm.weight             # [D]
+    direction = gain * (w_u[token] - w_u.mean(0))                      # [B, D]
     K = sources.shape[1]
     te, dde, cell_s = np.zeros((B, K, C)), np.zeros((B, K, C, C)), []
     for k in range(K):

@@ -5,7 +5,12 @@
   a sequential-block (Chinchilla) and a parallel-block LayerNorm (Pythia-style) model.
 - With the final sigma frozen, the split adds up: heads + MLPs = TE - direct change.
 - Sources, and bad inputs (one-line ValueErrors).
-- Parity of one head ablation's TE with a `transformers` forward hook (GPT-2 and Llama).
+- Parity of one head ablation's TE with a `transformers` forward hook (GPT-2, Llama and
+  Gemma 3).
+- Gemma 3 (post-norms, sliding / global layers with their own rotary bases): the same hand-
+  built check, with a head's contribution read through its layer's attention post-norm at
+  the clean sigma; at clean the heads' contributions add up to attn_out and their DEs to
+  the layer's attention DE; the heads job runs on a random Gemma-3-shaped model.
 """
 
 import numpy as np
@@ -16,6 +21,24 @@ from hydra_jax.sweep import heads as heads_lib
 from tests.conftest import TINY_VARIANTS, random_tokens, tiny_config
 
 TOL = 2e-5
+EPS32 = float(np.finfo(np.float32).eps)
+# A Gemma-3-shaped variant: qk-norm, post-norms, sliding (window 3) / global layers.
+GEMMA3 = dict(TINY_VARIANTS["gemma"], qk_norm=True, post_norms=True, layer_windows=(3, 0, 3),
+              layer_rope_bases=(100.0, 5000.0, 100.0))
+VARIANTS = dict(TINY_VARIANTS, gemma3=GEMMA3)
+
+
+def _frozen_post_norms(params, config, clean):
+  """(y [B, T, D], layer) -> y through that layer's attention post-norm at the clean sigma
+  (RMSNorm, from the clean heads' outputs), or y itself without post-norms."""
+  if not config.post_norms:
+    return lambda y, layer: y
+  assert config.norm == "rms" and not config.attn_out_bias
+  w_o = np.asarray(params["layers/attention"]["o"])                    # [L, H, E, D]
+  pre = np.einsum("blthe,lhed->bltd", np.asarray(clean.head_out), w_o)
+  sigma = np.sqrt((pre ** 2).mean(-1) + config.norm_eps)               # [B, L, T]
+  gain = config.norm_scale_offset + np.asarray(params["layers/attn_post_norm"]["scale"])
+  return lambda y, layer: y * gain[layer] / sigma[:, layer, :y.shape[1], None]
 
 
 def _hand_built(params, config, tokens, layer, head, source_rows):
@@ -34,7 +57,8 @@ def _hand_built(params, config, tokens, layer, head, source_rows):
   direction, _ = hj.sweep.effects.logit_direction(params, config, token)
   direction = np.asarray(direction)                                    # [B, P, D]
   w_o = np.asarray(params["layers/attention"]["o"])                    # [L, H, E, D]
-  de = lambda z, l, h: np.einsum("bpe,ed,bpd->bp", np.asarray(z)[:, l, :-1, h], w_o[l, h],
+  post = _frozen_post_norms(params, config, clean)
+  de = lambda z, l, h: np.einsum("bpd,bpd->bp", post(np.asarray(z)[:, l, :-1, h] @ w_o[l, h], l),
                                  direction) / sigma
   later = [(l, h) for l in range(layer + 1, config.num_layers) for h in range(config.num_heads)]
   heads = sum(de(ablated.head_out, l, h) - de(clean.head_out, l, h) for l, h in later)
@@ -43,8 +67,8 @@ def _hand_built(params, config, tokens, layer, head, source_rows):
   mlps = np.einsum("bpd,bpd->bp", dm, direction) / sigma
   te = pick(centred(ablated.logits)) - pick(centred(clean.logits))
   own = de(ablated.head_out, layer, head) - de(clean.head_out, layer, head)
-  delta = np.einsum("bte,ed->btd", (value - np.asarray(clean.head_out))[:, layer, :, head],
-                    w_o[layer, head])                                  # [B, T, D] the head's own path
+  delta = post(np.einsum("bte,ed->btd", (value - np.asarray(clean.head_out))[:, layer, :, head],
+                         w_o[layer, head]), layer)                     # [B, T, D] the head's own path
   direct_logits = (hj.unembed(params, config, clean.resid_final + delta, clean.final_scale)
                    + hj.final_bias_logits(params, config))
   return dict(total_effect=te, total_effect_logprob=pick(logsm(ablated.logits)) - pick(logsm(clean.logits)),
@@ -57,9 +81,14 @@ SOURCES = np.array([[2], [0], [3], [1]], np.int32)
 
 
 def _setup(name):
-  """(config, params, tokens [4, 8]) of one variant: every test uses these shapes (one compile)."""
-  config = tiny_config(**TINY_VARIANTS[name])
-  return config, hj.init_params(config, seed=1), random_tokens(config, batch=4, length=8, seed=2)
+  """(config, params, tokens [4, 8]) of one variant: every test uses these shapes (one compile).
+  Norm gains are drawn away from 1 (they start there), so a gain used wrongly shows."""
+  config = tiny_config(**VARIANTS[name])
+  params, rng = hj.init_params(config, seed=1), np.random.default_rng(3)
+  params = {module: {name: (value + 0.3 * rng.standard_normal(value.shape).astype(value.dtype)
+                            if "norm" in module and name == "scale" else value)
+                     for name, value in leaves.items()} for module, leaves in params.items()}
+  return config, params, random_tokens(config, batch=4, length=8, seed=2)
 
 
 def _sweep(name, sources=SOURCES, **options):
@@ -67,7 +96,7 @@ def _sweep(name, sources=SOURCES, **options):
   return heads_lib.sweep(params, config, tokens, sources, cells_per_step=3, **options)
 
 
-@pytest.mark.parametrize("name", ["chinchilla", "pythia"])
+@pytest.mark.parametrize("name", ["chinchilla", "pythia", "gemma3"])
 def test_cells_equal_hand_built_interventions_through_forward(name):
   config, params, tokens = _setup(name)
   sources = SOURCES
@@ -105,6 +134,29 @@ def test_split_adds_up_with_the_final_norm_frozen(name):
                              atol=TOL, rtol=0)
 
 
+def test_gemma3_head_split_adds_up_through_the_frozen_post_norm():
+  """At clean, sum_h head_contribution = attn_out (float32 rounding of a sum of H terms), and
+  the heads' DEs add up to the layer's attention DE; the post-norms' sigmas are not frozen in
+  the ablated runs, so the rest (repair_norm) stays with the final sigma frozen."""
+  config, params, tokens = _setup("gemma3")
+  clean = hj.forward(params, config, tokens)
+  post = heads_lib.post_sigma(params, config, clean.head_out)         # [B, L, T]
+  attn = np.asarray(clean.attn_out)                                   # [B, L, T, D]
+  bound = 8 * config.num_heads * EPS32 * np.abs(attn).max()
+  for layer in range(config.num_layers):
+    parts = [heads_lib.head_contribution(params, config, layer, h, clean.head_out[:, layer, :, h],
+                                         post[:, layer]) for h in range(config.num_heads)]
+    np.testing.assert_allclose(np.asarray(sum(parts)), attn[:, layer], atol=bound, rtol=0)
+    assert np.abs(np.asarray(parts[0])).max() > 0.1 * np.abs(attn[:, layer]).max()
+  result = _sweep("gemma3", freeze_final_norm=True)
+  direction, _ = hj.sweep.effects.logit_direction(params, config, tokens[:, 1:])
+  layer_de = np.einsum("bltd,btd->blt", attn[:, :, :-1], np.asarray(direction)) / np.asarray(
+      clean.final_scale)[:, None, :-1]
+  np.testing.assert_allclose(np.asarray(result.direct_effect).sum(2), layer_de,
+                             atol=64 * EPS32 * np.abs(layer_de).max(), rtol=0)
+  assert np.abs(np.asarray(result.repair_norm)).max() > 1e-3          # the post-norms' sigmas
+
+
 def test_draw_sources_and_bad_inputs():
   sources = heads_lib.draw_sources(5, 3, seed=1)
   assert sources.shape == (5, 3)
@@ -125,7 +177,7 @@ def test_draw_sources_and_bad_inputs():
     heads_lib.sweep(params, config, tokens, np.array([[1], [2], [0]]), cells_per_step=0)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gemma3"])
 def test_one_head_total_effect_matches_a_transformers_hook(arch, tmp_path):
   import torch
   from hydra_jax.checkpoints import load_hf
@@ -177,6 +229,19 @@ def test_heads_job_on_a_text_file_writes_its_report(tmp_path):
   split = sum(np.array(stored["per_head"][name]) for name in ("repair_heads", "repair_mlps", "repair_norm"))
   np.testing.assert_allclose(split, means, atol=1e-5)
   assert summary["top_heads"][0]["self_repair"] == pytest.approx(means.max(), abs=1e-6)
+
+
+def test_heads_job_runs_on_a_random_gemma3_model(tmp_path):
+  from hydra_jax.job import run as job
+  from hydra_jax.job import config as run_config
+  from hydra_jax.train import embedded
+  config = _job_config(num_sequences=4, seq_len=8)
+  config.model_source, config.tokenizer = "random", str(embedded.ASSET_DIR / "tokenizer.model")
+  config.model = run_config.model_section(**tiny_config(**GEMMA3, vocab_size=512).to_dict())
+  summary = job.run(config, str(tmp_path / "run"))
+  assert summary["num_sequences"] == 4 and summary["positions"] == 7
+  assert np.isfinite(np.array(summary["per_head"]["self_repair"])).all()
+  assert "attention post-norm at the clean run's scale" in (tmp_path / "run" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -113,7 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh) -> dict[str, Any]
   timing.update(wall_seconds=time.time() - start, devices=f"{jax.device_count()} x "
                 f"{jax.devices()[0].device_kind}")
   info = dict(config=config.to_dict(), model=model.description, text=origin, timing=timing,
-              provenance=provenance.collect())
+              post_norms=model.config.post_norms, provenance=provenance.collect())
   summary = report.write(workdir, arrays, info, top_k=heads.top_k)
   say(f"report written to {workdir}/report.md ({time.time() - start:.1f} s)")
   return summary

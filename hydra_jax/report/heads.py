@@ -167,6 +167,11 @@ def _markdown(summary: Mapping[str, Any], figures: Mapping[str, str]) -> str:
            "Self-repair = total effect - direct change (centred logit; the final norm of the "
            "clean run frozen for the direct change). Fraction = mean self-repair / mean lost "
            f"direct effect (only for heads losing at least {MIN_LOSS:.0%} of the largest head's loss).", ""]
+  if info.get("post_norms"):
+    lines += ["The model normalises each sublayer's output (post-norms): a head's direct change is "
+              "read through its layer's attention post-norm at the clean run's scale, and the "
+              "final norm column also holds what the ablation carries by moving those post-norms' "
+              "scales.", ""]
   quantiles = summary["fraction_quantiles"]
   lines += [f"Self-repair fraction over {summary['heads_with_fraction']} heads: "
             + ", ".join(f"q{float(q):.2f} {number(v)}" for q, v in quantiles.items()), "",

@@ -15,8 +15,18 @@ scored on the true next token i = tokens[b, t + 1]:
                        mlps   sum of dDE of every MLP the head feeds (layer >= l; > l in a
                               parallel block)
                        norm   the rest: what the change of the final sigma carries
-                              (zero up to float32 rounding when sigma is frozen)
+                              (zero up to float32 rounding when sigma is frozen) and,
+                              with post-norms, the change of the attention post-norms'
+                              sigmas (see below)
   response           dDE of each later head, mean over positions and sources [L, H]
+
+Post-norms (Gemma 2/3): a^l = norm(sum_h z_h W_O[h]) is not linear in any one head, so a
+head's contribution (`head_contribution`) is read through the attention post-norm with its
+sigma frozen at the clean run's, as the final norm's is for DE: centre(z_h W_O[h]) gain / sigma.
+That map is linear: at clean the heads' contributions add up to a^l (less the biases, no
+head's) and their DEs to the layer's attention DE. What an ablation does by moving a
+post-norm's own sigma (the ablated layer's and later ones) is no head's: it falls in
+repair_norm, which freeze_final_norm then leaves non-zero.
 
 Work skipped: layers below l are unchanged, so the cells of layer l run only the layers
 l..L-1 (a sliced copy of the weights, the clean residual z^{l-1} fed in through the
@@ -38,8 +48,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hydra_jax.model import norms
 from hydra_jax.model import transformer as model
-from hydra_jax.model.config import ModelConfig
+from hydra_jax.model.config import PER_LAYER, ModelConfig
 from hydra_jax.model.interventions import Intervention, Site
 from hydra_jax.sweep import effects
 
@@ -106,23 +117,51 @@ def _scored(logits: jax.Array, token: jax.Array):
   return pick(model.centre(logits)), pick(jax.nn.log_softmax(logits, axis=-1))
 
 
-def _head_readout(params, config: ModelConfig, direction, sigma) -> jax.Array:
-  """g [B, T-1, L, H, E] with DE of head (l, h) = z[l, t, h] . g[t, l, h] (frozen clean sigma)."""
+def post_sigma(params, config: ModelConfig, z: jax.Array) -> jax.Array:
+  """The attention post-norms' sigma [B, L, T] float32 over sum_h z_h W_O[h] (+ o_bias), of
+  the heads' outputs z [B, L, T, H, E]; ones without post_norms (no norm to freeze)."""
+  if not config.post_norms:
+    return jnp.ones(z.shape[:3], jnp.float32)
   w_o = params["layers/attention"]["o"].astype(jnp.float32)           # [L, H, E, D]
-  return jnp.einsum("lhed,bpd->bplhe", w_o, direction) / sigma[..., None, None, None]
+  out = jnp.einsum("blthe,lhed->bltd", z.astype(jnp.float32), w_o)
+  if config.attn_out_bias:
+    out = out + params["layers/attention"]["o_bias"].astype(jnp.float32)[:, None]
+  return norms.norm_sigma(config, out)
 
 
-def _head_contribution(params, layer: int, head, dz: jax.Array) -> jax.Array:
-  """One head's residual contribution dz [B, T, E] @ W_O[layer, head] -> [B, T, D]."""
-  w_o = params["layers/attention"]["o"][layer].astype(jnp.float32)    # [H, E, D]
-  return dz @ w_o[head]
+def head_contribution(params, config: ModelConfig, layer: int, head, z, sigma) -> jax.Array:
+  """What head (layer, head) with outputs z [B, T, E] adds to the residual, [B, T, D]:
+  z W_O[layer, head], through the layer's attention post-norm with its sigma frozen at
+  sigma [B, T] (post_norms; no bias: it belongs to no head). Linear in z."""
+  y = z.astype(jnp.float32) @ params["layers/attention"]["o"][layer, head].astype(jnp.float32)
+  if not config.post_norms:
+    return y
+  scale = params["layers/attn_post_norm"]["scale"][layer]
+  return norms.norm({"scale": scale}, config, y, sigma)[0]
+
+
+def _head_readout(params, config: ModelConfig, direction, sigma, post) -> jax.Array:
+  """g [B, T-1, L, H, E] with DE of head (l, h) = z[l, t, h] . g[t, l, h]: the centred logit's
+  direction [B, T-1, D] over the final sigma [B, T-1], pulled back through the frozen
+  post-norm (the transpose of `head_contribution`'s map; post sigma [B, L, T-1]) and W_O."""
+  w = direction / sigma[..., None]                                    # [B, P, D]
+  if config.post_norms:                # (y P) * gain / s . w = y . P (gain * w) / s
+    w = norms.norm_gain(config, params["layers/attn_post_norm"])[:, None] * w[:, None]
+    if norms.CENTRES_FEATURES[config.norm]:
+      w = w - w.mean(-1, keepdims=True)
+    w = jnp.moveaxis(w / post[..., None], 1, 2)                       # [B, P, L, D]
+  else:
+    w = jnp.broadcast_to(w[:, :, None], w.shape[:2] + (config.num_layers, w.shape[-1]))
+  w_o = params["layers/attention"]["o"].astype(jnp.float32)           # [L, H, E, D]
+  return jnp.einsum("lhed,bpld->bplhe", w_o, w)
 
 
 def _sliced(params, config: ModelConfig, layer: int):
   """Weights and config of layers layer..L-1 alone (the embedding is fed over, unused)."""
   sliced = {name: (jax.tree_util.tree_map(lambda p: p[layer:], value)
                    if name.startswith("layers/") else value) for name, value in params.items()}
-  return sliced, dataclasses.replace(config, num_layers=config.num_layers - layer)
+  per_layer = {field: getattr(config, field)[layer:] for field in PER_LAYER}   # () stays ()
+  return sliced, dataclasses.replace(config, num_layers=config.num_layers - layer, **per_layer)
 
 
 # One ablated cell --------------------------------------------------------------------------
@@ -167,7 +206,7 @@ def _direct_logprob(params, config, clean, layer, head, z_src) -> jax.Array:
 
   An extra [T-1, D] x [D, V] unembedding per cell: about as costly as the final logits."""
   dz = (z_src - clean["z"][:, layer])[:, :-1, head]                   # [B, T-1, E]
-  delta = _head_contribution(params, layer, head, dz)                 # [B, T-1, D]
+  delta = head_contribution(params, config, layer, head, dz, clean["post_sigma"][:, layer, :-1])
   logits = clean["logits"] + model.unembed(params, config, delta, clean["sigma"][:, :-1])
   logprob = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), clean["token"][..., None], -1)
   return logprob[..., 0] - clean["logprob"]
@@ -187,9 +226,11 @@ def clean_run(params, config: ModelConfig, tokens) -> dict[str, jax.Array]:
   sigma = out.final_scale                                             # [B, T]
   direction, _ = effects.logit_direction(params, config, token)       # [B, T-1, D]
   logit, logprob = _scored(out.logits, token)
+  post = post_sigma(params, config, out.head_out)                     # [B, L, T]
+  readout = _head_readout(params, config, direction, sigma[:, :-1], post[:, :, :-1])
   return dict(z=out.head_out, resid_pre=jnp.stack(pre, 1), mlp_out=out.mlp_out, sigma=sigma,
               token=token, logits=out.logits[:, :-1], logit=logit, logprob=logprob,
-              direction=direction, readout=_head_readout(params, config, direction, sigma[:, :-1]))
+              direction=direction, post_sigma=post, readout=readout)
 
 
 def _layer_cells(params, config, tokens, clean, layer, sources, options):
