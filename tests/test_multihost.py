@@ -10,6 +10,8 @@ gathered across processes, process 0 alone writing, finished chunks broadcast) r
     4 x 2 data x model mesh with one that does not (6 prompts over 4; sources outside
     each chunk: the main job's regression case for resample sources read from padding
     rows, the sweep's are in tests/test_sharding.py);
+  * one process on 8 devices (the 4 x 2 mesh) gives the one-device results, and its
+    summary names the mesh (this runs without gloo too);
   * only process 0 writes: an audit hook (sitecustomize) logs every file that a process
     opens for writing, creates, moves or removes under the workdir;
   * one process killed mid-run: the other stops by itself within a bounded time with one
@@ -22,6 +24,7 @@ idle cores: the independent runs start together. On a shared machine (load 12-18
 cores) it took 10-12 minutes.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -78,7 +81,7 @@ def gloo_available() -> bool:
   return hasattr(module, "make_gloo_tcp_collectives")
 
 
-pytestmark = pytest.mark.skipif(not gloo_available(),
+needs_gloo = pytest.mark.skipif(not gloo_available(),
                                 reason="this jaxlib has no gloo CPU collectives for multi-process runs")
 
 
@@ -139,13 +142,15 @@ def assert_same(results, reference, *, atol=0.0):
 
 @pytest.fixture(scope="module")
 def runs(audit):
-  """Finished workdirs: one device, one process x 8 devices (both meshes), the 4 x 2 pod."""
+  """Finished workdirs: one device, one process x 8 devices (both meshes; the data-only one
+  and the 4 x 2 pod where gloo is available)."""
   env, root, _ = audit
   jobs = {"one_device": launch(env, root / "one_device", *DATA_ONLY, devices=1, processes=1),
-          "eight_data": launch(env, root / "eight_data", *DATA_ONLY, devices=8, processes=1),
           "eight_data_model": launch(env, root / "eight_data_model", *DATA_BY_MODEL, devices=8,
-                                     processes=1),
-          "pod_data_model": launch(env, root / "pod_data_model", *DATA_BY_MODEL)}
+                                     processes=1)}
+  if gloo_available():
+    jobs["eight_data"] = launch(env, root / "eight_data", *DATA_ONLY, devices=8, processes=1)
+    jobs["pod_data_model"] = launch(env, root / "pod_data_model", *DATA_BY_MODEL)
   outputs = {name: finish(process) for name, process in jobs.items()}
   return {name: (root / name, outputs[name]) for name in jobs}
 
@@ -155,6 +160,16 @@ def written_by(log_prefix, process_id) -> list[str]:
   return open(path).read().splitlines() if os.path.exists(path) else []
 
 
+def test_one_process_on_a_data_by_model_mesh_matches_one_device(runs):
+  """The job over 8 host devices of one process (data 4 x model 2) gives the one-device
+  numbers, and its summary names the mesh."""
+  workdir, out = runs["eight_data_model"]
+  assert "mesh: data=4 x model=2" in out
+  assert json.loads((workdir / "summary.json").read_text())["timing"]["mesh"] == "data=4 x model=2"
+  assert_same(load(workdir), load(runs["one_device"][0]), atol=1e-4)
+
+
+@needs_gloo
 def test_pod_on_a_data_by_model_mesh_matches_one_process(runs):
   pod, out = runs["pod_data_model"]
   assert "cpu: 8 devices (cpu) in 2 processes" in out and "mesh: data=4 x model=2" in out
@@ -163,6 +178,7 @@ def test_pod_on_a_data_by_model_mesh_matches_one_process(runs):
   assert_same(results, load(runs["one_device"][0]), atol=1e-4)
 
 
+@needs_gloo
 def test_killed_process_stops_the_other_and_the_rerun_resumes(runs, audit):
   """Data-only mesh. Process 1 is killed after the first chunk: process 0 stops by itself
   (no launcher watching) with one clear line; then the same command finishes the run."""
@@ -203,6 +219,7 @@ def test_killed_process_stops_the_other_and_the_rerun_resumes(runs, audit):
   assert_same(results, load(runs["one_device"][0]), atol=1e-4)
 
 
+@needs_gloo
 def test_only_process_zero_writes(runs, audit):
   _, root, log_prefix = audit
   assert written_by(log_prefix, 1) == []

@@ -1,8 +1,8 @@
 """Studies (issue 12): the arms of a config, the bootstrap slopes, the mediation check, and
 the two-arm miniature end to end with an interruption and a resumption.
 
-The miniature trains two 2-layer models for 30 steps and sweeps each with the main job;
-under a minute on 2 idle CPU cores (most of it compiling).
+The miniature trains two 2-layer models for 30 steps and sweeps each with the main job
+(its reports without figures); under a minute on 2 idle CPU cores (most of it compiling).
 """
 
 import importlib
@@ -176,8 +176,22 @@ def _counting(monkeypatch, module, name, fail_on=None, error=KeyboardInterrupt):
   return calls
 
 
+def _runs_without_figures(monkeypatch):
+  """The runs' sweeps write their reports without the PNGs (half of this test's time):
+  the job's figures are tests/test_main.py's (test_embedded_default_writes_the_report)
+  and tests/test_report.py's; this test reads the runs' summaries and the study's files."""
+  job_config = sweeps.job_config
+
+  def without_figures(*args, **kwargs):
+    config = job_config(*args, **kwargs)
+    config.report.figures = False
+    return config
+  monkeypatch.setattr(sweeps, "job_config", without_figures)
+
+
 def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypatch):
   config = study_config("study_mini")
+  _runs_without_figures(monkeypatch)
   with monkeypatch.context() as patch:
     _counting(patch, sweeps, "sweep_variant", fail_on="no_noise_s0")
     with pytest.raises(KeyboardInterrupt):
