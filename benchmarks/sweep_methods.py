@@ -156,14 +156,14 @@ def _loop_timing(cell_s: list[float], prompts_per_cell: int) -> dict:
 # (d): a PyTorch forward-hook loop ----------------------------------------------------------------
 
 
-def torch_hooks(model, tokens, lengths, sources, args):
+def _recording_hooks(model, rows, last):
+  """Forward hooks on every sublayer's residual output (TORCH_LAYOUTS) that replace the
+  final position by `ablation[(layer, site)]` when set and record it in `seen`, and a
+  pre-hook recording the final norm's input. Returns (seen, ablation, handles, components):
+  components() stacks what was seen as [B, C, D]."""
   import torch
-  B, T = tokens.shape
   layers = model.model.layers
-  L, C = len(layers), 2 * len(layers)
-  rows, last = torch.arange(B), torch.as_tensor(lengths - 1)
-  seen = {}                                                            # (layer, site) -> [B, D]
-  ablation = {}                                                        # (layer, site) -> values [B, D]
+  seen, ablation = {}, {}                                              # (layer, site) -> [B, D]
 
   def hook(layer, site):
     def replace_and_record(module, inputs, output):
@@ -180,7 +180,17 @@ def torch_hooks(model, tokens, lengths, sources, args):
              for site, name in enumerate(layout["hooked"])]
   handles.append(model.model.norm.register_forward_pre_hook(
       lambda module, inputs: seen.__setitem__("final", inputs[0][rows, last])))
-  components = lambda: torch.stack([seen[(c // 2, c % 2)] for c in range(C)], 1)  # [B, C, D]
+  components = lambda: torch.stack([seen[(c // 2, c % 2)] for c in range(2 * len(layers))], 1)
+  return seen, ablation, handles, components
+
+
+def torch_hooks(model, tokens, lengths, sources, args):
+  import torch
+  B, T = tokens.shape
+  C = 2 * len(model.model.layers)
+  rows, last = torch.arange(B), torch.as_tensor(lengths - 1)
+  seen, ablation, handles, components = _recording_hooks(model, rows, last)
+  layout = TORCH_LAYOUTS[model.config.model_type]
   ids = torch.as_tensor(tokens, dtype=torch.long)
   with torch.inference_mode():
     logits = model(ids).logits[rows, last]                             # [B, V]
