@@ -17,12 +17,9 @@ only (--jax-loop-sources, --torch-sources): each of their cells is an independen
 whose cost does not depend on K, so their rate is the rate of the whole sweep; (c) also
 runs those same cells, and every method's results are checked against (c)'s on them.
 
-For each: compile time, ablated prompt-forwards per second, FLOPs per ablated forward
-(counted analytically for what the method computes), GFLOP/s and its share of this
-machine's float32 matmul peak (a big jnp matmul timed in the same run), peak memory
-(max RSS of the method's own process; XLA's buffer sizes for the compiled programs),
-and (c)'s compile time for 4 and 32 layers. Each method runs in its own subprocess.
-Timings are medians of repeated runs; the machine's load average is recorded.
+Reported (benchmarks/README.md): compile time, ablated forwards per second, analytic
+FLOPs per forward, GFLOP/s against the float32 matmul peak timed in the same run, peak
+memory, (c)'s compile time at 4 and 32 layers; one subprocess per method, medians.
 
     python benchmarks/sweep.py --quick               # about three minutes
     python benchmarks/sweep.py --json results.json   # the figures, also as JSON
