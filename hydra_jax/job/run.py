@@ -40,6 +40,7 @@ import numpy as np
 
 from hydra_jax.job import chunks
 from hydra_jax.job import dose as dose_sweep
+from hydra_jax.job import heads
 from hydra_jax.job import loading as inputs
 from hydra_jax.job import output
 from hydra_jax.job.output import say   # the job's output lines (absl logging)
@@ -244,7 +245,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       f"({jax.devices()[0].device_kind}) in {plural(jax.process_count(), 'process', 'es')}")
   shape = mesh_shape(config)
   if config.sweep.protocol == "heads":   # self-repair per head: its own driver
-    from hydra_jax.job import heads
     return heads.run(config, workdir, make_mesh(shape))
   if plan_first(config, shape):
     return None

@@ -32,9 +32,11 @@ from typing import Any, Callable
 import ml_collections
 
 from hydra_jax import store
-from hydra_jax.study import arms, build, compare, mediation, statistics, sweeps
+from hydra_jax.study import arms, compare, mediation
+from hydra_jax.study import workers as workers_lib
+from hydra_jax.study.entry import MEASURES_FILE, run_entry  # noqa: F401  (re-exported)
 
-CONFIG_FILE, MEASURES_FILE = "study_config.json", "measures.json"
+CONFIG_FILE = "study_config.json"
 RESULT_NEUTRAL = ("name", "bootstrap.")   # keys that only change the comparison
 
 
@@ -53,49 +55,6 @@ def claim(workdir: Path, config: ml_collections.ConfigDict) -> None:
   store.atomic_write_text(str(path), json.dumps(flat, indent=1, default=str))
 
 
-def _model(run: arms.Run, directory: Path, log) -> dict[str, Any]:
-  if build.is_built(directory):
-    log(f"  model already built in {directory}")
-  else:
-    log(f"  building the model ({run.train['steps']} training steps)")
-    build.build_run(run, directory, log)
-  record = json.loads((directory / build.TRAINING_FILE).read_text())
-  log(f"  facts answered: {record['fact_accuracy']:.3f} ({record['num_correct']}/"
-      f"{record['num_facts']}), training {record['train_seconds']:.0f} s")
-  return record
-
-
-def _measures(run: arms.Run, variant: str, run_dir: Path, bootstrap, log) -> dict[str, Any]:
-  path = run_dir / variant / MEASURES_FILE
-  settings = dict(resamples=bootstrap.resamples, seed=bootstrap.seed, version=statistics.VERSION)
-  if path.is_file():
-    saved = json.loads(path.read_text())
-    if saved.get("bootstrap") == settings:
-      log(f"  sweep {variant}: already measured")
-      return saved
-  log(f"  sweep {variant}")           # a finished sweep is only read again (results.npz)
-  arrays = sweeps.sweep_variant(run, run_dir / "model", variant, run_dir / variant)
-  measures = dict(statistics.measures(arrays, bootstrap.resamples, bootstrap.seed),
-                  bootstrap=settings)
-  store.atomic_write_text(str(path), json.dumps(measures, indent=1))
-  return measures
-
-
-def run_entry(run: arms.Run, root: Path, config, log) -> dict[str, Any]:
-  """Build and sweep one run (each step skipped when on disk); its study.json entry."""
-  run_dir = root / "runs" / run.name
-  record = _model(run, run_dir / "model", log)
-  variants, errors = {}, {}
-  for variant in run.variants:   # a sweep that cannot run is reported, the study goes on
-    try:
-      variants[variant] = _measures(run, variant, run_dir, config.bootstrap, log)
-    except ValueError as error:
-      errors[variant] = str(error)
-      log(f"  sweep {variant} failed: {error}")
-  return dict(run=run.name, arm=run.arm, seed=run.seed, training=record,
-              variants=variants, errors=errors)
-
-
 def run_study(config: ml_collections.ConfigDict, workdir: str,
               log: Callable[[str], None] = print, workers: int = 1) -> dict[str, Any]:
   """Build and sweep every run of `config` in `workdir`, then write the comparison.
@@ -108,7 +67,6 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   claim(root, config)
   start, entries = time.time(), []
   if workers > 1:
-    from hydra_jax.study import workers as workers_lib
     workers_lib.run_in_parallel(config, root, workers, log)
   for index, run in enumerate(runs):
     log(f"[{index + 1}/{len(runs)}] {run.name}")

@@ -9,7 +9,7 @@ d_model 96 (29 Nov 2026, after the training-step speed-ups), 0.71-0.74 s each ag
 0.42 s alone (1.16x). Each worker walks
 the runs in order and takes the next one nobody has claimed: it creates
 runs/<run>/claim exclusively, then builds and sweeps that run exactly as the
-sequential study does (`runner.run_entry`, every step skipped when on disk). Claims
+sequential study does (`entry.run_entry`, every step skipped when on disk). Claims
 are cleared before the workers start, so a killed study is simply run again. A worker
 that fails only loses its claim: the collecting pass after the workers redoes
 whatever is not on disk.
@@ -44,13 +44,13 @@ def _work(config_dict: dict, root: str, index: int, cores: list[int]) -> None:
   """One worker: pinned to one core, it builds and sweeps every run it can claim."""
   if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {cores[index % len(cores)]})
-  from hydra_jax.study import arms, runner   # jax starts after the pinning
+  from hydra_jax.study import arms, entry   # jax starts after the pinning
   config = ml_collections.ConfigDict(config_dict)
   log = lambda line: print(f"[worker {index}] {line}", flush=True)
   for run in arms.expand(config):
     if _claim(Path(root) / "runs" / run.name):
       log(f"{run.name}")
-      runner.run_entry(run, Path(root), config, log)
+      entry.run_entry(run, Path(root), config, log)
 
 
 def run_in_parallel(config: ml_collections.ConfigDict, root: Path, workers: int,
