@@ -24,7 +24,8 @@ Ablating component c gives, per ablated run:
 "Downstream" follows the architecture: component c = 2l + j (j = 0 attention, 1 MLP of
 layer l); in a sequential block m^l reads a^l, in a parallel block it does not.
 
-Shapes: B prompts, K sources, C = 2L components, D d_model, V vocabulary.
+Shapes: B prompts, K sources, C = 2L components, D d_model, V vocabulary; in the fits N
+prompts and R bootstrap resamples (one row of prompt weights each).
 """
 
 from __future__ import annotations
