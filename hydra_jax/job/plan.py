@@ -35,7 +35,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from hydra_jax.model import transformer as model_lib
+from hydra_jax.model import blocks, transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 
 USABLE_FRACTION = 0.85  # of a device's memory, leaving room for XLA's buffers
@@ -175,7 +175,7 @@ def working_set(config: ModelConfig, shapes, T: int, K: int, chunk_size: int, ro
   gathered = 0
   if path == "incremental":
     gathered = sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize
-                   for name, module in shapes.items() if name.startswith("layers/")
+                   for module in blocks.stacked_layers(shapes).values()
                    for leaf in module.values()) / model
   return int(prompts * 2 * kv_cache + activations + gathered)
 

@@ -259,9 +259,14 @@ def count_params(params) -> int:
 # The final norm and unembedding as a linear map (sigma held fixed) -----------------------
 
 
+def embeddings(params: hk.Params) -> jax.Array:
+  """The input embedding table [V, D] (before embed_scale)."""
+  return params["embed"]["embeddings"]
+
+
 def unembedding(params: hk.Params, config: ModelConfig) -> jax.Array:
   """W_U [D, V] (the transposed embedding when tied)."""
-  return params["embed"]["embeddings"].T if config.tie_embeddings else params["unembed"]["w"]
+  return embeddings(params).T if config.tie_embeddings else params["unembed"]["w"]
 
 
 def unembed(params: hk.Params, config: ModelConfig, x: jax.Array, sigma: jax.Array) -> jax.Array:
