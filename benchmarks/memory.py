@@ -19,7 +19,7 @@ Settings: "run", a few prompts that are swept for real, and compile-only ones at
 
     python benchmarks/memory.py            # about 3 minutes on 2 CPU cores, 7 GB of RAM
 
-Shapes: N prompts, T prompt length, K sources, C = 2L components, R scored rows of a sweep
+Shapes: N prompts, T prompt length, K sources, C = 2L components, B scored rows of a sweep
 batch (the chunk size).
 """
 
@@ -129,7 +129,7 @@ def main(argv=None) -> None:
   parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
   args = parser.parse_args(argv)
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; MiB throughout")
-  print("| setting | batch R x T | plan | XLA | peak RSS | largest gap | seconds |")
+  print("| setting | batch B x T | plan | XLA | peak RSS | largest gap | seconds |")
   print("| --- | --- | --- | --- | --- | --- | --- |")
   for name in args.settings:   # the executed setting first: RSS is a peak over the process
     print(row(measure(args, name, *SETTINGS[name])), flush=True)

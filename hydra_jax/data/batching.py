@@ -8,10 +8,12 @@ Shapes (B = prompts in a batch, T = padded length of that batch):
     label_tokens  int32 [B]      first token of each label, the token a correct model predicts
     prompts, labels              tuple[str] of length B
 
-Bucketing: prompts are sorted by token count (ties keep record order) and cut into
-chunks of `batch_size`; each chunk is padded to its longest prompt, rounded up to a
-multiple of `length_multiple` (fewer distinct shapes, fewer jit recompiles) and capped at
-`max_len`. Only the last chunk may have fewer than `batch_size` rows.
+Bucketing: prompts are sorted by token count (ties keep record order; with
+`sort_by_length=False` they stay in record order) and cut into chunks of `batch_size`;
+each chunk is right-padded to its longest prompt rounded up to a multiple of
+`length_multiple` (fewer distinct shapes, fewer jit recompiles), capped at `max_len` but
+never below that longest prompt. Only the last chunk may have fewer than `batch_size`
+rows; no rows are added to fill it.
 
 Tokenizer: anything with `.encode(text) -> list[int]` (adding BOS itself when the model
 wants one) and `.vocab_size`. The label token is the first token of
@@ -218,7 +220,7 @@ def right_pad(rows: Sequence[Sequence[int]], length: int,
               pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """(tokens int32 [B, T=length], lengths int32 [B]): token rows, each followed by pad_id.
 
-  The one home of right-padding: batches of prompts, the main job's sweep batches,
+  The one home of right-padding: batches of prompts, the main job's kept prompts [N, T],
   training batches and the embedded model's evaluation all pad with it. A row longer
   than `length` is a ValueError.
   """

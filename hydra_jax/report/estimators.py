@@ -22,7 +22,8 @@ fit with weights is `effects.weighted_fits`. `within_standard_error` is the clus
 (CR1) standard error of the within-prompt slope, exactly what statsmodels reports for OLS
 of y on x with prompt dummies and cov_type="cluster" (tests/test_estimators.py).
 
-Shapes: N prompts, K sources, C = 2L components, R weight rows (resamples).
+Shapes: N prompts, K sources, C = 2L components, R bootstrap resamples
+(one row of prompt weights each).
 """
 
 from __future__ import annotations

@@ -55,7 +55,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import types
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -112,10 +111,8 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
   return float(np.corrcoef(x, y)[0, 1])
 
 
-def downstream(num_components: int, parallel_block: bool = False) -> np.ndarray:
-  """bool [C, C]: [c, c2] when c2 reads the output of c (`effects.downstream_mask`)."""
-  shape = types.SimpleNamespace(num_components=num_components, parallel_block=parallel_block)
-  return effects.downstream_mask(shape)
+# bool [C, C] from (num_components, parallel_block): [c, c2] when c2 reads the output of c
+downstream = effects.downstream_of
 
 
 def source_spread(arrays, reads: np.ndarray) -> dict[str, list]:
