@@ -13,6 +13,7 @@ from hydra_jax.job import loading
 from hydra_jax.job import run as job
 from hydra_jax.model import predict
 from hydra_jax.model.config import ModelConfig
+from hydra_jax.sweep import engine as sweep
 from tests.conftest import job_config, numpy_params
 
 SMALL = ModelConfig(vocab_size=512, d_model=16, num_layers=2, num_heads=2, max_seq_len=16)
@@ -68,14 +69,20 @@ def test_kept_prompts_are_answered_correctly_in_order_of_length():
   model = loading.load_model(config)
   prompts = loading.load_prompts(config, model)
   assert prompts.counts["total"] == 24 == len(prompts) + sum(prompts.counts["dropped"].values())
-  lengths = [len(tokens) for tokens in prompts.tokens]
+  lengths = prompts.lengths.tolist()
   assert lengths == sorted(lengths)
-  assert [tuple(model.tokenizer.encode(text)) for text in prompts.texts] == list(prompts.tokens)
-  answers = predict.final_argmax(model.params, model.config,
-                                 *data.right_pad(prompts.tokens, max(lengths)))
+  assert prompts.tokens.shape == (len(prompts), 8 * -(-max(lengths) // 8))   # padded once
+  assert [model.tokenizer.encode(text) for text in prompts.texts] == [
+      row[:n].tolist() for row, n in zip(prompts.tokens, lengths)]
+  answers = predict.final_argmax(model.params, model.config, prompts.tokens, prompts.lengths)
   labels = [data.first_label_token(model.tokenizer, label, label_prefix="")
             for label in prompts.labels]
   np.testing.assert_array_equal(answers, labels)
+  # The filter's scored token and components are the sweep's: its clean pass, kept rows only.
+  token, components = sweep.clean_pass(model.params, model.config, prompts.tokens,
+                                       prompts.lengths, batch=5)
+  np.testing.assert_array_equal(token, labels)
+  np.testing.assert_allclose(prompts.components, components, rtol=1e-4, atol=1e-5)
 
 
 def test_noise_ablation_noises_the_subject_tokens_where_marked():
