@@ -283,7 +283,8 @@ def test_write_produces_every_file(tmp_path):
   assert saved["prompt"][3] == "prompt 3"
   loaded = json.loads((tmp_path / "summary.json").read_text())
   assert loaded["prompts"]["dropped"] == {"answered wrongly": 6}
-  assert SweepOptions(**loaded["sweep_options"]) == SweepOptions.from_config(INFO["config"]["sweep"])
+  assert SweepOptions(**loaded["sweep_options"]) == SweepOptions.from_config(
+      INFO["config"]["sweep"])
   assert loaded["per_layer"]["attn"]["total_effect"] == pytest.approx(
       summary["per_layer"]["attn"]["total_effect"])
   assert loaded["per_layer"]["mlp"]["regression"][2]["r2"] is None   # NaN written as null

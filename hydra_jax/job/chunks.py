@@ -93,7 +93,8 @@ def sweep_chunk(prepared: engine.Prepared, prompts, layout: Layout, index: int
                                  options.check_rtol, upstream=prepared.upstream_checked)
   arrays = {name: to_host(value)[:len(rows)] for name, value in measured.items() if value is not None}
   if "response_by_source" in arrays:
-    arrays["response_by_source"] = arrays["response_by_source"][:max(0, options.keep_sources - rows[0])]
+    kept = max(0, options.keep_sources - rows[0])                      # rows among the first M
+    arrays["response_by_source"] = arrays["response_by_source"][:kept]
   arrays["prompt_id"] = prompts.ids[rows]
   if prepared.sources is not None:
     arrays["sources"] = prepared.sources[rows].astype(np.int64)

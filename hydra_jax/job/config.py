@@ -92,7 +92,7 @@ def defaults() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(dict(
       name="embedded", data_dir="", manual_dir="", facts_file="", max_prompts=0,
       filter_correct=True, label_prefix=" ", num_prompts=256, prompt_length=16))
-  engine = SweepOptions()              # the engine's defaults, but for the job's check and keep_sources
+  engine = SweepOptions()          # the engine's defaults, but the job's check and keep_sources
   config.sweep = ml_collections.ConfigDict(dict(
       protocol="layers", kind=engine.kind, num_sources=engine.noise_draws,
       seed=engine.noise_seed, sources="uniform", path=engine.path, chunk_size=64, check=True,
