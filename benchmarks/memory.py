@@ -74,7 +74,7 @@ def first_chunk(config, model):
   prompts = inputs.load_prompts(config, model)
   sources = job.draw_sources(config, prompts)
   layout = chunks.make_layout(len(prompts), config.sweep.chunk_size)
-  tokens, lengths = chunks.pad_tokens(prompts.tokens, model.config.max_seq_len)   # [N, T], [N]
+  tokens, lengths = prompts.tokens, prompts.lengths                              # [N, T], [N]
   lowered = sweep.lower_sweep(model.params, model.config, tokens, lengths, sources,
                               kind=config.sweep.kind, path=config.sweep.path,
                               batch_size=layout.size)
@@ -104,8 +104,8 @@ def measure(args, name, num_prompts, length, sources, chunk, executed) -> dict:
                  prompts=len(prompts), plan=plan.bytes_per_device,
                  plan_weights=plan.param_bytes_per_device, xla=xla_bytes(lowered.compile()))
   if executed:
-    prepared = chunks.prepare(model, prompts, source_rows, layout, mesh=mesh,
-                              **job.sweep_options(config))
+    prepared = chunks.prepare(model, prompts, source_rows, layout, job.sweep_options(config),
+                              mesh=mesh)
     for index in range(layout.num_chunks):
       chunks.sweep_chunk(prepared, prompts, layout, index)
     figures["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from hydra_jax import checkpoints, data
+from hydra_jax.job import chunks
 from hydra_jax.job import loading
 from hydra_jax.job import run as job
 from hydra_jax.model import predict
 from hydra_jax.model.config import ModelConfig
+from hydra_jax.sweep import engine as sweep
+from hydra_jax.sweep.options import SweepOptions
 from tests.conftest import job_config, numpy_params
 
 SMALL = ModelConfig(vocab_size=512, d_model=16, num_layers=2, num_heads=2, max_seq_len=16)
@@ -62,20 +65,35 @@ def test_bad_input_stops_before_anything_is_written(tmp_path):
   assert not list(tmp_path.iterdir())
 
 
-def test_kept_prompts_are_answered_correctly_in_order_of_length():
+def test_kept_prompts_are_answered_correctly_in_order_of_length(monkeypatch):
   config = job_config("tiny")
   config.data.max_prompts = 24
   model = loading.load_model(config)
   prompts = loading.load_prompts(config, model)
   assert prompts.counts["total"] == 24 == len(prompts) + sum(prompts.counts["dropped"].values())
-  lengths = [len(tokens) for tokens in prompts.tokens]
+  lengths = prompts.lengths.tolist()
   assert lengths == sorted(lengths)
-  assert [tuple(model.tokenizer.encode(text)) for text in prompts.texts] == list(prompts.tokens)
-  answers = predict.final_argmax(model.params, model.config,
-                                 *data.right_pad(prompts.tokens, max(lengths)))
+  assert prompts.tokens.shape == (len(prompts), 8 * -(-max(lengths) // 8))   # padded once
+  assert [model.tokenizer.encode(text) for text in prompts.texts] == [
+      row[:n].tolist() for row, n in zip(prompts.tokens, lengths)]
+  answers = predict.final_argmax(model.params, model.config, prompts.tokens, prompts.lengths)
   labels = [data.first_label_token(model.tokenizer, label, label_prefix="")
             for label in prompts.labels]
   np.testing.assert_array_equal(answers, labels)
+  # The filter's scored token and components are the sweep's: its clean pass, kept rows only.
+  token, components = sweep.clean_pass(model.params, model.config, prompts.tokens,
+                                       prompts.lengths, batch=5)
+  np.testing.assert_array_equal(token, labels)
+  np.testing.assert_allclose(prompts.components, components, rtol=1e-4, atol=1e-5)
+  # ... and the sweep's table: the engine runs no clean pass of its own; the mean is the kept set's.
+  monkeypatch.setattr(sweep, "clean_pass", lambda *args: pytest.fail("a second clean pass"))
+  layout = chunks.make_layout(len(prompts), 8)
+  sources = sweep.draw_sources(len(prompts), 2)
+  resample = chunks.prepare(model, prompts, sources, layout, SweepOptions())
+  np.testing.assert_array_equal(resample.table, prompts.components)
+  mean = chunks.prepare(model, prompts, None, layout, SweepOptions(kind="mean"))
+  np.testing.assert_allclose(mean.table, prompts.components.astype(np.float32).mean(0),
+                             rtol=1e-5, atol=1e-7)
 
 
 def test_noise_ablation_noises_the_subject_tokens_where_marked():

@@ -83,13 +83,6 @@ class PromptBatch:
   def padded_length(self) -> int:
     return self.tokens.shape[1]
 
-  def rows(self) -> list[TokenizedPrompt]:
-    """The unpadded prompts of this batch, in row order."""
-    return [TokenizedPrompt(int(self.ids[b]), self.prompts[b], self.labels[b],
-                            tuple(int(t) for t in self.tokens[b, :self.lengths[b]]),
-                            int(self.label_tokens[b]))
-            for b in range(self.batch_size)]
-
   def select(self, keep: np.ndarray) -> "PromptBatch":
     """The rows where boolean `keep` [B] is true, with the same padded length T."""
     keep = np.asarray(keep, dtype=bool)
