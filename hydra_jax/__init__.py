@@ -25,7 +25,7 @@ Glossary of shapes, used by every module's docstring and shape comments:
   K  resample sources per prompt (only this)
   A  ablations vmapped together         R  bootstrap resamples (only this)
   P  lanes and S steps of the layer-skipping schedule (in study/: S training seeds)
-  W  doses of the dose-response sweep   G  clusters of the bootstrap (subjects)
+  W  doses of the dose-response sweep   Q  clusters of the bootstrap (subjects)
 """
 
 __version__ = "0.1.0"   # the one place of the version (pyproject.toml reads it)

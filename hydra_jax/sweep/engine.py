@@ -16,7 +16,7 @@ Two compiled programs per (config, options, mesh):
                    scored token [N] and components [N, C, D]), once per prompt set: the
                    resample table, and the mean (or the caller's, e.g. the job's filter)
   a batch          B scored prompts (`batching.pad_rows`): their clean run, the ablated
-                   runs along one `paths.PATHS` entry, reduced to `HydraResult`
+                   runs along one `PATHS` entry, reduced to `HydraResult`
 
 `prepare` builds both for a prompt set and `run_rows` sweeps any rows of it (the main job
 calls it once per chunk); `hydra_sweep` runs every batch and concatenates. `path` picks
