@@ -6,10 +6,13 @@ to one folder and read back the ones another process already compiled. Each run 
 with an empty folder (a fresh machine's cost, as in CI), removed when the run ends.
 
 The tests compile many small programs and run each a few times, so XLA's CPU backend
-compiles them without LLVM optimisation (--xla_backend_optimization_level=0, also
-inherited): same programs, same arithmetic, about half the compile time (measured on
-tests/test_blocks.py + test_layer_skip.py: 254 s -> 139 s). Speed is measured in
-benchmarks/, at the default level. `with_devices(n)` gives a subprocess n host devices.
+compiles them without LLVM optimisation (--xla_backend_optimization_level=0) and with its
+elemental emitters instead of the fusion emitters (--xla_cpu_use_fusion_emitters=false),
+both inherited by subprocesses: the same HLO programs, float32 arithmetic within the
+tolerances the tests derive from rounding, and a fraction of the compile time (a tiny
+model's sweep program: 1.37 s -> 0.30 s of CPU per compile with both flags against the first
+alone; tests/test_model.py 107 s -> 46 s of CPU). Speed is measured in benchmarks/, at XLA's
+defaults. `with_devices(n)` gives a subprocess n host devices.
 
 XLA's CPU runtime can deadlock a program on several host devices of one process: each
 device runs independent collectives in the order its operands become ready, so two
@@ -32,9 +35,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"hydra_jax_tests_xla_{os.getpid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-FAST_COMPILE = "--xla_backend_optimization_level=0"
-if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
+FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+for _flag in FAST_COMPILE:
+  if _flag not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()
 
 import numpy as np   # noqa: E402  (jax reads the cache settings when it is imported)
 import pytest   # noqa: E402
