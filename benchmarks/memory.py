@@ -19,7 +19,7 @@ Settings: "run", a few prompts that are swept for real, and compile-only ones at
 
     python benchmarks/memory.py            # about 3 minutes on 2 CPU cores, 7 GB of RAM
 
-Shapes: N prompts, T prompt length, K sources, C = 2L components, R scored rows of a sweep
+Shapes: N prompts, T prompt length, K sources, C = 2L components, B scored rows of a sweep
 batch (the chunk size).
 """
 
@@ -74,7 +74,7 @@ def first_chunk(config, model):
   prompts = inputs.load_prompts(config, model)
   sources = layers.draw_sources(config, prompts)
   layout = chunks.make_layout(len(prompts), config.sweep.chunk_size)
-  tokens, lengths = chunks.pad_tokens(prompts.tokens, model.config.max_seq_len)   # [N, T], [N]
+  tokens, lengths = prompts.tokens, prompts.lengths                              # [N, T], [N]
   lowered = sweep.lower_sweep(model.params, model.config, tokens, lengths, sources,
                               kind=config.sweep.kind, path=config.sweep.path,
                               batch_size=layout.size)
@@ -104,8 +104,8 @@ def measure(args, name, num_prompts, length, sources, chunk, executed) -> dict:
                  prompts=len(prompts), plan=plan.bytes_per_device,
                  plan_weights=plan.param_bytes_per_device, xla=xla_bytes(lowered.compile()))
   if executed:
-    prepared = chunks.prepare(model, prompts, source_rows, layout, mesh=mesh,
-                              **layers.sweep_options(config))
+    prepared = chunks.prepare(model, prompts, source_rows, layout, layers.sweep_options(config),
+                              mesh=mesh)
     for index in range(layout.num_chunks):
       chunks.sweep_chunk(prepared, prompts, layout, index)
     figures["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
@@ -129,7 +129,7 @@ def main(argv=None) -> None:
   parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
   args = parser.parse_args(argv)
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; MiB throughout")
-  print("| setting | batch R x T | plan | XLA | peak RSS | largest gap | seconds |")
+  print("| setting | batch B x T | plan | XLA | peak RSS | largest gap | seconds |")
   print("| --- | --- | --- | --- | --- | --- | --- |")
   for name in args.settings:   # the executed setting first: RSS is a peak over the process
     print(row(measure(args, name, *SETTINGS[name])), flush=True)

@@ -25,7 +25,7 @@ memory, (c)'s compile time at 4 and 32 layers; one subprocess per method, median
     python benchmarks/sweep.py --json results.json   # the figures, also as JSON
 
 Shapes: B prompts, T positions (padded), K sources, L layers, C = 2L components, D d_model,
-H heads, Kh head size, F MLP width, V vocabulary.
+H heads, E head size, F MLP width, V vocabulary.
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ def parse_args(argv=None):
 
 def flops(config, T: int) -> dict[str, float]:
   """FLOPs per ablated prompt-forward, as each method computes it (padded length T)."""
-  D, H, G, Kh, F, L, V = (config.d_model, config.num_heads, config.kv_heads, config.head_size,
-                          config.mlp_width, config.num_layers, config.vocab_size)
-  attention_dense = 2 * D * (H * Kh + 2 * G * Kh) + 2 * H * Kh * D
+  D, H, G, E, F, L, V = (config.d_model, config.num_heads, config.kv_heads, config.head_size,
+                         config.mlp_width, config.num_layers, config.vocab_size)
+  attention_dense = 2 * D * (H * E + 2 * G * E) + 2 * H * E * D
   dense = attention_dense + 2 * D * F * (3 if config.gated_mlp else 2)
-  attend = lambda keys: 4 * H * Kh * keys                             # scores and values, per query
+  attend = lambda keys: 4 * H * E * keys                              # scores and values, per query
   forward = T * L * dense + L * T * attend(T)                         # dense causal attention
   logits = T * 2 * D * V                                              # every position's logits
   clean = forward + 2 * D * V                                         # the sweep's clean pass

@@ -16,17 +16,16 @@ docs/method.md defines the measures.
 
 Glossary of shapes, used by every module's docstring and shape comments:
 
-  N  prompts of a sweep or job          B  prompts in one batch
+  N  prompts of a sweep or job          B  prompts in one batch (its rows, padding included)
   T  positions (padded length)          V  vocabulary
   D  d_model                            F  MLP width
   H  query heads                        G  key/value heads
   E  head size (features per head)      L  layers
   C  components, 2L (2l = attention of layer l, 2l + 1 its MLP)
   K  resample sources per prompt (only this)
-  A  ablations vmapped together         R  rows of a sweep batch (scored, sources, padding);
-                                           in report/ and study/: bootstrap resamples
+  A  ablations vmapped together         R  bootstrap resamples (only this)
   P  lanes and S steps of the layer-skipping schedule (in study/: S training seeds)
-  W  doses of the dose-response sweep   G  clusters of the bootstrap (subjects)
+  W  doses of the dose-response sweep   Q  clusters of the bootstrap (subjects)
 """
 
 __version__ = "0.1.0"   # the one place of the version (pyproject.toml reads it)

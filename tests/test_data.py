@@ -350,6 +350,7 @@ def test_filter_correct_keeps_right_answers_and_reports_why_others_went():
   assert (report.total, report.kept, report.too_long, report.wrong_answer, report.correct) == \
       (5, 3, 1, 1, 3)
   assert report.too_long_ids == (14,) and report.wrong_answer_ids == (13,)
+  assert report.kept_rows == (0, 2, 3)          # the batches' rows end to end: 11, 13 | 12, 10
   assert report.dropped == 2
   assert report.summary() == "5 prompts: 3 kept, 1 too long (> max_len=5 tokens), 1 answered wrongly"
 
@@ -359,6 +360,7 @@ def test_filter_correct_can_keep_all():
   kept, report = data.filter_correct(batching, last_token_predictor({2: 8}), keep_all=True)
   assert sum(b.batch_size for b in kept) == 5
   assert (report.kept, report.wrong_answer, report.correct) == (5, 0, 1)
+  assert report.kept_rows == (0, 1, 2, 3, 4)
   kept, report = data.filter_correct(batching, None, keep_all=True)
   assert report.correct is None and report.kept == 5
 

@@ -10,11 +10,14 @@ import pytest
 
 from hydra_jax import checkpoints, data
 from hydra_jax import store as results_store
+from hydra_jax.job import chunks
 from hydra_jax.job import loading
 from hydra_jax.job import run as job
 from hydra_jax.job import runtime
 from hydra_jax.model import predict
 from hydra_jax.model.config import ModelConfig
+from hydra_jax.sweep import engine as sweep
+from hydra_jax.sweep.options import SweepOptions
 from tests.conftest import job_config, numpy_params
 
 SMALL = ModelConfig(vocab_size=512, d_model=16, num_layers=2, num_heads=2, max_seq_len=16)
@@ -68,18 +71,18 @@ def test_gather_reads_back_only_the_resumed_chunks(tmp_path, monkeypatch):
   """A chunk computed in this process is gathered from memory; only the chunks a run
   resumed are read from the store (here chunk 1 is computed again, 0 and 2 resumed)."""
   store = results_store.ResultStore(tmp_path)
-  chunks = [{"prompt_id": np.arange(2 * i, 2 * i + 2), "x": np.full((2, 3), i, np.float32)}
+  saved = [{"prompt_id": np.arange(2 * i, 2 * i + 2), "x": np.full((2, 3), i, np.float32)}
             for i in range(3)]
-  for index, arrays in enumerate(chunks):
+  for index, arrays in enumerate(saved):
     store.save_chunk(index, arrays)
   loads = []
   load_chunk = store.load_chunk
   monkeypatch.setattr(store, "load_chunk", lambda index: loads.append(index) or load_chunk(index))
-  found = runtime.gather_chunks(store, {1: chunks[1]}, 3)
+  found = runtime.gather_chunks(store, {1: saved[1]}, 3)
   assert loads == [0, 2]
   np.testing.assert_array_equal(found["prompt_id"], np.arange(6))
   np.testing.assert_array_equal(found["x"][:, 0], [0, 0, 1, 1, 2, 2])
-  assert runtime.gather_chunks(store, dict(enumerate(chunks)), 3)["x"].shape == (6, 3)
+  assert runtime.gather_chunks(store, dict(enumerate(saved)), 3)["x"].shape == (6, 3)
   assert loads == [0, 2]                                   # all in memory: nothing read
 
 
@@ -102,20 +105,35 @@ def test_the_layer_job_keeps_its_chunks_in_memory(tmp_path, monkeypatch):
   assert again["per_layer"] == first["per_layer"]
 
 
-def test_kept_prompts_are_answered_correctly_in_order_of_length():
+def test_kept_prompts_are_answered_correctly_in_order_of_length(monkeypatch):
   config = job_config("tiny")
   config.data.max_prompts = 24
   model = loading.load_model(config)
   prompts = loading.load_prompts(config, model)
   assert prompts.counts["total"] == 24 == len(prompts) + sum(prompts.counts["dropped"].values())
-  lengths = [len(tokens) for tokens in prompts.tokens]
+  lengths = prompts.lengths.tolist()
   assert lengths == sorted(lengths)
-  assert [tuple(model.tokenizer.encode(text)) for text in prompts.texts] == list(prompts.tokens)
-  answers = predict.final_argmax(model.params, model.config,
-                                 *data.right_pad(prompts.tokens, max(lengths)))
+  assert prompts.tokens.shape == (len(prompts), 8 * -(-max(lengths) // 8))   # padded once
+  assert [model.tokenizer.encode(text) for text in prompts.texts] == [
+      row[:n].tolist() for row, n in zip(prompts.tokens, lengths)]
+  answers = predict.final_argmax(model.params, model.config, prompts.tokens, prompts.lengths)
   labels = [data.first_label_token(model.tokenizer, label, label_prefix="")
             for label in prompts.labels]
   np.testing.assert_array_equal(answers, labels)
+  # The filter's scored token and components are the sweep's: its clean pass, kept rows only.
+  token, components = sweep.clean_pass(model.params, model.config, prompts.tokens,
+                                       prompts.lengths, batch=5)
+  np.testing.assert_array_equal(token, labels)
+  np.testing.assert_allclose(prompts.components, components, rtol=1e-4, atol=1e-5)
+  # ... and the sweep's table: the engine runs no clean pass of its own; the mean is the kept set's.
+  monkeypatch.setattr(sweep, "clean_pass", lambda *args: pytest.fail("a second clean pass"))
+  layout = chunks.make_layout(len(prompts), 8)
+  sources = sweep.draw_sources(len(prompts), 2)
+  resample = chunks.prepare(model, prompts, sources, layout, SweepOptions())
+  np.testing.assert_array_equal(resample.table, prompts.components)
+  mean = chunks.prepare(model, prompts, None, layout, SweepOptions(kind="mean"))
+  np.testing.assert_allclose(mean.table, prompts.components.astype(np.float32).mean(0),
+                             rtol=1e-5, atol=1e-7)
 
 
 def test_noise_ablation_noises_the_subject_tokens_where_marked():

@@ -13,12 +13,12 @@ from tests.conftest import random_tokens, tiny_config
 def test_output_shapes(variant):
   _, cfg, params = variant
   out = hj.forward(params, cfg, random_tokens(cfg, batch=2, length=5))
-  L, D, H, K, G = cfg.num_layers, cfg.d_model, cfg.num_heads, cfg.head_size, cfg.kv_heads
+  L, D, H, E, G = cfg.num_layers, cfg.d_model, cfg.num_heads, cfg.head_size, cfg.kv_heads
   assert out.logits.shape == (2, 5, cfg.vocab_size) and out.logits.dtype == jnp.float32
   assert out.embed.shape == (2, 5, D)
   assert out.attn_out.shape == out.mlp_out.shape == (2, L, 5, D)
-  assert out.head_out.shape == (2, L, 5, H, K)
-  assert out.keys.shape == out.values.shape == (2, L, 5, G, K)
+  assert out.head_out.shape == (2, L, 5, H, E)
+  assert out.keys.shape == out.values.shape == (2, L, 5, G, E)
   assert out.final_scale.shape == (2, 5)
 
 
@@ -77,7 +77,7 @@ def test_gqa_equals_multi_head_with_repeated_kv_heads():
   params = hj.init_params(gqa, seed=2)
   expanded = jax.tree_util.tree_map(lambda x: x, params)
   att = dict(expanded["layers/attention"])
-  for name in ("k", "v"):   # [L, D, G, K] -> [L, D, H, K], each kv head serving H/G queries
+  for name in ("k", "v"):   # [L, D, G, E] -> [L, D, H, E], each kv head serving H/G queries
     att[name] = jnp.repeat(att[name], gqa.num_heads // gqa.kv_heads, axis=2)
   expanded["layers/attention"] = att
   tokens = random_tokens(gqa)

@@ -11,10 +11,10 @@ from hydra_jax.model import positions
 @pytest.mark.parametrize("shift", ["gather", "full_pass"])
 def test_relative_logits_match_a_direct_loop_over_query_key_pairs(shift):
   rng = np.random.RandomState(0)
-  B, T, H, K, D = 2, 5, 3, 4, 6
-  q = rng.randn(B, T, H, K).astype(np.float32)
-  w_r = rng.randn(D, H, K).astype(np.float32)
-  bias_v = rng.randn(H, K).astype(np.float32)
+  B, T, H, E, D = 2, 5, 3, 4, 6
+  q = rng.randn(B, T, H, E).astype(np.float32)
+  w_r = rng.randn(D, H, E).astype(np.float32)
+  bias_v = rng.randn(H, E).astype(np.float32)
   pos = np.broadcast_to(np.arange(T), (B, T))
   fast = np.asarray(positions.relative_logits(q, pos, pos, w_r, bias_v, max_offset=T)
                     if shift == "gather" else positions.full_pass_relative_logits(q, w_r, bias_v))
@@ -29,9 +29,9 @@ def test_relative_logits_match_a_direct_loop_over_query_key_pairs(shift):
 
 def test_relative_logits_for_one_query_against_cached_keys():
   rng = np.random.RandomState(1)
-  T, H, K, D = 6, 2, 4, 8
-  q = rng.randn(1, T, H, K).astype(np.float32)
-  w_r, bias_v = rng.randn(D, H, K).astype(np.float32), rng.randn(H, K).astype(np.float32)
+  T, H, E, D = 6, 2, 4, 8
+  q = rng.randn(1, T, H, E).astype(np.float32)
+  w_r, bias_v = rng.randn(D, H, E).astype(np.float32), rng.randn(H, E).astype(np.float32)
   pos = np.arange(T)[None]
   full = positions.relative_logits(q, pos, pos, w_r, bias_v, max_offset=T)
   one = positions.relative_logits(q[:, 4:5], np.array([[4]]), pos, w_r, bias_v, max_offset=T)

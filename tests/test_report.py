@@ -5,6 +5,7 @@ Runtime: about 30 s on 2 busy cores (most of it drawing the nine figures twice a
 `python -m` subprocess).
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from hydra_jax.report import statistics
 from hydra_jax.report import summary as report
 from hydra_jax import store as results_store
 from hydra_jax.sweep import effects, measures
+from hydra_jax.sweep.options import SweepOptions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,7 +126,8 @@ def test_headline_and_choices():
   assert low < np.mean(slopes) < high and high - low < 0.2
   assert summary["bootstrap"] == dict(resamples=1000, seed=0, level=0.95, clusters="prompt",
                                       num_clusters=24)
-  assert "response_scale" not in summary["sweep_options"]      # not recorded: not made up
+  assert summary["sweep_options"] == dataclasses.asdict(SweepOptions(    # the rest: defaults
+      kind="resample", noise_draws=2, noise_seed=0, path="incremental"))
   assert summary["per_source"] is None
   assert "restored" not in headline and "restored" not in summary["per_layer"]["attn"]
   assert report_headline.choose_ablated(arrays, dict(report.DEFAULT_CHOICES, ablated_layer=1,
@@ -280,6 +283,8 @@ def test_write_produces_every_file(tmp_path):
   assert saved["prompt"][3] == "prompt 3"
   loaded = json.loads((tmp_path / "summary.json").read_text())
   assert loaded["prompts"]["dropped"] == {"answered wrongly": 6}
+  assert SweepOptions(**loaded["sweep_options"]) == SweepOptions.from_config(
+      INFO["config"]["sweep"])
   assert loaded["per_layer"]["attn"]["total_effect"] == pytest.approx(
       summary["per_layer"]["attn"]["total_effect"])
   assert loaded["per_layer"]["mlp"]["regression"][2]["r2"] is None   # NaN written as null
@@ -306,7 +311,8 @@ def test_write_produces_every_file(tmp_path):
 def test_redraw_from_saved_results(tmp_path):
   arrays = sweep_arrays()
   results_store.atomic_save_npz(str(tmp_path / "results.npz"), arrays)
-  (tmp_path / "summary.json").write_text(json.dumps(dict(INFO, headline={})))
+  kept = dataclasses.asdict(SweepOptions(check=True, keep_sources=3, noise_draws=2))
+  (tmp_path / "summary.json").write_text(json.dumps(dict(INFO, headline={}, sweep_options=kept)))
   first = report.summarize(arrays, INFO)
   command = [sys.executable, "-m", "hydra_jax.report", f"--workdir={tmp_path}"]
   done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
@@ -316,6 +322,7 @@ def test_redraw_from_saved_results(tmp_path):
   assert "no per-source arrays were kept" in markdown
   again = json.loads((tmp_path / "summary.json").read_text())
   assert again["timing"] == INFO["timing"]
+  assert again["sweep_options"] == kept and "consistency checks on" in markdown
   assert again["headline"]["fraction_restored_middle_attention_ci"] == pytest.approx(
       first["headline"]["fraction_restored_middle_attention_ci"])   # the bootstrap is seeded
 

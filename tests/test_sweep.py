@@ -115,10 +115,10 @@ def test_draw_sources_never_picks_the_prompt_itself():
     (dict(lengths=np.array([5, 6, 2])), r"lengths must be integers of shape \(5,\)"),
     (dict(tokens=np.full((5, 6), 61)), r"token ids must be in \[0, 61\)"),
     (dict(tokens=np.zeros((5, 17), int)), r"exceed the model's context of 16"),
-    (dict(kind="gaussian", sources=None), r"kind must be one of"),
-    (dict(path="hooks"), r"path must be one of"),
+    (dict(kind="gaussian", sources=None), r"kind='gaussian': must be one of"),
+    (dict(path="hooks"), r"path='hooks': must be one of"),
     (dict(num_scored=6), r"num_scored must be an integer in \[1, 5\]"),
-    (dict(batch_size=0), r"batch_size must be a positive integer"),
+    (dict(batch_size=0), r"batch_size=0: must be a positive integer"),
     (dict(kind="mean", sources=None, mean_activations=np.zeros((6, 5))), r"mean_activations must have shape \(6, 32\)"),
     (dict(mesh="data"), r"mesh must be a jax.sharding.Mesh"),
 ])

@@ -8,10 +8,12 @@ Shapes (B = prompts in a batch, T = padded length of that batch):
     label_tokens  int32 [B]      first token of each label, the token a correct model predicts
     prompts, labels              tuple[str] of length B
 
-Bucketing: prompts are sorted by token count (ties keep record order) and cut into
-chunks of `batch_size`; each chunk is padded to its longest prompt, rounded up to a
-multiple of `length_multiple` (fewer distinct shapes, fewer jit recompiles) and capped at
-`max_len`. Only the last chunk may have fewer than `batch_size` rows.
+Bucketing: prompts are sorted by token count (ties keep record order; with
+`sort_by_length=False` they stay in record order) and cut into chunks of `batch_size`;
+each chunk is right-padded to its longest prompt rounded up to a multiple of
+`length_multiple` (fewer distinct shapes, fewer jit recompiles), capped at `max_len` but
+never below that longest prompt. Only the last chunk may have fewer than `batch_size`
+rows; no rows are added to fill it.
 
 Tokenizer: anything with `.encode(text) -> list[int]` (adding BOS itself when the model
 wants one) and `.vocab_size`. The label token is the first token of
@@ -80,13 +82,6 @@ class PromptBatch:
   @property
   def padded_length(self) -> int:
     return self.tokens.shape[1]
-
-  def rows(self) -> list[TokenizedPrompt]:
-    """The unpadded prompts of this batch, in row order."""
-    return [TokenizedPrompt(int(self.ids[b]), self.prompts[b], self.labels[b],
-                            tuple(int(t) for t in self.tokens[b, :self.lengths[b]]),
-                            int(self.label_tokens[b]))
-            for b in range(self.batch_size)]
 
   def select(self, keep: np.ndarray) -> "PromptBatch":
     """The rows where boolean `keep` [B] is true, with the same padded length T."""
@@ -218,7 +213,7 @@ def right_pad(rows: Sequence[Sequence[int]], length: int,
               pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """(tokens int32 [B, T=length], lengths int32 [B]): token rows, each followed by pad_id.
 
-  The one home of right-padding: batches of prompts, the main job's sweep batches,
+  The one home of right-padding: batches of prompts, the main job's kept prompts [N, T],
   training batches and the embedded model's evaluation all pad with it. A row longer
   than `length` is a ValueError.
   """

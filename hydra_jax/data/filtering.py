@@ -13,7 +13,8 @@ The report counts every record that went into batching: total = kept + too_long 
 wrong_answer. Nothing kept is a ValueError that gives those counts.
 
 Kept rows stay in their batches (same padded length T, fewer rows; emptied batches
-vanish).
+vanish); the report's kept_rows says which they were (e.g. to keep what predict_fn
+computed for them alongside).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FilterReport:
   max_len: Optional[int] = None
   too_long_ids: tuple[int, ...] = ()
   wrong_answer_ids: tuple[int, ...] = ()
+  kept_rows: tuple[int, ...] = ()   # the kept rows, indices into the batches' rows end to end
 
   @property
   def dropped(self) -> int:
@@ -65,7 +67,7 @@ def filter_correct(batches: Union[batching.Batching, Iterable[batching.PromptBat
     too_long_ids, max_len = batches.too_long_ids, batches.max_len
   batches = list(batches)
 
-  kept_batches, wrong_ids, correct = [], [], 0
+  kept_batches, wrong_ids, correct, kept_rows, offset = [], [], 0, [], 0
   for batch in batches:
     is_correct = None if predict_fn is None else answers_correctly(batch, predict_fn)
     if is_correct is not None:
@@ -74,6 +76,8 @@ def filter_correct(batches: Union[batching.Batching, Iterable[batching.PromptBat
     keep = np.ones(batch.batch_size, bool) if keep_all else is_correct
     if keep.any():
       kept_batches.append(batch if keep.all() else batch.select(keep))
+    kept_rows.extend(int(row) for row in offset + np.flatnonzero(keep))
+    offset += batch.batch_size
 
   kept = sum(batch.batch_size for batch in kept_batches)
   dropped_wrong = () if keep_all else tuple(wrong_ids)
@@ -81,7 +85,8 @@ def filter_correct(batches: Union[batching.Batching, Iterable[batching.PromptBat
       total=kept + len(too_long_ids) + len(dropped_wrong), kept=kept,
       too_long=len(too_long_ids), wrong_answer=len(dropped_wrong),
       correct=None if predict_fn is None else correct, max_len=max_len,
-      too_long_ids=tuple(too_long_ids), wrong_answer_ids=dropped_wrong)
+      too_long_ids=tuple(too_long_ids), wrong_answer_ids=dropped_wrong,
+      kept_rows=tuple(kept_rows))
   if kept == 0:
     raise ValueError(f"no prompts left after filtering: {report.summary()}")
   return kept_batches, report

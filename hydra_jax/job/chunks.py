@@ -1,11 +1,12 @@
 """Cutting the kept prompts into chunks, and sweeping one chunk.
 
 Chunk i holds the kept prompts [i * size, (i + 1) * size). The engine is prepared once for
-the whole kept set (`prepare`: prompts padded once into [N, T], one clean pass for the
-resample table or the mean), then every chunk runs the same compiled batch program with
-`size` scored rows (the last chunk padded, `sweep.batching`), so the sweep compiles once
-and a chunk's numbers never depend on which other chunks ran in the same process: an
-interrupted and resumed run gives exactly the arrays of an uninterrupted one.
+the whole kept set (`prepare`: the prompts as the prompt set padded them, [N, T]; the
+resample table or the mean from the filter's clean pass, or from one of its own), then
+every chunk runs the same compiled batch program with `size` scored rows (the last chunk
+padded, `sweep.batching`), so the sweep compiles once and a chunk's numbers never depend
+on which other chunks ran in the same process: an interrupted and resumed run gives
+exactly the arrays of an uninterrupted one.
 
 Shapes: N kept prompts, n prompts of a chunk (<= size), K sources, T padded length.
 """
@@ -17,11 +18,9 @@ from typing import Optional
 
 import numpy as np
 
-from hydra_jax.data import batching
 from hydra_jax.job.runtime import to_host
 from hydra_jax.sweep import checks, engine
-
-LENGTH_MULTIPLE = 8      # the padded length T is a multiple of this (within the context)
+from hydra_jax.sweep.options import SweepOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,23 +42,16 @@ def make_layout(num_prompts: int, chunk_size: int) -> Layout:
   return Layout(num_prompts, min(chunk_size, num_prompts))
 
 
-def pad_tokens(rows, max_len: int):
-  """Token lists -> (tokens int32 [N, T] right-padded with 0, lengths int32 [N]); T is the longest
-  prompt rounded up to LENGTH_MULTIPLE (never past max_len)."""
-  longest = max(len(r) for r in rows)
-  return batching.right_pad(rows, max(longest, min(max_len, -(-longest // LENGTH_MULTIPLE)
-                                                   * LENGTH_MULTIPLE)))
-
-
-def prepare(model, prompts, sources: Optional[np.ndarray], layout: Layout, *, kind: str, path: str,
-            mesh=None, **options) -> engine.Prepared:
-  """The engine prepared for every kept prompt, `layout.size` scored rows per program call.
+def prepare(model, prompts, sources: Optional[np.ndarray], layout: Layout,
+            options: SweepOptions, *, mesh=None) -> engine.Prepared:
+  """The engine prepared for every kept prompt (as the prompt set padded them), `layout.size`
+  scored rows per program call; the table from the filter's clean components where it ran.
   Noise ablation noises the subject's tokens where the prompt set marks the subject."""
-  tokens, lengths = pad_tokens(prompts.tokens, model.config.max_seq_len)
-  if kind == "noise":
-    options["noise_positions"] = noise_positions(prompts.subjects, lengths, tokens.shape[1])
-  return engine.prepare(model.params, model.config, tokens, lengths, sources, kind=kind, path=path,
-                        mesh=mesh, batch_size=layout.size, **options)
+  positions = (noise_positions(prompts.subjects, prompts.lengths, prompts.tokens.shape[1])
+               if options.kind == "noise" else None)
+  return engine.prepare(model.params, model.config, prompts.tokens, prompts.lengths, sources,
+                        dataclasses.replace(options, batch_size=layout.size), mesh=mesh,
+                        noise_positions=positions, components=prompts.components)
 
 
 def noise_positions(subjects, lengths: np.ndarray, length: int) -> np.ndarray:
@@ -70,19 +62,20 @@ def noise_positions(subjects, lengths: np.ndarray, length: int) -> np.ndarray:
   return ((positions >= spans[:, :1]) & (positions < spans[:, 1:])).astype(np.float32)
 
 
-def sweep_chunk(prepared: engine.Prepared, prompts, layout: Layout, index: int, *,
-                check: bool = False, check_rtol: float = 1e-4,
-                keep_sources: int = 0) -> dict[str, np.ndarray]:
+def sweep_chunk(prepared: engine.Prepared, prompts, layout: Layout, index: int
+                ) -> dict[str, np.ndarray]:
   """Sweep chunk `index`; its arrays (the HydraResult fields, the prompts' ids and sources), each
-  [n], and response_by_source [n', K, C, C] for its rows among the first keep_sources prompts."""
-  rows = layout.chunk(index)
+  [n], and response_by_source [n', K, C, C] for its rows among the first keep_sources prompts
+  (checked when the options say so)."""
+  rows, options = layout.chunk(index), prepared.options
   measured, checked = prepared.run_rows(rows)                          # [B >= n] rows each
-  if check:
+  if options.check:
     checks.raise_if_inconsistent({name: to_host(value)[:len(rows)] for name, value in checked.items()},
-                                 check_rtol, upstream=prepared.upstream_checked)
+                                 options.check_rtol, upstream=prepared.upstream_checked)
   arrays = {name: to_host(value)[:len(rows)] for name, value in measured.items() if value is not None}
   if "response_by_source" in arrays:
-    arrays["response_by_source"] = arrays["response_by_source"][:max(0, keep_sources - rows[0])]
+    kept = max(0, options.keep_sources - rows[0])                      # rows among the first M
+    arrays["response_by_source"] = arrays["response_by_source"][:kept]
   arrays["prompt_id"] = prompts.ids[rows]
   if prepared.sources is not None:
     arrays["sources"] = prepared.sources[rows].astype(np.int64)

@@ -65,7 +65,7 @@ import ml_collections
 from hydra_jax.job import model_sources
 from hydra_jax.job import prompt_sources
 from hydra_jax.report import options as report_options
-from hydra_jax.sweep.measures import SIGMAS as RESPONSE_SCALES
+from hydra_jax.sweep.options import SweepOptions
 # The model section's helpers, used as run_config.model_section(...) etc. by the configs.
 from hydra_jax.job.model_section import (check_matches, check_model_fields,  # noqa: F401
                                          model_config_from, model_section,
@@ -73,9 +73,7 @@ from hydra_jax.job.model_section import (check_matches, check_model_fields,  # n
 
 MODEL_SOURCES = tuple(model_sources.SOURCES)     # names of the registries' tables
 DATASETS = tuple(prompt_sources.SOURCES)
-KINDS = ("resample", "zero", "mean", "noise")
 SOURCE_DRAWS = ("uniform", "same_relation")
-PATHS = ("incremental", "full")
 PROTOCOLS = ("layers", "heads")
 ABLATED_KINDS = report_options.ABLATED_KINDS
 DISTRIBUTED = ("auto", "on", "off")
@@ -94,10 +92,12 @@ def defaults() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(dict(
       name="embedded", data_dir="", manual_dir="", facts_file="", max_prompts=0,
       filter_correct=True, label_prefix=" ", num_prompts=256, prompt_length=16))
+  engine = SweepOptions()          # the engine's defaults, but the job's check and keep_sources
   config.sweep = ml_collections.ConfigDict(dict(
-      protocol="layers", kind="resample", num_sources=15, seed=0, sources="uniform",
-      path="incremental", chunk_size=64, check=True, response_scale="clean",
-      freeze_final_scale=False, keep_sources=8, noise_scale=3.0, doses=(0.25, 0.5, 0.75),
+      protocol="layers", kind=engine.kind, num_sources=engine.noise_draws,
+      seed=engine.noise_seed, sources="uniform", path=engine.path, chunk_size=64, check=True,
+      response_scale=engine.response_scale, freeze_final_scale=engine.freeze_final_scale,
+      keep_sources=8, noise_scale=engine.noise_scale, doses=(0.25, 0.5, 0.75),
       dose_prompts=64))
   config.heads = ml_collections.ConfigDict(dict(
       text_file="", num_sequences=64, seq_len=32, num_sources=4, seed=0, batch_size=32,
@@ -108,16 +108,10 @@ def defaults() -> ml_collections.ConfigDict:
 
 
 def _check_sweep(sweep: ml_collections.ConfigDict) -> None:
-  """The checks of config.sweep."""
-  require(sweep.kind in KINDS, "sweep.kind", sweep.kind, f"must be one of {KINDS}")
-  require(sweep.path in PATHS, "sweep.path", sweep.path, f"must be one of {PATHS}")
-  require(sweep.num_sources >= 1, "sweep.num_sources", sweep.num_sources, "must be >= 1")
-  require(sweep.chunk_size >= 1, "sweep.chunk_size", sweep.chunk_size, "must be >= 1")
+  """The checks of config.sweep: the engine's options where they are made (`SweepOptions`),
+  the job's own here."""
+  SweepOptions.from_config(sweep)
   require(sweep.sources in SOURCE_DRAWS, "sweep.sources", sweep.sources, f"must be one of {SOURCE_DRAWS}")
-  require(sweep.response_scale in RESPONSE_SCALES, "sweep.response_scale", sweep.response_scale,
-          f"must be one of {RESPONSE_SCALES}")
-  require(sweep.keep_sources >= 0, "sweep.keep_sources", sweep.keep_sources, "must be >= 0")
-  require(sweep.noise_scale >= 0, "sweep.noise_scale", sweep.noise_scale, "must be >= 0")
   require(all(0 < w < 1 for w in sweep.doses), "sweep.doses", sweep.doses,
           "must be strengths strictly between 0 and 1 (1 is the main sweep)")
   require(sweep.dose_prompts >= 0, "sweep.dose_prompts", sweep.dose_prompts, "must be >= 0 (0: none)")

@@ -23,6 +23,7 @@ Shapes: N kept prompts, n prompts of a chunk, K sources, C = 2L components.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Optional
 
@@ -38,6 +39,7 @@ from hydra_jax.job import runtime
 from hydra_jax.job.output import say   # the job's output lines (absl logging)
 from hydra_jax.report import summary as report_summary
 from hydra_jax.sweep import engine as sweep_engine
+from hydra_jax.sweep.options import SweepOptions
 
 
 def plan_for(config, model_config, shape: tuple[int, int]) -> plan_lib.Plan:
@@ -70,27 +72,23 @@ def draw_sources(config, prompts) -> Optional[np.ndarray]:
   prompts of the same relation); None for the other kinds."""
   if config.sweep.kind != "resample":
     return None
-  if config.sweep.num_sources >= len(prompts):
-    raise ValueError(f"config.sweep.num_sources={config.sweep.num_sources}: only {len(prompts)} "
-                     "prompts were kept, and each draws that many other prompts as sources")
   groups = None
   if config.sweep.sources == "same_relation":
     if not any(prompts.relations):
       raise ValueError(f'config.sweep.sources="same_relation": the prompts of '
                        f'{config.data.name!r} have no relations')
     groups = np.unique(np.array(prompts.relations), return_inverse=True)[1]
-  return np.asarray(sweep_engine.draw_sources(len(prompts), config.sweep.num_sources,
-                                              config.sweep.seed, groups=groups))
+  try:   # K against the kept prompts is checked where the sources are drawn, once
+    return np.asarray(sweep_engine.draw_sources(len(prompts), config.sweep.num_sources,
+                                                config.sweep.seed, groups=groups))
+  except ValueError as error:   # "num_sources=...": name it as the config's field
+    raise ValueError(f"config.sweep.{error} (of the {len(prompts)} kept prompts)") from None
 
 
-def sweep_options(config) -> dict[str, Any]:
-  """The engine's options of config.sweep (see job/config.py for their meaning)."""
-  sweep_config = config.sweep
-  return dict(kind=sweep_config.kind, path=sweep_config.path,
-              response_scale=sweep_config.response_scale,
-              freeze_final_scale=sweep_config.freeze_final_scale,
-              keep_sources=sweep_config.keep_sources > 0, noise_scale=sweep_config.noise_scale,
-              noise_draws=sweep_config.num_sources, noise_seed=sweep_config.seed)
+def sweep_options(config) -> SweepOptions:
+  """The engine's options of config.sweep (`SweepOptions.from_config`; job/config.py for
+  their meaning)."""
+  return SweepOptions.from_config(config.sweep)
 
 
 def _preparer(config, model, prompts, sources, mesh):
@@ -99,8 +97,8 @@ def _preparer(config, model, prompts, sources, mesh):
 
   def prepare():
     if not prepared:
-      prepared.append(chunks.prepare(model, prompts, sources, layout, mesh=mesh,
-                                     **sweep_options(config)))
+      prepared.append(chunks.prepare(model, prompts, sources, layout, sweep_options(config),
+                                     mesh=mesh))
     return prepared[0]
   return prepare
 
@@ -118,8 +116,7 @@ def run_chunks(config, model, prompts, store, prepare, computed: dict) -> dict[s
   start, count = time.time(), 0
   progress = output.Progress(layout.num_chunks, len(prompts), prompts_done, per_prompt)
   for index in todo:
-    arrays = chunks.sweep_chunk(prepare(), prompts, layout, index, check=config.sweep.check,
-                                keep_sources=config.sweep.keep_sources)
+    arrays = chunks.sweep_chunk(prepare(), prompts, layout, index)
     if runtime.writes():
       store.save_chunk(index, arrays)
       computed[index] = arrays
@@ -148,7 +145,7 @@ def gather_results(store, model, prompts, num_chunks, computed=None) -> dict[str
     arrays["relation"] = np.array(prompts.relations)
   arrays["token_text"] = np.array([decode([int(t)]) for t in arrays["token"]])
   if any(end > start for start, end in prompts.subjects):
-    arrays["subject"] = np.array([decode(list(tokens[start:end])).strip() if end > start else ""
+    arrays["subject"] = np.array([decode(tokens[start:end].tolist()).strip() if end > start else ""
                                   for tokens, (start, end) in zip(prompts.tokens, prompts.subjects)])
   return arrays
 
@@ -167,7 +164,8 @@ def sweep(config, model, store, mesh) -> runtime.Swept:
                 mesh=runtime.mesh_line(mesh))
   arrays = (gather_results(store, model, prompts, timing["chunks_total"], computed)
             if runtime.writes() else None)
-  info = dict(config=config.to_dict(), model=model.description, prompts=counts, timing=timing)
+  info = dict(config=config.to_dict(), model=model.description, prompts=counts, timing=timing,
+              sweep_options=dataclasses.asdict(sweep_options(config)))
   return runtime.Swept(arrays, info, doses)
 
 

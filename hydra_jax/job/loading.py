@@ -4,7 +4,7 @@ and the kept prompts.
     model_config_of(config)                   -> the model's ModelConfig, from config files alone
     describe(config)                          -> the model's source in words, for messages
     load_model(config, mesh)                  -> Model: ModelConfig, params, tokenizer, description
-    load_prompts(config, model)               -> Prompts: the kept prompts, in sweep order, and
+    load_prompts(config, model)               -> Prompts: the kept prompts [N, T] in order, and
                                                  the counts of those dropped and why
 
 The model comes from the ModelSource that config.model_source names

@@ -35,7 +35,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from hydra_jax.model import transformer as model_lib
+from hydra_jax.model import blocks, transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 
 USABLE_FRACTION = 0.85  # of a device's memory, leaving room for XLA's buffers
@@ -162,7 +162,7 @@ def working_set(config: ModelConfig, shapes, T: int, K: int, chunk_size: int, ro
 
   Fitted term by term to XLA's memory analysis of the compiled sweep (benchmarks/memory.py):
   the clean key/value cache of the scored prompts and its per-lane gather (2 copies); the
-  larger of the clean run's activations over all R rows and the ablation lanes in flight
+  larger of the clean run's activations over all B rows and the ablation lanes in flight
   (L lanes x K sources per prompt), each about T (or 1) x (F + 4D) floats; and on the
   layer-skipping (incremental) path one copy of the layer stack's weights, which every
   scan step gathers per lane.
@@ -175,7 +175,7 @@ def working_set(config: ModelConfig, shapes, T: int, K: int, chunk_size: int, ro
   gathered = 0
   if path == "incremental":
     gathered = sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize
-                   for name, module in shapes.items() if name.startswith("layers/")
+                   for module in blocks.stacked_layers(shapes).values()
                    for leaf in module.values()) / model
   return int(prompts * 2 * kv_cache + activations + gathered)
 
@@ -198,7 +198,7 @@ def make_plan(config: ModelConfig, *, num_prompts: int, prompt_length: int, num_
   flops = num_prompts * (forward_flops(config, T, T) + ablations_per_prompt * ablated)
 
   data, model = mesh_shape
-  rows = min(chunk_size, num_prompts)   # R: a batch holds its scored prompts; sources read the table
+  rows = min(chunk_size, num_prompts)   # B: a batch holds its scored prompts; sources read the table
   work = (working_set(config, tree, T, K, chunk_size, rows, data, model, path)
           + table_bytes(config, num_prompts, data))
   param_per_device = math.ceil(param_bytes / model)

@@ -24,11 +24,13 @@ A PromptSource is data:
   random       data.num_prompts random token rows of data.prompt_length tokens, for models
                without a tokenizer (e.g. a randomly initialised Chinchilla 7B)
 
-Text prompts are tokenized, bucketed by length, dropped (and counted) when longer than the
-model's context, and kept when the model's top prediction is the label's first token
-(data.filter_correct).
+Text prompts are tokenized, sorted by length, dropped (and counted) when longer than the
+model's context, padded once into [N, T], and kept when the model's top prediction is the
+label's first token (data.filter_correct). That prediction is the sweep's own clean pass
+(`SweepScorer`): the kept answer is the token the sweep scores, and the kept prompts'
+final-position components become the sweep's table (no second clean pass).
 
-Shapes: N kept prompts, T padded length.
+Shapes: N kept prompts, T padded length, C = 2L components, D d_model.
 """
 
 from __future__ import annotations
@@ -48,27 +50,32 @@ from hydra_jax.data import counterfact
 from hydra_jax.data import filtering
 from hydra_jax.data import known_facts
 from hydra_jax.data import loading as data_loading
+from hydra_jax.job import runtime
 from hydra_jax.job.model_section import require
-from hydra_jax.model import predict
 from hydra_jax.model.config import ModelConfig
+from hydra_jax.sweep import engine
 from hydra_jax.train import embedded
 
 Config = ml_collections.ConfigDict
 FILTER_BATCH = 64          # prompts per forward pass when checking answers
-LENGTH_MULTIPLE = 8        # pad lengths to multiples of this while checking answers: few shapes
+LENGTH_MULTIPLE = 8        # the prompts' padded length T: the longest, rounded up to a multiple
+                           # of this (within the context), so that few shapes compile
 NOMINAL_PROMPT_LENGTH = 32   # tokens per text prompt in plans made before tokenizing
 
 
 @dataclasses.dataclass(frozen=True)
 class Prompts:
-  """The kept prompts (N of them) in sweep order, each as its own token list."""
+  """The kept prompts (N of them) in sweep order, padded once into tokens [N, T]."""
   ids: np.ndarray                   # [N] record ids
   texts: tuple[str, ...]
   labels: tuple[str, ...]
-  tokens: tuple[tuple[int, ...], ...]
+  tokens: np.ndarray                # [N, T] int32, right-padded with 0 (T: `LENGTH_MULTIPLE`)
+  lengths: np.ndarray               # [N] int32 real tokens of each prompt
   counts: dict[str, Any]            # dataset, total, kept, dropped {reason: count}
   relations: tuple[str, ...] = ()   # each prompt's relation, where the prompt set has them
   subjects: tuple[tuple[int, int], ...] = ()   # each prompt's subject tokens [start, end), or (0, 0)
+  components: Optional[np.ndarray] = None      # [N, C, D] the filter's clean final-position
+                                               # components (the sweep's table), or None
 
   def __len__(self) -> int:
     return len(self.tokens)
@@ -109,28 +116,44 @@ def _text_plan(count: Callable[[Config], int], config: Config,
           min(NOMINAL_PROMPT_LENGTH, model_config.max_seq_len))
 
 
+class SweepScorer:
+  """The filter's predict_fn: the sweep's own clean pass (`engine.clean_pass`), so that the
+  kept answer is the token the sweep scores. It keeps the prompts' clean final-position
+  components [B, C, D] (`components`, on the host) for the sweep's table."""
+
+  def __init__(self, model):
+    self.model, self.components = model, None
+
+  def __call__(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    token, components = engine.clean_pass(self.model.params, self.model.config, tokens, lengths,
+                                          FILTER_BATCH)
+    self.components = runtime.to_host(components)
+    return runtime.to_host(token)
+
+
 def _text_prompts(records_of: Callable[[Config], list], config: Config, model) -> Prompts:
-  """The records' prompts the model keeps, in order of length (ties in dataset order)."""
+  """The records' prompts the model keeps, in order of length (ties in dataset order), padded
+  once: one batch of every prompt that fits the context, filtered by the sweep's clean pass."""
   data = config.data
   if model.tokenizer is None:
     raise ValueError(f"data.name={data.name!r} needs a tokenizer: set --config.tokenizer=PATH")
   records = records_of(config)
   if data.max_prompts:
     records = records[:data.max_prompts]
-  made = batching.make_batches(records, model.tokenizer, batch_size=FILTER_BATCH,
+  made = batching.make_batches(records, model.tokenizer, batch_size=max(len(records), 1),
                                max_len=model.config.max_seq_len, label_prefix=data.label_prefix,
                                length_multiple=LENGTH_MULTIPLE)
-  predict_fn = predict.predictor(model.params, model.config) if data.filter_correct else None
-  kept, report = filtering.filter_correct(made, predict_fn, keep_all=not data.filter_correct)
-  rows = [row for batch in kept for row in batch.rows()]
+  scorer = SweepScorer(model) if data.filter_correct else None
+  (kept,), report = filtering.filter_correct(made, scorer, keep_all=not data.filter_correct)
   dropped = {"longer than the context": report.too_long, "answered wrongly": report.wrong_answer}
   relation_of = {int(r["id"]): str(r.get("relation", r.get("relation_id", ""))) for r in records}
   subject_of = {int(r["id"]): str(r.get("subject", "")) for r in records}
-  return Prompts(ids=np.array([r.id for r in rows], np.int64), texts=tuple(r.prompt for r in rows),
-                 labels=tuple(r.label for r in rows), tokens=tuple(r.tokens for r in rows),
-                 relations=tuple(relation_of[r.id] for r in rows),
-                 subjects=tuple(batching.subject_span(model.tokenizer, r.prompt, subject_of[r.id])
-                                for r in rows),
+  ids = [int(i) for i in kept.ids]
+  return Prompts(ids=kept.ids, texts=kept.prompts, labels=kept.labels, tokens=kept.tokens,
+                 lengths=kept.lengths, relations=tuple(relation_of[i] for i in ids),
+                 subjects=tuple(batching.subject_span(model.tokenizer, text, subject_of[i])
+                                for i, text in zip(ids, kept.prompts)),
+                 components=None if scorer is None else scorer.components[list(report.kept_rows)],
                  counts=dict(dataset=data.name, total=report.total, kept=report.kept,
                              correct=report.correct,
                              dropped={k: v for k, v in dropped.items() if v}))
@@ -192,9 +215,9 @@ def _random_prompts(config: Config, model) -> Prompts:
   data = config.data
   rng = np.random.RandomState(config.seed)
   tokens = rng.randint(0, model.config.vocab_size, (data.num_prompts, data.prompt_length))
-  rows = tuple(tuple(int(t) for t in row) for row in tokens)
   return Prompts(ids=np.arange(data.num_prompts), texts=("",) * data.num_prompts,
-                 labels=("",) * data.num_prompts, tokens=rows,
+                 labels=("",) * data.num_prompts, tokens=tokens.astype(np.int32),
+                 lengths=np.full(data.num_prompts, data.prompt_length, np.int32),
                  counts=dict(dataset="random tokens", total=data.num_prompts,
                              kept=data.num_prompts, dropped={}))
 

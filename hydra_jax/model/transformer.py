@@ -58,7 +58,7 @@ class Outputs:
   resid_final: jax.Array   # [B, T, D]       z^L
   final_scale: jax.Array   # [B, T] float32  sigma of the final norm (frozen one if given)
   keys: jax.Array          # [B, L, T, G, E] the key/value cache of this run
-  values: jax.Array        # [B, L, T, G, K]
+  values: jax.Array        # [B, L, T, G, E]
 
 
 @jax.tree_util.register_dataclass
@@ -82,9 +82,9 @@ def _to_layer_major(array: jax.Array, unbatched_ndim: int, full_shape) -> jax.Ar
 
 
 def _scanned_sites(intervention: Optional[Intervention], config: ModelConfig, seq_len: int):
-  L, T, D, H, K = config.num_layers, seq_len, config.d_model, config.num_heads, config.head_size
+  L, T, D, H, E = config.num_layers, seq_len, config.d_model, config.num_heads, config.head_size
   shapes = {"resid_pre": (2, (L, T, D)), "attn_out": (2, (L, T, D)), "mlp_out": (2, (L, T, D)),
-            "head_out": (3, (L, T, H, K))}
+            "head_out": (3, (L, T, H, E))}
   scanned = {}
   if intervention is not None:
     for name, site in intervention.sites().items():
@@ -259,9 +259,14 @@ def count_params(params) -> int:
 # The final norm and unembedding as a linear map (sigma held fixed) -----------------------
 
 
+def embeddings(params: hk.Params) -> jax.Array:
+  """The input embedding table [V, D] (before embed_scale)."""
+  return params["embed"]["embeddings"]
+
+
 def unembedding(params: hk.Params, config: ModelConfig) -> jax.Array:
   """W_U [D, V] (the transposed embedding when tied)."""
-  return params["embed"]["embeddings"].T if config.tie_embeddings else params["unembed"]["w"]
+  return embeddings(params).T if config.tie_embeddings else params["unembed"]["w"]
 
 
 def unembed(params: hk.Params, config: ModelConfig, x: jax.Array, sigma: jax.Array) -> jax.Array:

@@ -22,7 +22,8 @@ fit with weights is `effects.weighted_fits`. `within_standard_error` is the clus
 (CR1) standard error of the within-prompt slope, exactly what statsmodels reports for OLS
 of y on x with prompt dummies and cov_type="cluster" (tests/test_estimators.py).
 
-Shapes: N prompts, K sources, C = 2L components, R weight rows (resamples).
+Shapes: N prompts, K sources, C = 2L components, R bootstrap resamples
+(one row of prompt weights each).
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ def within_standard_error(x: np.ndarray, y: np.ndarray, clusters) -> np.ndarray:
 
   By Frisch-Waugh-Lovell, the slope's entry of the sandwich of OLS with prompt dummies is
   sum_g (sum_{i in g} x~_i e_i)^2 / (sum x~^2)^2, e the residuals y~ - slope x~; CR1 scales it
-  by G / (G - 1) x (n - 1) / (n - p), n = N K observations, p = N + 1 parameters (the
-  intercept, N - 1 dummies, the slope), G clusters: statsmodels' cov_type="cluster".
+  by Q / (Q - 1) x (n - 1) / (n - p), n = N K observations, p = N + 1 parameters (the
+  intercept, N - 1 dummies, the slope), Q clusters: statsmodels' cov_type="cluster".
   """
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   (num_prompts, num_sources, _), clusters = x.shape, np.asarray(clusters)
@@ -81,7 +82,7 @@ def within_standard_error(x: np.ndarray, y: np.ndarray, clusters) -> np.ndarray:
   groups = np.unique(clusters, return_inverse=True)[1]                               # [N]
   num_groups = groups.max() + 1
   by_group = np.zeros((num_groups, scores.shape[1]))
-  np.add.at(by_group, groups, scores)                                                # [G, C]
+  np.add.at(by_group, groups, scores)                                                # [Q, C]
   n, p = num_prompts * num_sources, num_prompts + 1
   if num_groups < 2 or n <= p:
     return np.full(scores.shape[1], np.nan)

@@ -71,19 +71,20 @@ def _options_line(summary: Mapping[str, Any]) -> list[str]:
   options, boot = summary.get("sweep_options") or {}, summary.get("bootstrap") or {}
   if not options:
     return []
-  kind, count = options.get("kind", "?"), options.get("num_sources")
-  drawn = ("from the prompt's relation" if options.get("sources") == "same_relation"
+  draw = (summary.get("config") or {}).get("sweep") or {}       # the job's draw of sources
+  kind, count = options["kind"], draw.get("num_sources", options["noise_draws"])
+  drawn = ("from the prompt's relation" if draw.get("sources") == "same_relation"
            else "uniformly from the prompts")
   replaced = {"resample": f"resample ablation, {count} sources per prompt drawn {drawn}",
-              "noise": f"noise ablation (input embeddings + N(0, ({options.get('noise_scale')} "
+              "noise": f"noise ablation (input embeddings + N(0, ({options['noise_scale']} "
                        f"x their std)^2)), {count} draws per prompt"}.get(kind, f"{kind} ablation")
-  scale = ("the ablated run's own final-norm scale" if options.get("response_scale") == "ablated"
+  scale = ("the ablated run's own final-norm scale" if options["response_scale"] == "ablated"
            else "the clean run's final-norm scale")
-  return [f"- **Sweep**: {replaced} (seed {options.get('seed', '?')}), of every attention and "
-          f"MLP output at the final position, {options.get('path', '?')} path; responses read "
-          f"with {scale}; final scale {'frozen' if options.get('freeze_final_scale') else 'free'} "
-          f"in the ablated runs; consistency checks {'on' if options.get('check') else 'off'}; "
-          f"full per-source response matrices kept for {options.get('keep_sources', 0)} prompts",
+  return [f"- **Sweep**: {replaced} (seed {draw.get('seed', options['noise_seed'])}), of every "
+          f"attention and MLP output at the final position, {options['path']} path; responses "
+          f"read with {scale}; final scale {'frozen' if options['freeze_final_scale'] else 'free'} "
+          f"in the ablated runs; consistency checks {'on' if options['check'] else 'off'}; "
+          f"full per-source response matrices kept for {options['keep_sources']} prompts",
           f"- **Statistics**: {boot.get('resamples', '?')} bootstrap resamples of "
           f"{boot.get('num_clusters', '?')} clusters ({_cluster_words(boot)}; seed "
           f"{boot.get('seed', '?')}), {percent(boot.get('level', 0.95))} percentile "

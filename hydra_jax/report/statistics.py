@@ -52,13 +52,13 @@ def clusters_of(subjects) -> np.ndarray:
 
 def cluster_counts(clusters: np.ndarray, num_resamples: int, seed: int) -> np.ndarray:
   """int [R, N]: how many times each prompt is drawn in each bootstrap resample, when the
-  G clusters (ids 0..G-1 in `clusters` [N]) are drawn G times with replacement."""
+  Q clusters (ids 0..Q-1 in `clusters` [N]) are drawn Q times with replacement."""
   clusters = np.asarray(clusters, np.int64)
   num_clusters = int(clusters.max()) + 1 if clusters.size else 0
   rng = np.random.default_rng(seed)
-  draws = rng.integers(0, num_clusters, (num_resamples, num_clusters))             # [R, G]
-  flat = (draws + num_clusters * np.arange(num_resamples)[:, None]).ravel()          # [R * G]
-  counts = np.bincount(flat, minlength=num_resamples * num_clusters)                 # [R * G]
+  draws = rng.integers(0, num_clusters, (num_resamples, num_clusters))             # [R, Q]
+  flat = (draws + num_clusters * np.arange(num_resamples)[:, None]).ravel()          # [R * Q]
+  counts = np.bincount(flat, minlength=num_resamples * num_clusters)                 # [R * Q]
   return counts.reshape(num_resamples, num_clusters)[:, clusters]                    # [R, N]
 
 

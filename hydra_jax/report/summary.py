@@ -8,13 +8,13 @@ indices of its resample sources: the means over sources [N, C] and the per-sourc
 and parts of the compensation [N, K, C] under both readings of the final sigma
 (`measures.by_source_name`); optionally `response_by_source` [M, K, C, C], the
 per-source dDE of the first M prompts (its mean over K is `response[:M]`), `relation` [N]
-and `subject` [N] (the bootstrap's clusters), and the names of the components and of
-every array's axes (`report.results`; `report.load(workdir)` reads them). `dose.npz`
-(`DOSE_FILE`, optional) holds the dose-response sweep (`hydra_jax.job.dose`).
-`summary.json` holds the run's description (config, model, prompt counts, timing: the
-`info` passed to `write`; provenance: `hydra_jax.provenance`) and the statistics computed
-here from the arrays. Components: c = 2l is layer l's attention, 2l + 1 its MLP
-(docs/method.md); the per-layer statistics are over prompts:
+and `subject` [N] (the bootstrap's clusters), and the names of the components and of every
+array's axes (`report.results`; `report.load(workdir)` reads them). `dose.npz` (`DOSE_FILE`,
+optional) holds the dose-response sweep (`hydra_jax.job.dose`).
+`summary.json` holds the run's description (config, model, prompt counts, timing, sweep
+options: the `info` passed to `write`; provenance: `hydra_jax.provenance`) and statistics
+of the arrays. Components: c = 2l is layer l's attention, 2l + 1 its MLP (docs/method.md);
+the per-layer statistics are over prompts:
 
   direct_effect        mean DE of the component in the clean run
   total_effect         mean TE: change of the scored logit when the component is ablated
@@ -45,22 +45,24 @@ Every interval is the cluster bootstrap's (`statistics.cluster_counts`: prompts 
 subject are resampled together, each with all its sources). The headline
 (`report.headline`) holds the middle layers' means, the best layer and the clear layers
 under the rule of `report.clear`; dose_response the dose-response check (`report.dose`).
-Config: `config.report` (`report.options`, whose defaults fill missing keys).
+Config: `config.report` (`report.options`, whose defaults fill missing keys); the sweep's
+options: `sweep.options.SweepOptions` (serialised, its defaults fill missing keys).
 
 Shapes: N prompts, M prompts with per-source arrays, K sources, L layers, C = 2L components.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import types
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from hydra_jax.sweep import effects
+from hydra_jax.sweep.options import SweepOptions
 from hydra_jax.report import dose as report_dose
 from hydra_jax.report import drawing
 from hydra_jax.report import figures
@@ -112,10 +114,8 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
   return float(np.corrcoef(x, y)[0, 1])
 
 
-def downstream(num_components: int, parallel_block: bool = False) -> np.ndarray:
-  """bool [C, C]: [c, c2] when c2 reads the output of c (`effects.downstream_mask`)."""
-  shape = types.SimpleNamespace(num_components=num_components, parallel_block=parallel_block)
-  return effects.downstream_mask(shape)
+# bool [C, C] from (num_components, parallel_block): [c, c2] when c2 reads the output of c
+downstream = effects.downstream_of
 
 
 def source_spread(arrays, reads: np.ndarray) -> dict[str, list]:
@@ -191,14 +191,15 @@ def json_ready(value):
 
 
 def _choices(info: Mapping[str, Any]) -> dict[str, Any]:
-  choices = dict(DEFAULT_CHOICES)
-  choices.update((info.get("config") or {}).get("report") or {})
-  return choices
+  return dict(DEFAULT_CHOICES, **((info.get("config") or {}).get("report") or {}))
 
 
 def sweep_options(info: Mapping[str, Any]) -> dict[str, Any]:
-  """The sweep's options as run (config.sweep); a key an older run lacks stays absent."""
-  return dict((info.get("config") or {}).get("sweep") or {})
+  """The engine's options as run (`SweepOptions`, serialised): info's "sweep_options", else
+  those of the run's config.sweep (an older run); what neither says, SweepOptions' default."""
+  stored = info.get("sweep_options")
+  return dataclasses.asdict(SweepOptions(**stored) if stored is not None else
+                            SweepOptions.from_config((info.get("config") or {}).get("sweep") or {}))
 
 
 def per_source_info(arrays) -> Optional[dict[str, Any]]:
@@ -288,10 +289,8 @@ def redraw(workdir: str) -> dict[str, Any]:
   arrays = results_store.load_npz(results_path)
   dose_path = results_store.as_path(workdir) / DOSE_FILE
   doses = results_store.load_npz(dose_path) if dose_path.exists() else None
-  info = {}
   summary_path = results_store.as_path(workdir) / SUMMARY_FILE
-  if summary_path.exists():
-    saved = results_store.read_json(summary_path)
-    info = {k: saved[k] for k in ("config", "model", "prompts", "timing", "provenance")
-            if k in saved}
+  saved = results_store.read_json(summary_path) if summary_path.exists() else {}
+  info = {k: saved[k] for k in ("config", "model", "prompts", "timing", "provenance",
+                                "sweep_options") if k in saved}
   return write(workdir, arrays, info, save_arrays=False, doses=doses)

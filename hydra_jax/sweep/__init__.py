@@ -9,7 +9,8 @@
   sources      the resample sources drawn for each prompt
   checks       the consistency checks of docs/method.md, raised as ConsistencyError
   batching     a batch's rows on a mesh: the scored prompts, then padding
-  validation   numpy checks of a sweep's arguments before anything compiles
+  options      SweepOptions: a sweep's options, typed and checked when made (job, engine, report)
+  validation   numpy checks of a sweep's arrays before anything compiles
   sharding     prompts over the mesh's "data" axis, weights over its "model" axis
   engine       prepare / run_rows / hydra_sweep: the compiled programs and the driver
   heads        the per-head protocol: every head resample-ablated at every position

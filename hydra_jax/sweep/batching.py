@@ -2,7 +2,7 @@
 
 A batch program runs a fixed number of scored rows, a multiple of the mesh's "data" axis
 (each device holds the same number of prompts). Resample sources never enter a batch:
-their components come from one clean pass over every prompt (`engine.clean_components`),
+their components come from one clean pass over every prompt (`engine.clean_pass`),
 and `sources` index the prompts themselves. So the only layout rule is this one:
 
     rows  [ the scored prompts | padding: copies of the first scored prompt ]

@@ -24,7 +24,8 @@ Ablating component c gives, per ablated run:
 "Downstream" follows the architecture: component c = 2l + j (j = 0 attention, 1 MLP of
 layer l); in a sequential block m^l reads a^l, in a parallel block it does not.
 
-Shapes: B prompts, K sources, C = 2L components, D d_model, V vocabulary.
+Shapes: B prompts, K sources, C = 2L components, D d_model, V vocabulary; in the fits N
+prompts and R bootstrap resamples (one row of prompt weights each).
 """
 
 from __future__ import annotations
@@ -82,14 +83,19 @@ def is_attention(num_components: int) -> np.ndarray:
 
 
 def downstream_mask(config: ModelConfig) -> np.ndarray:
-  """bool [C, C]: [c, c2] is True when c2 reads (directly or not) the output of c.
+  """bool [C, C]: [c, c2] is True when c2 reads (directly or not) the output of c."""
+  return downstream_of(config.num_components, config.parallel_block)
+
+
+def downstream_of(num_components: int, parallel_block: bool = False) -> np.ndarray:
+  """`downstream_mask` from the two fields it needs (the report has no ModelConfig).
 
   Sequential block: every later component. Parallel block: components of later layers
   only (the MLP of layer l reads z^{l-1}, not a^l).
   """
-  c = np.arange(config.num_components)
-  if config.parallel_block:
-    return component_layer(len(c))[None, :] > component_layer(len(c))[:, None]
+  c = np.arange(num_components)
+  if parallel_block:
+    return component_layer(num_components)[None, :] > component_layer(num_components)[:, None]
   return c[None, :] > c[:, None]
 
 

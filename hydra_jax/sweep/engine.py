@@ -12,10 +12,11 @@ replacement itself, bit for bit.
 
 Two compiled programs per (config, options, mesh):
 
-  the clean pass   every prompt's clean final-position components [N, C, D], once per
-                   prompt set (`Replacements`): the resample table, and the mean
+  the clean pass   every prompt's clean run at its final position (`clean_pass`: the
+                   scored token [N] and components [N, C, D]), once per prompt set: the
+                   resample table, and the mean (or the caller's, e.g. the job's filter)
   a batch          B scored prompts (`batching.pad_rows`): their clean run, the ablated
-                   runs along one `paths.PATHS` entry, reduced to `HydraResult`
+                   runs along one `PATHS` entry, reduced to `HydraResult`
 
 `prepare` builds both for a prompt set and `run_rows` sweeps any rows of it (the main job
 calls it once per chunk); `hydra_sweep` runs every batch and concatenates. `path` picks
@@ -49,6 +50,7 @@ import numpy as np
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.sweep import batching, checks as checks_lib, effects, measures, noise, paths, sharding
 from hydra_jax.sweep import validation
+from hydra_jax.sweep.options import Settings, SweepOptions, settings_of, skips
 from hydra_jax.sweep.checks import ConsistencyError  # noqa: F401  (re-exported)
 from hydra_jax.sweep.layer_skip import skip_runs
 from hydra_jax.sweep.measures import HydraResult
@@ -56,20 +58,6 @@ from hydra_jax.sweep.sources import draw_sources  # noqa: F401  (re-exported)
 
 PATHS: dict[str, paths.AblationPath] = {
     "full": paths.full_runs, "incremental": paths.incremental_runs, "layer_skip": skip_runs}
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """Static (compile-time) choices of one batch program."""
-  kind: str                       # "resample" (table [N, C, D] + sources), "noise", else one [C, D]
-  path: str                       # a key of PATHS
-  response_scale: str
-  freeze_final_scale: bool
-  source_chunk: Optional[int]
-  lane_chunk: Optional[int]
-  keep_sources: bool = False      # also return the per-source response [B, K, C, C]
-  noise_draws: int = 0            # kind "noise": K draws per prompt, from noise_seed
-  noise_seed: int = 0
 
 
 def regression(result: HydraResult, part: str = "total") -> effects.Fit:
@@ -121,17 +109,22 @@ def compiled_batch(config: ModelConfig, settings: Settings, mesh=None):
 
 @functools.lru_cache(maxsize=None)
 def _compiled_clean(config: ModelConfig, mesh=None):
-  fn = lambda params, tokens, lengths: paths.clean_run(params, config, tokens, lengths).components
-  return jax.jit(fn) if mesh is None else jax.jit(fn, out_shardings=sharding.data_sharding(mesh))
+  def scored(params, tokens, lengths):
+    clean = paths.clean_run(params, config, tokens, lengths)
+    return clean.token, clean.components
+  return jax.jit(scored) if mesh is None else jax.jit(scored,
+                                                      out_shardings=sharding.data_sharding(mesh))
 
 
-def clean_components(params, config: ModelConfig, tokens, lengths, batch: int, mesh=None) -> jax.Array:
-  """Every prompt's clean final-position components [N, C, D], `batch` prompts per call."""
+def clean_pass(params, config: ModelConfig, tokens, lengths, batch: int,
+               mesh=None) -> tuple[jax.Array, jax.Array]:
+  """Every prompt's clean run at its final position, `batch` prompts per call, by the very
+  code of the sweep (`paths.clean_run`): (scored token [N], components [N, C, D])."""
   clean, parts = _compiled_clean(config, mesh), []
   for rows in batching.batches(tokens.shape[0], batch):
     padded, _ = batching.pad_rows(rows, batch, sharding.data_size(mesh))
     parts.append(clean(params, *sharding.place_batch((tokens[padded], lengths[padded]), mesh)))
-  return jnp.concatenate(parts)[:tokens.shape[0]]
+  return tuple(jnp.concatenate(part)[:tokens.shape[0]] for part in zip(*parts))
 
 
 # Preparing a prompt set, and sweeping rows of it -----------------------------------------------
@@ -149,56 +142,60 @@ class Prepared:
   num_scored: int                 # n: the first n prompts are ablated and scored
   batch: int                      # scored rows per program call (a multiple of the data axis)
   mesh: Any
-  upstream_checked: bool          # whether the path recomputes upstream components
+  options: SweepOptions
+
+  @property
+  def upstream_checked(self) -> bool:
+    """Whether the path recomputes upstream components (their check applies)."""
+    return not skips(self.options)
 
   def run_rows(self, rows: np.ndarray, dose: float = 1.0):
     return run_rows(self, rows, dose)
 
 
-def prepare(params, config: ModelConfig, tokens, lengths, sources=None, *, kind: str = "resample",
-            path: str = "incremental", mesh=None, num_scored: Optional[int] = None,
-            mean_activations=None, response_scale: str = "clean", freeze_final_scale: bool = False,
-            skip_unchanged_layers: bool = True, batch_size: Optional[int] = None,
-            source_chunk: Optional[int] = None, lane_chunk: Optional[int] = None,
-            keep_sources: bool = False, noise_scale: float = 3.0, noise_draws: int = 15,
-            noise_seed: int = 0, noise_positions=None, table=None) -> Prepared:
-  """Validate, compile and compute the replacement table once; see `hydra_sweep` for arguments.
-
-  `table` (internal) passes a precomputed table (e.g. ShapeDtypeStructs for lowering).
-  """
+def prepare(params, config: ModelConfig, tokens, lengths, sources=None,
+            options: SweepOptions = SweepOptions(), *, mesh=None, num_scored: Optional[int] = None,
+            mean_activations=None, noise_positions=None, components=None,
+            table=None) -> Prepared:
+  """Validate, compile and compute the replacement table once; see `hydra_sweep` for the
+  arguments. `components` [N, C, D]: the prompts' clean final-position components where
+  they are already computed (the job's filter ran the clean pass): the resample table, or
+  the mean's, with no clean pass here. `table` (internal) passes the table itself (e.g.
+  ShapeDtypeStructs for lowering)."""
   tokens, lengths, sources, n = validation.validate(
-      config, tokens, lengths, sources, kind=kind, path=path, num_scored=num_scored,
-      mean_activations=mean_activations, response_scale=response_scale, batch_size=batch_size,
-      source_chunk=source_chunk, lane_chunk=lane_chunk, mesh=mesh)
-  if noise_positions is not None and np.shape(noise_positions) != tokens.shape:
-    raise ValueError(f"noise_positions must have the tokens' shape {tokens.shape}, got "
-                     f"{np.shape(noise_positions)}")
-  batch = batching.round_up(min(batch_size or n, n), sharding.data_size(mesh))
+      config, tokens, lengths, sources, kind=options.kind, num_scored=num_scored,
+      mean_activations=mean_activations, mesh=mesh)
+  for name, value, shape in (("noise_positions", noise_positions, tokens.shape),
+                             ("components", components, tokens.shape[:1] + (
+                                 config.num_components, config.d_model))):
+    if value is not None and np.shape(value) != shape:
+      raise ValueError(f"{name} must have shape {shape}, got {np.shape(value)}")
+  batch = batching.round_up(min(options.batch_size or n, n), sharding.data_size(mesh))
   params = sharding.place_params(params, mesh)
-  if table is None and kind == "noise":
+  if table is None and options.kind == "noise":
     if noise_positions is None:                                        # every real token
       noise_positions = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
-    table = (jnp.float32(noise_scale * noise.embedding_std(params, config)),
+    table = (jnp.float32(options.noise_scale * noise.embedding_std(params, config)),
              jnp.asarray(noise_positions, jnp.float32))               # (std, [N, T])
   elif table is None:
-    table = _table(params, config, tokens, lengths, kind, mean_activations, batch, mesh)
-  skip = path == "incremental" and skip_unchanged_layers
-  settings = Settings(kind=kind if kind in ("resample", "noise") else "fixed",
-                      path="layer_skip" if skip else path,
-                      response_scale=response_scale, freeze_final_scale=freeze_final_scale,
-                      source_chunk=source_chunk, lane_chunk=lane_chunk, keep_sources=keep_sources,
-                      noise_draws=noise_draws if kind == "noise" else 0, noise_seed=noise_seed)
-  return Prepared(compiled_batch(config, settings, mesh), params, tokens, lengths, table, sources,
-                  n, batch, mesh, upstream_checked=not skip)
+    table = _table(params, config, tokens, lengths, options.kind, mean_activations,
+                   components, batch, mesh)
+  return Prepared(compiled_batch(config, settings_of(options), mesh), params, tokens, lengths,
+                  table, sources, n, batch, mesh, options)
 
 
-def _table(params, config, tokens, lengths, kind, mean_activations, batch, mesh):
+def _table(params, config, tokens, lengths, kind, mean_activations, components, batch, mesh):
   """What replaces the components: the clean table [N, C, D] (resample), or [C, D]."""
   if kind == "zero":
     return jnp.zeros((config.num_components, config.d_model), jnp.float32)
   if mean_activations is not None:
     return jnp.asarray(mean_activations, jnp.float32)
-  components = clean_components(params, config, tokens, lengths, batch, mesh)  # [N, C, D]
+  if components is None:
+    components = clean_pass(params, config, tokens, lengths, batch, mesh)[1]  # [N, C, D]
+  elif mesh is not None:               # the caller's, on the host: on every device (N may not
+    components = jax.device_put(components, sharding.replicated(mesh))  # split over "data")
+  else:
+    components = jnp.asarray(components)
   return components if kind == "resample" else components.astype(jnp.float32).mean(0)
 
 
@@ -229,9 +226,9 @@ def _batch_arrays(prepared: Prepared, rows: np.ndarray):
                               prepared.mesh)
 
 
-def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, kind: str = "resample",
-                path: str = "incremental", mesh=None, check: bool = False, check_rtol: float = 1e-4,
-                dose: float = 1.0, **options) -> HydraResult:
+def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, mesh=None,
+                dose: float = 1.0, num_scored: Optional[int] = None, mean_activations=None,
+                noise_positions=None, **options) -> HydraResult:
   """Ablate every component of every prompt at its final position; see the module docstring.
 
   Args:
@@ -239,48 +236,49 @@ def hydra_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, k
     tokens: int32 [N, T], right-padded; lengths: int32 [N], real tokens per prompt.
     sources: int32 [n, K], for kind "resample": prompt b's replacements come from prompts
       sources[b] (indices into all N; see `draw_sources`). None for "zero" and "mean".
-    kind: "resample", "zero", "mean" (the mean over all N prompts, or mean_activations) or
-      "noise" (`hydra_jax.sweep.noise`: the component in runs of the same prompt with noisy
-      input embeddings, noise_draws draws of std noise_scale x the embeddings' std, at
-      noise_positions [N, T] (default: every real token; the job passes the subject's)).
-    path: "incremental" (default) or "full"; both give the same numbers.
     mesh: a jax.sharding.Mesh with a "data" (and optionally "model") axis, or None.
-    check: raise ConsistencyError when a check of docs/method.md fails (tolerance check_rtol,
-      relative to each prompt's largest |DE|).
     dose: w in [0, 1]: each component is replaced by (1 - w) x clean + w x its replacement.
-    **options: num_scored (the first n prompts are ablated; the others serve only as
-      sources and in the mean), mean_activations [C, D], response_scale ("clean" sigma or
-      the run's own: "ablated"), freeze_final_scale (hold the ablated runs' final sigma at
-      the clean value: norm_remainder is then zero), skip_unchanged_layers, keep_sources
-      (also return the per-source response), noise_scale / noise_draws / noise_seed, and
-      memory bounds: batch_size scored prompts
-      per program, source_chunk sources vmapped at once, lane_chunk lanes at a time.
+    num_scored: the first n prompts are ablated; the others serve only as sources and in
+      the mean. mean_activations [C, D]: the mean of kind "mean" (default: over all N).
+      noise_positions [N, T]: where kind "noise" noises the embeddings (default: every
+      real token; the job passes the subject's).
+    **options: the fields of `SweepOptions` (`hydra_jax.sweep.options`, their defaults and
+      meaning): kind ("resample", "zero", "mean", "noise"), path ("incremental" or "full",
+      the same numbers), check / check_rtol (raise ConsistencyError when a check of
+      docs/method.md fails), response_scale, freeze_final_scale, skip_unchanged_layers,
+      keep_sources, noise_scale / noise_draws / noise_seed, and the memory bounds
+      batch_size, source_chunk, lane_chunk.
 
   Returns:
     HydraResult with a leading axis of n prompts.
   """
-  prepared = prepare(params, config, tokens, lengths, sources, kind=kind, path=path, mesh=mesh,
-                     **options)
+  prepared = prepare(params, config, tokens, lengths, sources, SweepOptions(**options), mesh=mesh,
+                     num_scored=num_scored, mean_activations=mean_activations,
+                     noise_positions=noise_positions)
   parts = [jax.tree_util.tree_map(lambda x, n=len(rows): x[:n], run_rows(prepared, rows, dose))
            for rows in batching.batches(prepared.num_scored, prepared.batch)]
   measured, checks = jax.tree_util.tree_map(
       lambda *xs: jnp.concatenate(xs) if len(xs) > 1 else xs[0], *parts)
-  if check:
-    checks_lib.raise_if_inconsistent(checks, check_rtol, upstream=prepared.upstream_checked)
+  if prepared.options.check:
+    checks_lib.raise_if_inconsistent(checks, prepared.options.check_rtol,
+                                     upstream=prepared.upstream_checked)
   return HydraResult(**measured)
 
 
-def lower_sweep(params, config: ModelConfig, tokens, lengths, sources=None, **options) -> jax.stages.Lowered:
+def lower_sweep(params, config: ModelConfig, tokens, lengths, sources=None, *, mesh=None,
+                num_scored: Optional[int] = None, **options) -> jax.stages.Lowered:
   """The program of hydra_sweep's first batch, lowered (same arguments; params may be
   ShapeDtypeStructs): `.compile()` it to time compilation, read `.cost_analysis()` or
   `.memory_analysis()`, or inspect the HLO. Nothing is computed."""
-  kind = options.get("kind", "resample")
+  sweep_options = SweepOptions(**options)
   table = {"resample": jax.ShapeDtypeStruct((np.shape(tokens)[0], config.num_components, config.d_model),
                                             jnp.dtype(config.dtype)),
            "noise": (jax.ShapeDtypeStruct((), jnp.float32),
                      jax.ShapeDtypeStruct(np.shape(tokens), jnp.float32))}.get(
-               kind, jax.ShapeDtypeStruct((config.num_components, config.d_model), jnp.float32))
-  prepared = prepare(params, config, tokens, lengths, sources, table=table, **options)
+               sweep_options.kind,
+               jax.ShapeDtypeStruct((config.num_components, config.d_model), jnp.float32))
+  prepared = prepare(params, config, tokens, lengths, sources, sweep_options, mesh=mesh,
+                     num_scored=num_scored, table=table)
   arrays = _batch_arrays(prepared, np.arange(min(prepared.batch, len(prepared.tokens))))
   return prepared.program.lower(prepared.params, *arrays[:2], table, arrays[2],
                                 _placed_dose(1.0, prepared.mesh))

@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hydra_jax.model import norms
+from hydra_jax.model import blocks, norms
 from hydra_jax.model import transformer as model
 from hydra_jax.model.config import PER_LAYER, ModelConfig
 from hydra_jax.model.interventions import Intervention, Site
@@ -122,10 +122,10 @@ def post_sigma(params, config: ModelConfig, z: jax.Array) -> jax.Array:
   the heads' outputs z [B, L, T, H, E]; ones without post_norms (no norm to freeze)."""
   if not config.post_norms:
     return jnp.ones(z.shape[:3], jnp.float32)
-  w_o = params["layers/attention"]["o"].astype(jnp.float32)           # [L, H, E, D]
-  out = jnp.einsum("blthe,lhed->bltd", z.astype(jnp.float32), w_o)
+  attention = blocks.stacked_layers(params)["attention"]              # o [L, H, E, D]
+  out = jnp.einsum("blthe,lhed->bltd", z.astype(jnp.float32), attention["o"].astype(jnp.float32))
   if config.attn_out_bias:
-    out = out + params["layers/attention"]["o_bias"].astype(jnp.float32)[:, None]
+    out = out + attention["o_bias"].astype(jnp.float32)[:, None]
   return norms.norm_sigma(config, out)
 
 
@@ -133,33 +133,34 @@ def head_contribution(params, config: ModelConfig, layer: int, head, z, sigma) -
   """What head (layer, head) with outputs z [B, T, E] adds to the residual, [B, T, D]:
   z W_O[layer, head], through the layer's attention post-norm with its sigma frozen at
   sigma [B, T] (post_norms; no bias: it belongs to no head). Linear in z."""
-  y = z.astype(jnp.float32) @ params["layers/attention"]["o"][layer, head].astype(jnp.float32)
+  layers = blocks.stacked_layers(params)
+  y = z.astype(jnp.float32) @ layers["attention"]["o"][layer, head].astype(jnp.float32)
   if not config.post_norms:
     return y
-  scale = params["layers/attn_post_norm"]["scale"][layer]
-  return norms.norm({"scale": scale}, config, y, sigma)[0]
+  return norms.norm({"scale": layers["attn_post_norm"]["scale"][layer]}, config, y, sigma)[0]
 
 
 def _head_readout(params, config: ModelConfig, direction, sigma, post) -> jax.Array:
   """g [B, T-1, L, H, E] with DE of head (l, h) = z[l, t, h] . g[t, l, h]: the centred logit's
   direction [B, T-1, D] over the final sigma [B, T-1], pulled back through the frozen
   post-norm (the transpose of `head_contribution`'s map; post sigma [B, L, T-1]) and W_O."""
+  layers = blocks.stacked_layers(params)
   w = direction / sigma[..., None]                                    # [B, P, D]
   if config.post_norms:                # (y P) * gain / s . w = y . P (gain * w) / s
-    w = norms.norm_gain(config, params["layers/attn_post_norm"])[:, None] * w[:, None]
+    w = norms.norm_gain(config, layers["attn_post_norm"])[:, None] * w[:, None]
     if norms.CENTRES_FEATURES[config.norm]:
       w = w - w.mean(-1, keepdims=True)
     w = jnp.moveaxis(w / post[..., None], 1, 2)                       # [B, P, L, D]
   else:
     w = jnp.broadcast_to(w[:, :, None], w.shape[:2] + (config.num_layers, w.shape[-1]))
-  w_o = params["layers/attention"]["o"].astype(jnp.float32)           # [L, H, E, D]
+  w_o = layers["attention"]["o"].astype(jnp.float32)                  # [L, H, E, D]
   return jnp.einsum("lhed,bpld->bplhe", w_o, w)
 
 
 def _sliced(params, config: ModelConfig, layer: int):
   """Weights and config of layers layer..L-1 alone (the embedding is fed over, unused)."""
-  sliced = {name: (jax.tree_util.tree_map(lambda p: p[layer:], value)
-                   if name.startswith("layers/") else value) for name, value in params.items()}
+  stack = jax.tree_util.tree_map(lambda p: p[layer:], blocks.stacked_layers(params))
+  sliced = {**params, **{blocks.LAYER_PREFIX + name: value for name, value in stack.items()}}
   per_layer = {field: getattr(config, field)[layer:] for field in PER_LAYER}   # () stays ()
   return sliced, dataclasses.replace(config, num_layers=config.num_layers - layer, **per_layer)
 

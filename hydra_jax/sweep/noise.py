@@ -24,7 +24,7 @@ from hydra_jax.sweep import effects
 
 def embedding_std(params, config: ModelConfig) -> float:
   """The standard deviation of the input embeddings' entries (table x embed_scale)."""
-  return float(jnp.std(params["embed"]["embeddings"].astype(jnp.float32)) * config.embed_scale)
+  return float(jnp.std(transformer.embeddings(params).astype(jnp.float32)) * config.embed_scale)
 
 
 def noised_components(params, config: ModelConfig, tokens, lengths, rows, noise_positions, *,

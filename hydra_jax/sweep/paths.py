@@ -8,7 +8,7 @@ moved, and the run's final-norm scale - so no per-ablation [B, V] logits ever ex
 The protocol (`AblationPath`): a path takes the `Setup` of a batch (parameters, config,
 tokens, the clean run, the frozen final scale, memory chunks; built once by the engine)
 and the replacement values [B, K, C, D], and returns (Changes [B, K, C, ...], Baseline [B]).
-Three paths implement it, in `PATHS`:
+Three paths implement it, in `engine.PATHS` (the path name -> its function):
 
   full         re-run the whole prompt with the intervention (`forward`); any position
                mask works here

@@ -1,8 +1,9 @@
 """Checking a sweep's arguments with numpy, before anything is traced or compiled.
 
 Every bad input raises a ValueError that names the argument: tokens beyond the context or
-the vocabulary, lengths of 0 or beyond T, sources outside the prompts or K = 0, unknown
-kinds or paths, a mean of the wrong shape, a mesh the sweep cannot use.
+the vocabulary, lengths of 0 or beyond T, sources outside the prompts or K = 0, a mean of
+the wrong shape, a mesh the sweep cannot use. The options themselves (kind, path, ...)
+are checked where they are made (`sweep.options.SweepOptions`).
 
 Shapes: N prompts, T positions, K sources, C = 2L components, D d_model.
 """
@@ -13,19 +14,11 @@ import numpy as np
 
 from hydra_jax.model import transformer as model
 from hydra_jax.sweep import sharding
-from hydra_jax.sweep.measures import SIGMAS as RESPONSE_SCALES
-
-KINDS = ("resample", "zero", "mean", "noise")
-PATHS = ("incremental", "full")
 
 
-def validate(config, tokens, lengths, sources, *, kind, path, num_scored, mean_activations,
-              response_scale, batch_size, source_chunk, lane_chunk, mesh):
-  """Check every argument with numpy before anything compiles; returns numpy int32 arrays."""
-  for name, value, allowed in (("kind", kind, KINDS), ("path", path, PATHS),
-                               ("response_scale", response_scale, RESPONSE_SCALES)):
-    if value not in allowed:
-      raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+def validate(config, tokens, lengths, sources, *, kind, num_scored, mean_activations, mesh):
+  """Check the arrays of a sweep of `kind` with numpy before anything compiles; returns
+  (tokens, lengths, sources) as numpy int32 arrays and n, the number of scored prompts."""
   model.check_tokens(config, tokens)
   tokens = np.asarray(tokens)
   N, T = tokens.shape
@@ -59,8 +52,5 @@ def validate(config, tokens, lengths, sources, *, kind, path, num_scored, mean_a
     if kind != "mean" or np.shape(mean_activations) != expected:
       raise ValueError(f'mean_activations must have shape {expected} and goes with kind="mean"; '
                        f"got shape {np.shape(mean_activations)} with kind={kind!r}")
-  for name, value in (("batch_size", batch_size), ("source_chunk", source_chunk), ("lane_chunk", lane_chunk)):
-    if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-      raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
   sharding.validate_mesh(mesh)
   return tokens.astype(np.int32), lengths.astype(np.int32), sources, n
