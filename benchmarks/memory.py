@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra_jax.job import chunks, loading as inputs, plan as plan_lib, run as job  # noqa: E402
+from hydra_jax.job import chunks, loading as inputs, plan as plan_lib, layers, runtime  # noqa: E402
 from hydra_jax.sweep import engine as sweep  # noqa: E402
 
 MIB = 2 ** 20
@@ -72,7 +72,7 @@ def first_chunk(config, model):
   """(prompts, sources, layout, T, the job's sweep program for chunk 0, lowered). One device:
   no mesh (which would place the weights, and these may be shapes only)."""
   prompts = inputs.load_prompts(config, model)
-  sources = job.draw_sources(config, prompts)
+  sources = layers.draw_sources(config, prompts)
   layout = chunks.make_layout(len(prompts), config.sweep.chunk_size)
   tokens, lengths = prompts.tokens, prompts.lengths                              # [N, T], [N]
   lowered = sweep.lower_sweep(model.params, model.config, tokens, lengths, sources,
@@ -89,10 +89,10 @@ def xla_bytes(compiled) -> int:
 
 def measure(args, name, num_prompts, length, sources, chunk, executed) -> dict:
   config = job_config(args, num_prompts, length, sources, chunk)
-  shape = job.mesh_shape(config)
-  mesh = job.make_mesh(shape)
+  shape = runtime.mesh_shape(config)
+  mesh = runtime.make_mesh(shape)
   model_config = inputs.model_config_of(config)
-  plan = job.plan_for(config, model_config, shape)
+  plan = layers.plan_for(config, model_config, shape)
   before = resident_bytes()
   if executed:
     model = inputs.load_model(config, mesh)
@@ -104,7 +104,7 @@ def measure(args, name, num_prompts, length, sources, chunk, executed) -> dict:
                  prompts=len(prompts), plan=plan.bytes_per_device,
                  plan_weights=plan.param_bytes_per_device, xla=xla_bytes(lowered.compile()))
   if executed:
-    prepared = chunks.prepare(model, prompts, source_rows, layout, job.sweep_options(config),
+    prepared = chunks.prepare(model, prompts, source_rows, layout, layers.sweep_options(config),
                               mesh=mesh)
     for index in range(layout.num_chunks):
       chunks.sweep_chunk(prepared, prompts, layout, index)

@@ -53,13 +53,13 @@ def main(argv) -> None:
   # JAX reports at INFO that it found no TPU on machines without one: not news for a user.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   output.use_log_dir()
-  from hydra_jax.job import run as job  # after flag parsing, so --help stays fast
+  from hydra_jax.job import run as job, runtime  # after flag parsing, so --help stays fast
   try:
     job.run(config, _WORKDIR.value)      # checks the config first, before any device use
   except (ValueError, FileNotFoundError) as error:  # the project's "bad input" errors
-    _stop(f"hydra_jax.main: error: {error}", job.joined())
+    _stop(f"hydra_jax.main: error: {error}", runtime.joined())
   except Exception as error:
-    joined = job.joined()
+    joined = runtime.joined()
     if not joined:
       raise
     if not _lost_peer(error):

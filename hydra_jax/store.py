@@ -189,7 +189,13 @@ class ResultStore:
 
   def load_all(self, indices: Iterable[int]) -> dict[str, np.ndarray]:
     """Concatenate the given chunks' arrays along their first (prompt) axis."""
-    chunks = [self.load_chunk(i) for i in indices]
-    if not chunks:
-      return {}
-    return {name: np.concatenate([c[name] for c in chunks], axis=0) for name in chunks[0]}
+    return concatenate([self.load_chunk(i) for i in indices])
+
+
+def concatenate(chunks: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """Chunks' arrays (each [n_i, ...], the same names) concatenated along their first axis;
+  {} for no chunk."""
+  chunks = list(chunks)
+  if not chunks:
+    return {}
+  return {name: np.concatenate([c[name] for c in chunks], axis=0) for name in chunks[0]}

@@ -244,6 +244,34 @@ def test_heads_job_runs_on_a_random_gemma3_model(tmp_path):
   assert "attention post-norm at the clean run's scale" in (tmp_path / "run" / "report.md").read_text()
 
 
+def test_heads_dry_run_prints_its_plan_and_writes_nothing(tmp_path, monkeypatch):
+  from hydra_jax.job import loading
+  from hydra_jax.job import run as job
+  lines = []
+  monkeypatch.setattr(job, "say", lines.append)
+  monkeypatch.setattr(loading, "load_model", lambda *args: pytest.fail("a dry run loads no model"))
+  config = _job_config()
+  config.dry_run = True
+  assert job.run(config, str(tmp_path / "run")) is None
+  assert not (tmp_path / "run").exists()
+  assert lines[-1].splitlines()[:2] == [
+      "plan for tiny (heads):", "  sweep               4 sequences of 8 tokens in 1 batches of 4 x "
+      "32 heads x 2 sources = 256 ablated forwards"]
+
+
+def test_heads_job_refuses_a_model_other_than_config_model(tmp_path):
+  from hydra_jax.job import run as job
+  config = _job_config()
+  config.model.num_layers = 3
+  with pytest.raises(ValueError, match=r"^the embedded model does not match config.model: "
+                                       r"num_layers=3 \(the model has 8\)"):
+    job.run(config, str(tmp_path / "run"))
+  config = _job_config(seq_len=4096)
+  with pytest.raises(ValueError, match="config.heads.seq_len=4096 exceeds the model's context"):
+    job.run(config, str(tmp_path / "run"))
+  assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("num_sources", 4, "must be < heads.batch_size"), ("num_sequences", 6, "multiple of"),
     ("text_file", "/nonexistent.txt", "no such file"), ("seq_len", 1, "must be >= 2")])

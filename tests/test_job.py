@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from hydra_jax import checkpoints, data
+from hydra_jax import store as results_store
 from hydra_jax.job import chunks
 from hydra_jax.job import loading
 from hydra_jax.job import run as job
+from hydra_jax.job import runtime
 from hydra_jax.model import predict
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.sweep import engine as sweep
@@ -41,13 +43,13 @@ def test_the_planned_model_is_the_loaded_model(tmp_path, source, dtype):
 
 def test_mesh_shape_takes_what_the_model_axis_leaves():
   config, count = job_config("tiny"), jax.device_count()
-  assert job.mesh_shape(config) == (count, 1)
+  assert runtime.mesh_shape(config) == (count, 1)
   config.mesh.model = 2 * count                     # a larger machine's mesh, for a dry run
-  assert job.mesh_shape(config) == (1, 2 * count)
+  assert runtime.mesh_shape(config) == (1, 2 * count)
   with pytest.raises(ValueError, match=rf"\(data=1, model={2 * count}\) does not fit the "
                                        rf"{count} devices here"):
-    job.make_mesh(job.mesh_shape(config))
-  assert dict(job.make_mesh((count, 1)).shape) == {"data": count, "model": 1}
+    runtime.make_mesh(runtime.mesh_shape(config))
+  assert dict(runtime.make_mesh((count, 1)).shape) == {"data": count, "model": 1}
 
 
 def test_bad_input_stops_before_anything_is_written(tmp_path):
@@ -63,6 +65,44 @@ def test_bad_input_stops_before_anything_is_written(tmp_path):
                                        r"num_layers=3 \(the model has 8\)"):
     job.run(config, str(tmp_path / "b"))
   assert not list(tmp_path.iterdir())
+
+
+def test_gather_reads_back_only_the_resumed_chunks(tmp_path, monkeypatch):
+  """A chunk computed in this process is gathered from memory; only the chunks a run
+  resumed are read from the store (here chunk 1 is computed again, 0 and 2 resumed)."""
+  store = results_store.ResultStore(tmp_path)
+  saved = [{"prompt_id": np.arange(2 * i, 2 * i + 2), "x": np.full((2, 3), i, np.float32)}
+            for i in range(3)]
+  for index, arrays in enumerate(saved):
+    store.save_chunk(index, arrays)
+  loads = []
+  load_chunk = store.load_chunk
+  monkeypatch.setattr(store, "load_chunk", lambda index: loads.append(index) or load_chunk(index))
+  found = runtime.gather_chunks(store, {1: saved[1]}, 3)
+  assert loads == [0, 2]
+  np.testing.assert_array_equal(found["prompt_id"], np.arange(6))
+  np.testing.assert_array_equal(found["x"][:, 0], [0, 0, 1, 1, 2, 2])
+  assert runtime.gather_chunks(store, dict(enumerate(saved)), 3)["x"].shape == (6, 3)
+  assert loads == [0, 2]                                   # all in memory: nothing read
+
+
+def test_the_layer_job_keeps_its_chunks_in_memory(tmp_path, monkeypatch):
+  """A fresh run reads no chunk back; a resumed one reads only the chunks it skipped."""
+  loads = []
+  load_chunk = results_store.ResultStore.load_chunk
+  monkeypatch.setattr(results_store.ResultStore, "load_chunk",
+                      lambda self, index: loads.append(index) or load_chunk(self, index))
+  config = job_config("tiny")
+  config.data.max_prompts, config.sweep.num_sources, config.sweep.chunk_size = 24, 2, 8
+  config.sweep.dose_prompts, config.report.figures = 0, False
+  first = job.run(config, str(tmp_path))
+  assert loads == [] and first["timing"]["chunks_resumed"] == 0
+  num_chunks = first["timing"]["chunks_total"]
+  (tmp_path / "chunks" / "chunk_00001.npz").unlink()
+  again = job.run(config, str(tmp_path))
+  assert loads == [i for i in range(num_chunks) if i != 1]
+  assert again["timing"]["chunks_resumed"] == num_chunks - 1
+  assert again["per_layer"] == first["per_layer"]
 
 
 def test_kept_prompts_are_answered_correctly_in_order_of_length(monkeypatch):

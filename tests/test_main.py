@@ -63,7 +63,7 @@ def finished_run(tmp_path_factory):
   code, out, err = run_main(*SMALL, f"--workdir={workdir}", f"--log_dir={logs}")
   assert code == 0, err
   logged = (logs / "hydra_jax.main.INFO").read_text()          # the same lines, absl-prefixed
-  assert re.search(r"^I\d{4} [\d:.]+ +\d+ run\.py:\d+\] chunk 1/", logged, re.M), logged
+  assert re.search(r"^I\d{4} [\d:.]+ +\d+ layers\.py:\d+\] chunk 1/", logged, re.M), logged
   return workdir, err, time.time() - start
 
 

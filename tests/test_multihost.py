@@ -44,6 +44,9 @@ SMALL = ["--config=configs/tiny.py", "--config.data.max_prompts=32", "--config.s
          "--config.report.figures=False"]   # the figures are tested elsewhere
 DATA_ONLY = ["--config.sweep.chunk_size=8"]                      # 8 divides the data axis (8)
 DATA_BY_MODEL = ["--config.sweep.chunk_size=6", "--config.mesh.data=4", "--config.mesh.model=2"]
+HEADS = ["--config.sweep.protocol=heads", "--config.heads.num_sequences=16",   # 2 batches of 8
+         "--config.heads.batch_size=8", "--config.heads.seq_len=8", "--config.heads.num_sources=2",
+         "--config.heads.cells_per_step=8"]
 POD_SECONDS = 540      # a hung pod (a collective deadlock) is stopped by the launcher
 STOP_SECONDS = 90      # a surviving process stops within this (heartbeat 20 s; loaded machine)
 
@@ -126,9 +129,13 @@ def finish(process, timeout=600, rerun_on_deadlock=True) -> str:
   return out + err
 
 
-def load(workdir):
-  with np.load(os.path.join(workdir, "results.npz")) as data:
+def load_npz(path):
+  with np.load(path) as data:
     return {name: data[name] for name in data.files}
+
+
+def load(workdir):
+  return load_npz(os.path.join(workdir, "results.npz"))
 
 
 def assert_same(results, reference, *, atol=0.0):
@@ -217,6 +224,24 @@ def test_killed_process_stops_the_other_and_the_rerun_resumes(runs, audit):
   results = load(workdir)
   assert_same(results, load(runs["eight_data"][0]))
   assert_same(results, load(runs["one_device"][0]), atol=1e-4)
+
+
+@needs_gloo
+def test_heads_pod_matches_one_process(audit):
+  """The heads protocol as a pod of 2 processes (data=8 over both): process 0 alone writes,
+  and its batches and summary are those of one process on one device."""
+  env, root, log_prefix = audit
+  pod = launch(env, root / "heads_pod", *HEADS)
+  single = launch(env, root / "heads_one", *HEADS, devices=1, processes=1)
+  out = finish(pod)
+  finish(single)
+  assert "cpu: 8 devices (cpu) in 2 processes" in out and "mesh: data=8 x model=1" in out
+  for index in range(2):
+    name = f"chunks/chunk_{index:05d}.npz"
+    assert_same(load_npz(root / "heads_pod" / name), load_npz(root / "heads_one" / name), atol=1e-4)
+  summaries = [json.loads((root / name / "summary.json").read_text()) for name in ("heads_pod", "heads_one")]
+  np.testing.assert_allclose(*(np.array(s["per_head"]["self_repair"]) for s in summaries), atol=1e-4)
+  assert not [line for line in written_by(log_prefix, 1) if "heads_pod" in line]
 
 
 @needs_gloo

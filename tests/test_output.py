@@ -11,8 +11,11 @@ import sys
 
 import pytest
 
+from hydra_jax.job import config as run_config
 from hydra_jax.job import output
+from hydra_jax.job import layers
 from hydra_jax.job import run as job_run
+from hydra_jax.job import runtime
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRY_RUN = [sys.executable, "-m", "hydra_jax.main", "--config=configs/tiny.py",
@@ -44,9 +47,11 @@ def test_the_final_line_counts_the_report(monkeypatch):
   def write(workdir, arrays, info, doses=None):     # a report that takes 7 s
     now[0] += 7.0
     return {"written": workdir}
-  monkeypatch.setattr(job_run.report, "write", write)
+  monkeypatch.setattr(layers.report_summary, "write", write)
   monkeypatch.setattr(job_run, "say", lines.append)
-  summary = job_run.write_report("/w", {}, {}, None, start=1.0, clock=lambda: now[0])
+  config = run_config.defaults()
+  summary = job_run.write_report(config, "/w", runtime.Swept({}, {}), start=1.0,
+                                 clock=lambda: now[0])
   assert summary == {"written": "/w"}
   assert lines == ["report written to /w/report.md (16.0 s)"]   # 9 s of job + 7 s of report
 

@@ -15,6 +15,7 @@ from hydra_jax import checkpoints, fetch
 from hydra_jax.job import config as run_config
 from hydra_jax.job import loading
 from hydra_jax.job import model_sources, prompt_sources
+from hydra_jax.job import layers
 from hydra_jax.job import run as job
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.train import embedded
@@ -61,7 +62,7 @@ def test_every_prompt_source_is_reached_through_the_registry(monkeypatch, name):
   config = job_config("tiny")
   config.data.name = name
   run_config.check(config)
-  plan = job.plan_for(config, TINY, (1, 1))
+  plan = layers.plan_for(config, TINY, (1, 1))
   assert (plan.num_prompts, plan.prompt_length) == (7, 5)
   assert loading.load_prompts(config, model=None) == f"prompts of {name}"
 
@@ -75,9 +76,9 @@ def test_the_embedded_plan_reads_no_weights(monkeypatch):
   model_config = loading.model_config_of(config)
   assert model_config == embedded.RECIPE.model
   facts = json.loads((embedded.ASSET_DIR / embedded.FACTS_FILE).read_text())
-  assert job.plan_for(config, model_config, (1, 1)).num_prompts == len(facts)
+  assert layers.plan_for(config, model_config, (1, 1)).num_prompts == len(facts)
   config.data.max_prompts = 10
-  assert job.plan_for(config, model_config, (1, 1)).num_prompts == 10
+  assert layers.plan_for(config, model_config, (1, 1)).num_prompts == 10
 
 
 # The gguf source ------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def test_text_prompts_longer_than_the_context_are_dropped_and_counted(tmp_path):
   prompts = loading.load_prompts(config, model)
   assert prompts.texts == ("Ana lives",)
   assert prompts.counts["dropped"] == {"longer than the context": 1}
-  assert job.plan_for(config, model.config, (1, 1)).prompt_length == 8   # capped at the context
+  assert layers.plan_for(config, model.config, (1, 1)).prompt_length == 8   # capped at the context
 
 
 def test_no_prompt_that_fits_stops_the_job_in_one_line(tmp_path):

@@ -78,9 +78,12 @@ def test_sweep_sample_is_seeded_and_in_id_order():
   assert build.sweep_sample(records, 0, 1) == build.sweep_sample(records, 50, 1) == records
 
 
+SEQUENTIAL = np.triu(np.ones((6, 6), bool), 1)     # the downstream mask of 3 sequential layers
+
+
 def test_measures_carry_both_estimators_in_the_flat_layout():
   from tests.test_report import sweep_arrays, with_per_source
-  found = statistics.measures(with_per_source(sweep_arrays()), resamples=200, seed=0)
+  found = statistics.measures(with_per_source(sweep_arrays()), SEQUENTIAL, resamples=200, seed=0)
   attn = found["per_layer"]["attn"]
   assert found["num_clusters"] == 8 and found["middle_layers"] == [0, 1, 2]
   assert attn["within_attn"][0] == pytest.approx(0.3, abs=1e-5)
@@ -89,8 +92,46 @@ def test_measures_carry_both_estimators_in_the_flat_layout():
   assert attn["ci_total"][0][0] < attn["slope_total"][0] < attn["ci_total"][0][1]
   assert attn["clear_total"] == [True, True, True] and "clear_norm" not in attn
   assert attn["ratio_total"][0] == pytest.approx(1.0, abs=0.05)
-  plain = statistics.measures(sweep_arrays(), resamples=50, seed=0)["per_layer"]["attn"]
+  plain = statistics.measures(sweep_arrays(), SEQUENTIAL, resamples=50, seed=0)["per_layer"]["attn"]
   assert "within_attn" not in plain and len(plain["slope_attn"]) == 3   # older sweeps
+  with pytest.raises(ValueError, match=r"reads \(4, 4\): the downstream mask must be \[6, 6\]"):
+    statistics.measures(sweep_arrays(), SEQUENTIAL[:4, :4])
+
+
+def test_measures_use_the_downstream_mask_of_a_parallel_block_model():
+  """In a parallel block, layer l's MLP does not read its attention: attention l's MLP
+  compensation leaves out MLP l, as the report's own per-component statistics do."""
+  from hydra_jax.report import statistics as report_statistics
+  from hydra_jax.report import summary as report
+  from hydra_jax.sweep import effects
+  from tests.test_report import sweep_arrays
+  arrays = sweep_arrays()
+  parallel = effects.downstream_mask(tiny_config(num_layers=3, parallel_block=True))
+  assert not parallel[0, 1] and SEQUENTIAL[0, 1]
+  found = statistics.measures(arrays, parallel, resamples=20, seed=0)["per_layer"]
+  counts = report_statistics.cluster_counts(report.clusters(arrays), 20, 0)
+  expected = report.per_layer(report.per_component(arrays, counts, parallel))
+  assert found["attn"]["slope_mlp"] == report.json_ready(
+      [fit["slope"] for fit in expected["attn"]["regression_mlp"]])       # JSON: NaN as None
+  sequential = statistics.measures(arrays, SEQUENTIAL, resamples=20, seed=0)["per_layer"]
+  assert found["attn"]["slope_mlp"][2] is None                  # the last attention: no MLP after it
+  assert sequential["attn"]["slope_mlp"][2] is not None         # its own layer's MLP, sequentially
+
+
+def test_a_variant_report_is_drawn_only_on_request(tmp_path, monkeypatch):
+  from hydra_jax.job import runtime
+  calls, swept = [], runtime.Swept({"direct_effect": np.ones((3, 4), np.float32)}, {})
+  monkeypatch.setattr(sweeps.job, "sweep_to_store",
+                      lambda config, workdir: calls.append(("sweep", workdir)) or swept)
+  monkeypatch.setattr(sweeps.job, "write_report",
+                      lambda config, workdir, found, start: calls.append(("report", workdir)))
+  arrays = sweeps._run_job(None, tmp_path / "off", reports=False)
+  assert calls == [("sweep", str(tmp_path / "off"))] and arrays is swept.arrays
+  assert (tmp_path / "off" / "results.npz").is_file() and len(list((tmp_path / "off").iterdir())) == 1
+  assert sweeps._run_job(None, tmp_path / "off", reports=False)["direct_effect"].shape == (3, 4)
+  assert len(calls) == 1                             # read back from results.npz, not swept again
+  sweeps._run_job(None, tmp_path / "on", reports=True)
+  assert calls[1:] == [("sweep", str(tmp_path / "on")), ("report", str(tmp_path / "on"))]
 
 
 def test_mediation_shares_need_a_mean_response_away_from_zero():
@@ -176,22 +217,8 @@ def _counting(monkeypatch, module, name, fail_on=None, error=KeyboardInterrupt):
   return calls
 
 
-def _runs_without_figures(monkeypatch):
-  """The runs' sweeps write their reports without the PNGs (half of this test's time):
-  the job's figures are tests/test_main.py's (test_embedded_default_writes_the_report)
-  and tests/test_report.py's; this test reads the runs' summaries and the study's files."""
-  job_config = sweeps.job_config
-
-  def without_figures(*args, **kwargs):
-    config = job_config(*args, **kwargs)
-    config.report.figures = False
-    return config
-  monkeypatch.setattr(sweeps, "job_config", without_figures)
-
-
 def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypatch):
   config = study_config("study_mini")
-  _runs_without_figures(monkeypatch)
   with monkeypatch.context() as patch:
     _counting(patch, sweeps, "sweep_variant", fail_on="no_noise_s0")
     with pytest.raises(KeyboardInterrupt):
@@ -243,12 +270,12 @@ def test_the_miniature_runs_resumes_and_writes_the_comparison(tmp_path, monkeypa
   model_dir = first / "model"                       # any run can be swept again by the job
   model_config, params = checkpoints.load(model_dir)
   assert model_config.num_layers == 2 and tokenizers.load(model_dir).vocab_size <= 160
-  assert (first / "resample" / "summary.json").is_file()
-  summary_stamp = (first / "resample" / "summary.json").stat().st_mtime_ns
+  assert not (first / "resample" / "summary.json").exists()   # no report unless asked for
+  results_stamp = (first / "resample" / "results.npz").stat().st_mtime_ns
   config.bootstrap.resamples = 50                   # new CIs from the saved sweeps, no new sweep
   again = runner.run_study(config, str(tmp_path), log=lambda line: None)
   assert [e["variants"]["resample"]["bootstrap"]["resamples"] for e in again["runs"]] == [50, 50]
-  assert (first / "resample" / "summary.json").stat().st_mtime_ns == summary_stamp
+  assert (first / "resample" / "results.npz").stat().st_mtime_ns == results_stamp
   assert built == []
   config.train.steps = 31
   with pytest.raises(ValueError, match="train.steps"):

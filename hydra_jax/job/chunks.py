@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-import jax
 import numpy as np
 
+from hydra_jax.job.runtime import to_host
 from hydra_jax.sweep import checks, engine
 from hydra_jax.sweep.options import SweepOptions
 
@@ -60,25 +60,6 @@ def noise_positions(subjects, lengths: np.ndarray, length: int) -> np.ndarray:
   spans = np.array([span if span[1] > span[0] else (0, n) for span, n in
                     zip(subjects or [(0, 0)] * len(lengths), lengths)])  # [N, 2]
   return ((positions >= spans[:, :1]) & (positions < spans[:, 1:])).astype(np.float32)
-
-
-def process_zero_view(found: np.ndarray) -> np.ndarray:
-  """Process 0's value of the host array `found`, shared with every process (so that all
-  of them decide alike, and run the same programs)."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    return np.asarray(multihost_utils.broadcast_one_to_all(found))
-  return found
-
-
-def to_host(array) -> np.ndarray:
-  """A (possibly multi-host) result array as one numpy array on this host."""
-  if isinstance(array, jax.Array) and not array.is_fully_addressable:
-    if array.sharding.is_fully_replicated:      # every process holds it whole: no collective
-      return np.asarray(array.addressable_data(0))
-    from jax.experimental import multihost_utils
-    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
-  return np.asarray(jax.device_get(array))
 
 
 def sweep_chunk(prepared: engine.Prepared, prompts, layout: Layout, index: int

@@ -28,11 +28,10 @@ import dataclasses
 import time
 from typing import Callable, Optional
 
-import jax
 import numpy as np
 
 from hydra_jax import store as results_store
-from hydra_jax.job import chunks
+from hydra_jax.job import runtime
 from hydra_jax.report import summary as report
 from hydra_jax.sweep import batching, sharding
 from hydra_jax.sweep.measures import BY_SOURCE_PARTS, SIGMAS, by_source_name
@@ -60,7 +59,7 @@ def sweep_doses(prepared, rows: np.ndarray, doses) -> dict[str, np.ndarray]:
     for batch in batching.batches(len(rows), prepared.batch):
       measured, _ = prepared.run_rows(rows[batch], float(dose))
       for name in NAMES:
-        parts[name].append(chunks.to_host(measured[name])[:len(batch)])
+        parts[name].append(runtime.to_host(measured[name])[:len(batch)])
     for name in NAMES:
       found[name].append(np.concatenate(parts[name]))
   arrays = {name: np.stack(values) for name, values in found.items()}
@@ -74,13 +73,13 @@ def run(config, prepare: Callable, num_prompts: int, workdir: str,
   if not config.sweep.dose_prompts or not config.sweep.doses:
     return None
   path = results_store.as_path(workdir) / report.DOSE_FILE
-  on_disk = chunks.process_zero_view(np.array([jax.process_index() == 0 and path.exists()]))[0]
+  on_disk = runtime.process_zero_view(np.array([runtime.writes() and path.exists()]))[0]
   if on_disk:
-    return results_store.load_npz(path) if jax.process_index() == 0 else None
+    return results_store.load_npz(path) if runtime.writes() else None
   count = min(config.sweep.dose_prompts, config.sweep.chunk_size)   # at most one chunk a dose
   start, rows = time.time(), dose_rows(num_prompts, count)
   arrays = sweep_doses(prepare(), rows, config.sweep.doses)
-  if jax.process_index() == 0:
+  if runtime.writes():
     results_store.atomic_save_npz(path, arrays)
   say(f"dose response: {len(rows)} prompts at doses {list(config.sweep.doses)}, "
       f"{time.time() - start:.1f} s")

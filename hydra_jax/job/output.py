@@ -37,7 +37,7 @@ def _absl_active() -> bool:
 
 def say(message: str) -> None:
   """One output line of the job, from process 0 only."""
-  import jax
+  import jax   # here: main imports this module before flag parsing (--help without jax)
   if jax.process_index() != 0:
     return
   if _absl_active():

@@ -50,7 +50,7 @@ from hydra_jax.data import counterfact
 from hydra_jax.data import filtering
 from hydra_jax.data import known_facts
 from hydra_jax.data import loading as data_loading
-from hydra_jax.job import chunks
+from hydra_jax.job import runtime
 from hydra_jax.job.model_section import require
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.sweep import engine
@@ -127,8 +127,8 @@ class SweepScorer:
   def __call__(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     token, components = engine.clean_pass(self.model.params, self.model.config, tokens, lengths,
                                           FILTER_BATCH)
-    self.components = chunks.to_host(components)
-    return chunks.to_host(token)
+    self.components = runtime.to_host(components)
+    return runtime.to_host(token)
 
 
 def _text_prompts(records_of: Callable[[Config], list], config: Config, model) -> Prompts:

@@ -2,8 +2,11 @@
 
   arms        the study config (defaults, checks) and its runs: one per (arm, seed)
   build       one run's model: synthetic world, corpus, tokenizer, training, model folder
-  sweeps      the main job's sweep of a run's model (hydra_jax.job.run), per variant
-  statistics  per-layer measures of one sweep (the report's estimates, flat), and more
+  sweeps      the main job's sweep of a run's model (`job.run.sweep_to_store`), per variant;
+              the job's report of a variant only with variant_reports
+  statistics  per-layer measures of one sweep (the report's per-component statistics with
+              the model's downstream mask, flat), and more
+  entry       one run: its model and its sweeps' measures (what the workers import)
   seeds       inference over training seeds: t intervals, Holm's correction
   compare     study.json, study.md, study.png
   runner      the resumable loop over runs; `python -m hydra_jax.study`

@@ -13,6 +13,9 @@ A study config (configs/study_*.py) is an `ml_collections.ConfigDict` that start
   sweep      the main job's sweep of each arm: num_sources K, chunk_size, max_prompts (a
              seeded sample of the facts, 0: all), filter_correct, seed, path
   bootstrap  resamples and seed of the confidence intervals
+  variant_reports  False (default): each variant's workdir gets the job's chunks and
+             results.npz only; True: also the job's report (summary.json, figures,
+             report.md) of every variant swept from then on
 
 `arms` maps an arm's name to its differences from the base: any of the sections above
 (only the fields it changes), `seeds` (one trained model per seed) and `variants` (the
@@ -62,6 +65,7 @@ def defaults() -> ml_collections.ConfigDict:
       num_sources=15, chunk_size=64, max_prompts=0, filter_correct=True, seed=0,
       path="incremental"))
   config.bootstrap = ml_collections.ConfigDict(dict(resamples=1000, seed=0))
+  config.variant_reports = False
   config.arms = ml_collections.ConfigDict()
   return config
 
@@ -132,6 +136,8 @@ def expand(config: ml_collections.ConfigDict) -> list[Run]:
     raise ValueError(f"unknown study config key(s) {unknown}; known: {sorted(defaults().keys())}")
   if not config.arms:
     raise ValueError("config.arms is empty: a study needs at least one arm")
+  if not isinstance(config.variant_reports, bool):
+    raise ValueError(f"config.variant_reports={config.variant_reports!r}: must be True or False")
   runs = [run for name, arm in config.arms.items() for run in _arm_runs(config, name, arm)]
   for run in runs:
     if run.train["steps"] < 0 or run.train["batch_size"] < 1:

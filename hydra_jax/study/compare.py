@@ -26,9 +26,11 @@ import math
 import os
 from typing import Any, Optional
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from hydra_jax import store
+from hydra_jax.report import figures as report_figures   # matplotlib on the Agg backend
 from hydra_jax.report import summary as report
 from hydra_jax.report.clear import RULE as clear_rule
 from hydra_jax.study import seeds as seed_stats
@@ -234,9 +236,8 @@ def markdown(name: str, entries, rows) -> str:
 
 
 def figure(entries, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  """study.png: per run and variant, the across-prompt slopes of the attention part and of
+  the total compensation per ablated attention layer, with their 95% intervals."""
   fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
   for entry in entries:
     for variant, m in entry["variants"].items():
@@ -250,7 +251,6 @@ def figure(entries, path: str) -> None:
     axis.axhline(0, color="grey", lw=0.8)
     axis.set(title=f"slope of {title} on lost DE", xlabel="ablated attention layer")
   axes[0].legend(fontsize=6)
-  from hydra_jax.report import figures as report_figures
   report_figures.save(fig, path)      # through the store: atomic, made as the umask says
 
 

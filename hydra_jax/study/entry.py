@@ -3,7 +3,8 @@
     run_entry(run, root, config, log) -> the run's study.json entry
 
 runs/<run>/model/ holds the model (`hydra_jax.study.build`), runs/<run>/<variant>/ the
-main job's workdir of each sweep variant and its measures.json. Every step is skipped
+main job's store of each sweep variant, its results.npz and its measures.json (computed
+from the arrays the job hands back, with the model's downstream mask). Every step is skipped
 when its output is on disk. Both the sequential study (`hydra_jax.study.runner`) and its
 worker processes (`hydra_jax.study.workers`) run a study's runs through this.
 """
@@ -32,8 +33,10 @@ def _model(run: arms.Run, directory: Path, log) -> dict[str, Any]:
   return record
 
 
-def _measures(run: arms.Run, variant: str, run_dir: Path, bootstrap, log) -> dict[str, Any]:
-  path = run_dir / variant / MEASURES_FILE
+def _measures(run: arms.Run, variant: str, run_dir: Path, config, log) -> dict[str, Any]:
+  """The measures of one sweep variant: measures.json when made with the same bootstrap
+  settings, else computed from the sweep's arrays (swept now, or read from results.npz)."""
+  path, bootstrap = run_dir / variant / MEASURES_FILE, config.bootstrap
   settings = dict(resamples=bootstrap.resamples, seed=bootstrap.seed, version=statistics.VERSION)
   if path.is_file():
     saved = json.loads(path.read_text())
@@ -41,8 +44,10 @@ def _measures(run: arms.Run, variant: str, run_dir: Path, bootstrap, log) -> dic
       log(f"  sweep {variant}: already measured")
       return saved
   log(f"  sweep {variant}")           # a finished sweep is only read again (results.npz)
-  arrays = sweeps.sweep_variant(run, run_dir / "model", variant, run_dir / variant)
-  measures = dict(statistics.measures(arrays, bootstrap.resamples, bootstrap.seed),
+  arrays = sweeps.sweep_variant(run, run_dir / "model", variant, run_dir / variant,
+                                reports=config.variant_reports)
+  reads = sweeps.downstream(run, run_dir / "model")                              # [C, C]
+  measures = dict(statistics.measures(arrays, reads, bootstrap.resamples, bootstrap.seed),
                   bootstrap=settings)
   store.atomic_write_text(str(path), json.dumps(measures, indent=1))
   return measures
@@ -55,7 +60,7 @@ def run_entry(run: arms.Run, root: Path, config, log) -> dict[str, Any]:
   variants, errors = {}, {}
   for variant in run.variants:   # a sweep that cannot run is reported, the study goes on
     try:
-      variants[variant] = _measures(run, variant, run_dir, config.bootstrap, log)
+      variants[variant] = _measures(run, variant, run_dir, config, log)
     except ValueError as error:
       errors[variant] = str(error)
       log(f"  sweep {variant} failed: {error}")

@@ -41,14 +41,19 @@ Shapes: B prompts, T positions, L layers, D d_model.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
+import json
+from pathlib import Path
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hydra_jax import checkpoints, store
+from hydra_jax.data import tokenizers
 from hydra_jax.model import interventions
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
@@ -194,8 +199,6 @@ def shares(found: Mediation) -> dict:
 def check_model(model_dir, results, max_prompts: int = 256, ablated: Optional[int] = None) -> dict:
   """The mediation check of a model folder at the strongest pair of its sweep (`results`:
   the main job's results.npz), or of attention layer `ablated` when given."""
-  from hydra_jax import checkpoints, store
-  from hydra_jax.data import tokenizers
   config, params = checkpoints.load(model_dir)
   tokenizer, arrays = tokenizers.load(model_dir), store.load_npz(str(results))
   ablated, responder = strongest_pair(arrays, ablated)
@@ -220,14 +223,11 @@ def check_run(run_dir, variant: str = "resample", max_prompts: int = 256,
               ablated: Optional[int] = None) -> dict:
   """The mediation check of a study run (runs/<run>) at its sweep's strongest pair (of
   attention layer `ablated` when given)."""
-  from pathlib import Path
   return check_model(Path(run_dir) / "model", Path(run_dir) / variant / "results.npz",
                      max_prompts, ablated)
 
 
 def _main() -> None:
-  import argparse
-  import json
   parser = argparse.ArgumentParser(description="The mediation check of a model folder.")
   parser.add_argument("--model", required=True, help="checkpoint folder (with its tokenizer)")
   parser.add_argument("--results", required=True, help="the main job's results.npz on it")

@@ -7,7 +7,8 @@ The workdir holds
   study_config.json                 the flattened study config (a later call with a
                                     config that differs in a result-changing key stops)
   runs/<run>/model/                 the run's model folder (`hydra_jax.study.build`)
-  runs/<run>/<variant>/             the main job's workdir of each sweep variant
+  runs/<run>/<variant>/             the main job's store of each sweep variant and its
+                                    results.npz (its report too with variant_reports)
   runs/<run>/<variant>/measures.json  the study's measures of that sweep
   study.json, study.md, study.png   the comparison (`hydra_jax.study.compare`), with the
                                     mediation check (`hydra_jax.study.mediation`) of the
@@ -37,7 +38,7 @@ from hydra_jax.study import workers as workers_lib
 from hydra_jax.study.entry import MEASURES_FILE, run_entry  # noqa: F401  (re-exported)
 
 CONFIG_FILE = "study_config.json"
-RESULT_NEUTRAL = ("name", "bootstrap.")   # keys that only change the comparison
+RESULT_NEUTRAL = ("name", "bootstrap.", "variant_reports")   # keys that change no sweep
 
 
 def claim(workdir: Path, config: ml_collections.ConfigDict) -> None:

@@ -1,11 +1,14 @@
 """The study's measures of one sweep: the report's estimates, per layer, in a flat layout.
 
-    measures(arrays, resamples, seed) -> per-layer measures of one sweep (JSON-ready)
+    measures(arrays, reads, resamples, seed) -> per-layer measures of one sweep (JSON-ready)
 
-Everything is computed by the main job's report code (`hydra_jax.report.summary`), with
-its cluster bootstrap (prompts sharing a subject resampled together): per ablated
-component and part of the compensation - attention (the Hydra effect), MLP (reduced
-erasure), their total - and the norm remainder,
+Everything is computed by the main job's report code (`hydra_jax.report.summary`: its
+per-component statistics, `report.statistics` and `report.estimators` under it), with the
+swept model's downstream mask reads [C, C] (a parallel block's MLP does not read its own
+layer's attention: `effects.downstream_mask`) and the report's cluster bootstrap
+(prompts sharing a subject resampled together): per ablated component and part of the
+compensation - attention (the Hydra effect), MLP (reduced erasure), their total - and the
+norm remainder,
 
   slope_<part>, ci_<part>, r2_<part>   the across-prompt slope of the part on the lost DE
                                        (the paper's estimator) and its 95% interval
@@ -70,11 +73,15 @@ def _within(entries: list[dict[str, Any]]) -> dict[str, list]:
   return found
 
 
-def measures(arrays: Mapping[str, np.ndarray], resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-  """Per-layer measures of one sweep: {"attn": {measure: [L]}, "mlp": {...}} and more."""
+def measures(arrays: Mapping[str, np.ndarray], reads: np.ndarray, resamples: int = 1000,
+             seed: int = 0) -> dict[str, Any]:
+  """Per-layer measures of one sweep: {"attn": {measure: [L]}, "mlp": {...}} and more;
+  reads bool [C, C] is the swept model's downstream mask."""
   lost = -np.asarray(arrays["direct_change"], np.float64)                           # [N, C]
   num_components = lost.shape[1]
-  reads = report.downstream(num_components)
+  if np.shape(reads) != (num_components, num_components):
+    raise ValueError(f"reads {np.shape(reads)}: the downstream mask must be "
+                     f"[{num_components}, {num_components}] for the sweep's components")
   groups = report.clusters(arrays)
   counts = statistics.cluster_counts(groups, resamples, seed)                       # [R, N]
   components = report.per_component(arrays, counts, reads)

@@ -204,7 +204,7 @@ def run_rows(prepared: Prepared, rows: np.ndarray, dose: float = 1.0):
   each component replaced at `dose` (module docstring): dicts of arrays with a leading axis
   of B >= n rows, the first n of them `rows` (the rest padding). Not cut here: on a
   multi-host mesh a slice of a global array is a collective every process must join, so
-  callers cut after gathering (`chunks.to_host`)."""
+  callers cut after gathering (`job.runtime.to_host`)."""
   if not 0.0 <= dose <= 1.0:
     raise ValueError(f"dose must be in [0, 1] (0: the clean value, 1: the replacement), got {dose!r}")
   arrays = _batch_arrays(prepared, np.asarray(rows))
