@@ -53,7 +53,7 @@ def test_the_floors_are_the_ones_stated_and_used():
   assert "Python 3.11" in readme and "python3.11" in (PROJECT_ROOT / ".ci" / "run").read_text()
   assert floor("jax") == JAX_FLOOR
   assert hasattr(jax.sharding, "AxisType")             # what needs the floor
-  assert "jax.sharding.AxisType" in (PROJECT_ROOT / "hydra_jax" / "job" / "run.py").read_text()
+  assert "jax.sharding.AxisType" in (PROJECT_ROOT / "hydra_jax" / "job" / "runtime.py").read_text()
   notebook = json.loads((PROJECT_ROOT / "launch" / "colab.ipynb").read_text())
   code = "\n".join("".join(cell["source"]) for cell in notebook["cells"])
   assert f'JAX_FLOOR = "{JAX_FLOOR}"' in code
