@@ -31,10 +31,8 @@ from hydra_jax.job import output
 _REPO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "configs", "tiny.py")
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", _REPO_CONFIG if os.path.exists(_REPO_CONFIG) else None,
-    "job config file (configs/tiny.py, configs/hf.py, configs/chinchilla7b.py)",
-    lock_config=True)
+CONFIG_HELP = ("the job config, from --config=FILE (configs/tiny.py, configs/hf.py, "
+               "configs/chinchilla7b.py); a field is overridden with --config.<field>=VALUE")
 _WORKDIR = flags.DEFINE_string("workdir", None, "folder for the chunks and the report")
 
 
@@ -47,9 +45,7 @@ def _lost_peer(error: Exception) -> bool:
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  config = _CONFIG.value
-  if config is None:
-    raise app.UsageError("--config=FILE is required")
+  config = flags.FLAGS.config
   # JAX reports at INFO that it found no TPU on machines without one: not news for a user.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   output.use_log_dir()
@@ -84,19 +80,22 @@ def _stop(message: str, joined: bool) -> None:
   os._exit(1)
 
 
-def _config_path(argv: list[str]) -> Optional[str]:
-  """The file of --config=FILE or --config FILE (the last one given; absl's ":args" cut)."""
-  path = _REPO_CONFIG if os.path.exists(_REPO_CONFIG) else None
-  for index, arg in enumerate(argv):
+def _config_file(argv: list[str]) -> tuple[Optional[str], list[str]]:
+  """(the file of --config=FILE or --config FILE, the last one given, without absl's ":args";
+  argv without those arguments)."""
+  path, rest, arguments = _REPO_CONFIG if os.path.exists(_REPO_CONFIG) else None, [], iter(argv)
+  for arg in arguments:
     if arg.startswith("--config="):
       path = arg[len("--config="):]
-    elif arg == "--config" and index + 1 < len(argv):
-      path = argv[index + 1]
-  return path and path.split(":")[0]
+    elif arg == "--config":
+      path = next(arguments, path)
+    else:
+      rest.append(arg)
+  return path and path.split(":")[0], rest
 
 
-def _config_module(path: str):
-  """The config file's module; a ValueError naming the file when it cannot be one."""
+def _load_config(path: str):
+  """The config file's get_config(); a ValueError naming the file when it cannot give one."""
   if not os.path.isfile(path):
     why = "is a directory" if os.path.isdir(path) else "no such file"
     raise ValueError(f"--config={path}: {why} (e.g. --config=configs/tiny.py)")
@@ -104,16 +103,18 @@ def _config_module(path: str):
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
+    get_config = getattr(module, "get_config", None)
+    config = get_config() if callable(get_config) else None
   except Exception as error:  # whatever the file raises, reported as one line
     raise ValueError(f"--config={path} cannot be loaded: {type(error).__name__}: {error}") from None
-  if not callable(getattr(module, "get_config", None)):
+  if config is None:
     raise ValueError(f"--config={path} defines no get_config() returning the job config")
-  return module
+  return config
 
 
-def _unknown_overrides(argv: list[str]) -> list[str]:
-  """The --config.a.b=... overrides naming no field of the config file, with a suggestion."""
-  config, unknown = _config_module(_config_path(argv)).get_config(), []
+def _unknown_overrides(argv: list[str], config) -> list[str]:
+  """The --config.a.b=... overrides naming no field of `config`, with a suggestion."""
+  unknown = []
   for arg in argv:
     if not arg.startswith("--config."):
       continue
@@ -131,24 +132,26 @@ def _unknown_overrides(argv: list[str]) -> list[str]:
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with every bad flag, config file or override reported as one line."""
-  path = _config_path(argv)
-  if path and not any(arg in ("--help", "--helpfull", "-h") for arg in argv):
-    try:
-      _config_module(path)   # absl would raise its failure later, as a traceback
-    except ValueError as error:
-      sys.exit(f"hydra_jax.main: error: {error}")
+  """absl's flag parsing, the config file loaded once (here: absl gets the config itself
+  and applies the overrides), every bad flag, config file or override reported as one line."""
+  path, rest = _config_file(argv)
+  if path is None:
+    sys.exit("hydra_jax.main: error: --config=FILE is required")
   try:
-    return flags.FLAGS(argv)
+    config = _load_config(path)
+  except ValueError as error:
+    sys.exit(f"hydra_jax.main: error: {error}")
+  unknown = _unknown_overrides(rest, config)
+  if unknown:
+    sys.exit(f"hydra_jax.main: error: unknown config key {', '.join(unknown)}: the config has "
+             "no such field (hydra_jax/job/config.py lists them)")
+  config_flags.DEFINE_config_dict("config", config, CONFIG_HELP, lock_config=True, sys_argv=rest)
+  try:
+    return flags.FLAGS(rest)
   except flags.Error as error:                      # wrong type, malformed value, unknown flag
     sys.exit(f"hydra_jax.main: error: {error}")
-  except (AttributeError, KeyError, TypeError) as error:   # --config.<path> naming no field
-    try:
-      culprits = ", ".join(_unknown_overrides(argv))
-    except Exception:  # the config file itself cannot be read again: report what absl said
-      culprits = str(error).splitlines()[0]
-    sys.exit(f"hydra_jax.main: error: unknown config key {culprits}: the config has no such "
-             "field (hydra_jax/job/config.py lists them)")
+  except (AttributeError, KeyError, TypeError) as error:   # e.g. a value for a whole section
+    sys.exit(f"hydra_jax.main: error: {str(error).splitlines()[0]}")
 
 
 def run() -> None:

@@ -96,6 +96,21 @@ def test_bad_config_files_stop_with_one_line_naming_the_file(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def test_the_config_file_is_loaded_once_with_its_overrides_applied(tmp_path):
+  """A config file that counts its loads: one load, and the dry run's plan shows the override."""
+  loads = tmp_path / "loads"
+  (tmp_path / "counting.py").write_text(
+      "from configs import tiny\n"
+      "def get_config():\n"
+      f"  open({str(loads)!r}, 'a').write('load\\n')\n"
+      "  return tiny.get_config()\n")
+  code, _, err = run_main(f"--config={tmp_path / 'counting.py'}", "--config.dry_run=True",
+                          "--config.data.max_prompts=48", "--config.sweep.num_sources=5")
+  assert code == 0, err
+  assert loads.read_text() == "load\n"
+  assert re.search(r"48 prompts of .* x 5 sources = ", err), err
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "known_1000.json").exists(), reason="needs known_1000.json")
 def test_hf_config_on_known_facts_with_a_checkpoint_directory(tmp_path):
   """configs/hf.py (known facts from manual_dir via TFDS, the tokenizer found beside the
