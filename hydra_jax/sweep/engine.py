@@ -137,7 +137,7 @@ class Prepared:
   params: Any
   tokens: np.ndarray              # [N, T]
   lengths: np.ndarray             # [N]
-  table: Any                      # [N, C, D] clean components (resample), (std, [N, T]) (noise), or [C, D]
+  table: Any                      # [>= N, C, D] clean components (resample), (std, [N, T]) (noise), or [C, D]
   sources: Optional[np.ndarray]   # [n, K] into the N prompts, or None
   num_scored: int                 # n: the first n prompts are ablated and scored
   batch: int                      # scored rows per program call (a multiple of the data axis)
@@ -192,11 +192,21 @@ def _table(params, config, tokens, lengths, kind, mean_activations, components, 
     return jnp.asarray(mean_activations, jnp.float32)
   if components is None:
     components = clean_pass(params, config, tokens, lengths, batch, mesh)[1]  # [N, C, D]
-  elif mesh is not None:               # the caller's, on the host: on every device (N may not
-    components = jax.device_put(components, sharding.replicated(mesh))  # split over "data")
-  else:
+  elif mesh is None:
     components = jnp.asarray(components)
+  elif kind == "resample":             # the caller's, on the host: split like the clean pass's
+    components = _split_over_data(components, mesh)
+  else:                                # only for their mean: on every device for a moment
+    components = jax.device_put(components, sharding.replicated(mesh))
   return components if kind == "resample" else components.astype(jnp.float32).mean(0)
+
+
+def _split_over_data(rows: np.ndarray, mesh) -> jax.Array:
+  """Host rows [N, ...] on the mesh, split over "data": padded with zero rows to a multiple of
+  the data axis ([>= N, ...]; no source indexes a padding row)."""
+  count = batching.round_up(len(rows), sharding.data_size(mesh))
+  padding = np.zeros((count - len(rows),) + rows.shape[1:], rows.dtype)
+  return jax.device_put(np.concatenate([rows, padding]), sharding.data_sharding(mesh))
 
 
 def run_rows(prepared: Prepared, rows: np.ndarray, dose: float = 1.0):
