@@ -81,6 +81,18 @@ def test_the_embedded_plan_reads_no_weights(monkeypatch):
   assert layers.plan_for(config, model_config, (1, 1)).num_prompts == 10
 
 
+def test_a_random_model_on_the_embedded_facts_reads_only_the_embedded_tokenizer(monkeypatch):
+  def no_weights(*args, **kwargs):
+    raise AssertionError("the embedded weights were read")
+  monkeypatch.setattr(embedded, "load", no_weights)
+  monkeypatch.setattr(checkpoints, "load", no_weights)
+  config = job_config("tiny")
+  config.model_source = "random"
+  tokenizer = loading.tokenizer_for(config)
+  facts = json.loads((embedded.ASSET_DIR / embedded.FACTS_FILE).read_text())
+  assert tokenizer.encode(facts[0]["prompt"])[0] == tokenizer.bos_id   # the shipped tokenizer
+
+
 # The gguf source ------------------------------------------------------------------------------
 
 

@@ -139,7 +139,7 @@ _SOURCES = (
         describe=lambda config: "the embedded model",
         model_config=lambda config: checkpoints.load_config(embedded.ASSET_DIR),
         load=_embedded_weights,
-        tokenizer=lambda config: embedded.load().tokenizer),
+        tokenizer=lambda config: embedded.tokenizer()),
     ModelSource(
         "hf", check=_check_directory, describe=_checkpoint_words,
         model_config=lambda config: checkpoints.load_hf_config(config.checkpoint,

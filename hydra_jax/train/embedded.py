@@ -91,6 +91,11 @@ def _tokenizer(model_file: Path):
   return tokenizers.SentencePieceTokenizer(model_file, add_bos=True)
 
 
+def tokenizer():
+  """The shipped model's tokenizer alone (no weight is read)."""
+  return _tokenizer(ASSET_DIR / TOKENIZER_FILE)
+
+
 @functools.lru_cache(maxsize=2)
 def load(directory: str | None = None) -> EmbeddedModel:
   """The shipped model (or the assets in `directory`), read from package files only."""
