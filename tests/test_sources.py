@@ -67,11 +67,16 @@ def test_every_prompt_source_is_reached_through_the_registry(monkeypatch, name):
   assert loading.load_prompts(config, model=None) == f"prompts of {name}"
 
 
-def test_the_embedded_plan_reads_no_weights(monkeypatch):
+@pytest.fixture
+def no_weight_reads(monkeypatch):
+  """Reading the embedded model's (or any own checkpoint's) weights fails the test."""
   def no_weights(*args, **kwargs):
-    raise AssertionError("the plan read weights")
+    raise AssertionError("weights were read")
   monkeypatch.setattr(embedded, "load", no_weights)
   monkeypatch.setattr(checkpoints, "load", no_weights)
+
+
+def test_the_embedded_plan_reads_no_weights(no_weight_reads):
   config = job_config("tiny")
   model_config = loading.model_config_of(config)
   assert model_config == embedded.RECIPE.model
@@ -81,11 +86,7 @@ def test_the_embedded_plan_reads_no_weights(monkeypatch):
   assert layers.plan_for(config, model_config, (1, 1)).num_prompts == 10
 
 
-def test_a_random_model_on_the_embedded_facts_reads_only_the_embedded_tokenizer(monkeypatch):
-  def no_weights(*args, **kwargs):
-    raise AssertionError("the embedded weights were read")
-  monkeypatch.setattr(embedded, "load", no_weights)
-  monkeypatch.setattr(checkpoints, "load", no_weights)
+def test_a_random_model_on_the_embedded_facts_reads_only_the_embedded_tokenizer(no_weight_reads):
   config = job_config("tiny")
   config.model_source = "random"
   tokenizer = loading.tokenizer_for(config)
