@@ -25,6 +25,8 @@ import platform
 import subprocess
 from typing import Any, Mapping, Optional
 
+import hydra_jax
+
 DISTRIBUTIONS = ("jax", "jaxlib", "dm-haiku", "numpy")
 GIT_TIMEOUT_SECONDS = 10
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -71,7 +73,6 @@ def devices() -> dict[str, Any]:
 
 def collect() -> dict[str, Any]:
   """The provenance of this process (see the module docstring)."""
-  import hydra_jax
   commit, dirty = git_state()
   found = dict(hydra_jax=hydra_jax.__version__)
   found.update((name, _version(name)) for name in DISTRIBUTIONS)

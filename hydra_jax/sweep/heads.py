@@ -52,7 +52,7 @@ from hydra_jax.model import blocks, norms
 from hydra_jax.model import transformer as model
 from hydra_jax.model.config import PER_LAYER, ModelConfig
 from hydra_jax.model.interventions import Intervention, Site
-from hydra_jax.sweep import effects
+from hydra_jax.sweep import effects, sharding
 
 # Per-cell measures averaged over the K sources, each [B, L, H, T-1].
 MEASURES = ("total_effect", "total_effect_logprob", "direct_change", "direct_change_logprob",
@@ -274,7 +274,6 @@ def sweep(params, config: ModelConfig, tokens, sources, *, freeze_final_norm: bo
   pass; the largest divisor of H x K that fits).
   With a mesh, sequences are split over its "data" axis (B must be a multiple of it).
   """
-  from hydra_jax.sweep import sharding
   check_inputs(config, tokens, sources)
   if cells_per_step < 1:
     raise ValueError(f"cells_per_step={cells_per_step} must be >= 1")

@@ -41,10 +41,14 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from hydra_jax import checkpoints
+from hydra_jax.data import tokenizers
 from hydra_jax.data.batching import right_pad, tokenize_records
 from hydra_jax.model import transformer as model_lib
 from hydra_jax.model.config import ModelConfig
 from hydra_jax.model.predict import predictor
+from hydra_jax.train import synthetic
+from hydra_jax.train import training as train
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny"
 TOKENIZER_FILE, FACTS_FILE, METADATA_FILE = "tokenizer.model", "facts.json", "metadata.json"
@@ -87,7 +91,6 @@ class EmbeddedModel:
 
 
 def _tokenizer(model_file: Path):
-  from hydra_jax.data import tokenizers
   return tokenizers.SentencePieceTokenizer(model_file, add_bos=True)
 
 
@@ -99,7 +102,6 @@ def tokenizer():
 @functools.lru_cache(maxsize=2)
 def load(directory: str | None = None) -> EmbeddedModel:
   """The shipped model (or the assets in `directory`), read from package files only."""
-  from hydra_jax import checkpoints
   path = Path(directory) if directory else ASSET_DIR
   for file in (TOKENIZER_FILE, FACTS_FILE, METADATA_FILE):
     if not (path / file).is_file():
@@ -142,9 +144,6 @@ def build(out_dir: str | Path = ASSET_DIR, recipe: Recipe = RECIPE, *, steps: in
   Returns the metadata written to metadata.json. `steps` overrides the recipe's (for
   experiments; the shipped assets use the recipe as it stands).
   """
-  from hydra_jax import checkpoints
-  from hydra_jax.train import training as train
-  from hydra_jax.train import synthetic
   if steps is not None:
     recipe = dataclasses.replace(recipe, steps=steps,
                                  warmup_steps=min(recipe.warmup_steps, steps // 10))
