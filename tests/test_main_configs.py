@@ -97,12 +97,13 @@ def test_bad_config_files_stop_with_one_line_naming_the_file(tmp_path):
 
 
 def test_the_config_file_is_loaded_once_with_its_overrides_applied(tmp_path):
-  """A config file that counts its loads: one load, and the dry run's plan shows the override."""
+  """A config file that counts its loads (each execution of the file): one load, and the
+  dry run's plan shows the override."""
   loads = tmp_path / "loads"
   (tmp_path / "counting.py").write_text(
+      f"open({str(loads)!r}, 'a').write('load\\n')\n"
       "from configs import tiny\n"
       "def get_config():\n"
-      f"  open({str(loads)!r}, 'a').write('load\\n')\n"
       "  return tiny.get_config()\n")
   code, _, err = run_main(f"--config={tmp_path / 'counting.py'}", "--config.dry_run=True",
                           "--config.data.max_prompts=48", "--config.sweep.num_sources=5")

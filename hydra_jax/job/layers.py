@@ -10,8 +10,8 @@ The sweep's steps:
   sources    K resample sources per prompt, drawn from the whole kept set (seeded);
              for mean ablation, the mean components over the whole kept set
   chunks     prompts [i * chunk_size, (i + 1) * chunk_size) form chunk i. A chunk's
-             batch is its prompts followed by the source prompts they need; the
-             sweep scores only the chunk's own rows. Finished chunks are saved
+             batch is its prompts, padded to a multiple of the data axis; sources never
+             enter a batch (their components come from the table). Finished chunks are saved
              atomically and skipped when the job runs again (`hydra_jax.store`).
              Then the dose-response sweep of a few prompts (`job.dose`, dose.npz)
   results    every chunk's arrays (those computed here from memory, the resumed ones
